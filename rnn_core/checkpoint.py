@@ -1,0 +1,148 @@
+"""One self-describing checkpoint file: weights + optimizer + configs + scalers + metrics.
+
+Layout: ``torch.save({"format", "version", "sha256", "payload"})`` where ``payload`` is the bytes of a
+second ``torch.save`` of the bundle dict. Both levels load with ``torch.load(weights_only=True)``, so a
+file whose pickle would run code is refused before anything runs; the SHA-256 of the payload catches a
+tampered or corrupted file. The model is rebuilt from the stored ModelConfig, never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnn_core.data import DataConfig, FeatureScaler, TargetScaler
+from rnn_core.model import ModelConfig, RNNForecaster
+
+FORMAT = "rnn-search-bundle"
+VERSION = 1
+BUNDLE_FILE = "model.pt"  # the file name inside a Tune checkpoint directory
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, truncated, foreign, tampered or unsafe."""
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    state: dict[str, Any],
+    *,
+    model_config: ModelConfig,
+    train_config: Any,
+    data_config: DataConfig,
+    feature_scaler: FeatureScaler,
+    target_scaler: TargetScaler,
+    feature_names: list[str],
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``state`` (from ``train.fit``) with everything needed to rebuild the model, atomically."""
+    bundle = dict(state)
+    bundle.update(
+        model_config=model_config.to_dict(),
+        train_config=train_config.to_dict(),
+        data_config=data_config.to_dict(),
+        feature_scaler=feature_scaler.to_dict(),
+        target_scaler=target_scaler.to_dict(),
+        feature_names=list(feature_names),
+        meta=dict(meta or {}),
+    )
+    buf = io.BytesIO()
+    torch.save(bundle, buf)
+    payload = buf.getvalue()
+    outer = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(outer, f)
+        os.replace(tmp, path)  # readers never see a half-written file
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _safe_load(src: Any, what: str) -> Any:
+    try:
+        return torch.load(src, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{what}: refused to load: it holds objects other than tensors and plain data "
+            f"(a pickle that could run code). Only rnn-search bundles are accepted. ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        raise CheckpointError(f"{what}: not a readable checkpoint (truncated or corrupted?): {exc}") from None
+
+
+def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and verify a bundle written by :func:`save_bundle`. Raises :class:`CheckpointError`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BUNDLE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    outer = _safe_load(str(path), str(path))
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an rnn-search checkpoint (no '{FORMAT}' header); a foreign file?")
+    if outer.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {outer.get('version')!r}; this rnn-search reads version {VERSION}")
+    payload = outer.get("payload")
+    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+        raise CheckpointError(f"{path}: checkpoint payload is missing or malformed")
+    raw = payload.numpy().tobytes()
+    if hashlib.sha256(raw).hexdigest() != outer.get("sha256"):
+        raise CheckpointError(f"{path}: checksum mismatch: the checkpoint was modified or corrupted after it was saved")
+    bundle = _safe_load(io.BytesIO(raw), str(path))
+    required = ("model", "best_model", "model_config", "data_config", "train_config", "target_scaler", "feature_scaler")
+    missing = [k for k in required if k not in bundle]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return bundle
+
+
+@dataclass
+class LoadedModel:
+    """A ready model (best weights, eval mode) and what it needs to turn data into bikes per hour."""
+
+    model: RNNForecaster
+    model_config: ModelConfig
+    data_config: DataConfig
+    feature_scaler: FeatureScaler
+    target_scaler: TargetScaler
+    bundle: dict[str, Any]
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model from the stored config and load its best weights; Ray is not needed."""
+    bundle = load_bundle(path)
+    try:
+        mcfg = ModelConfig.from_dict(bundle["model_config"])
+        dcfg = DataConfig.from_dict(bundle["data_config"])
+        model = RNNForecaster(mcfg)
+        model.load_state_dict(bundle["best_model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: the stored configuration or weights do not fit together: {exc}") from None
+    model.to(device).eval()
+    return LoadedModel(
+        model=model,
+        model_config=mcfg,
+        data_config=dcfg,
+        feature_scaler=FeatureScaler.from_dict(bundle["feature_scaler"]),
+        target_scaler=TargetScaler(**bundle["target_scaler"]),
+        bundle=bundle,
+    )

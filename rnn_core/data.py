@@ -1,0 +1,608 @@
+"""The bikes data pipeline: find/verify/load ``hour.csv`` -> hourly grid -> features -> windows -> splits.
+
+Pure pandas/numpy/torch. The output, :class:`BikeData`, is one small picklable object that travels
+through Ray's object store to every trial.
+
+Choices documented here (and in the README):
+
+* **Hourly grid.** The raw file lacks 165 of the 17,544 hours of 2011-2012 (mostly night hours with
+  no rentals, and the Hurricane Sandy shutdown of 2012-10-29/30). We reindex to the full grid so that
+  "24 steps back" always means 24 hours back. A filled hour gets zero counts (no rental was logged),
+  forward-filled weather, the day's holiday/workingday flags, and ``is_missing = 1``.
+* **No target leakage.** A window's input is the ``sequence_size`` hours ending with hour t; its
+  targets are cnt at t+1 ... t+horizon. Counts (cnt, casual, registered) enter only as history, so
+  no count of an hour after t is in the input. Only calendar features (known in advance) of the
+  target hours may be added, as ``future_calendar``.
+* **Scaling.** Continuous features are standardised with mean/std of the training hours only.
+  The target transform is ``log1p`` then standardise (train statistics) by default: counts are
+  heavy-tailed and the log makes the MSE loss care about quiet hours too. ``scale100`` divides by
+  100 as the lecture does. Both invert exactly to bikes per hour in :class:`TargetScaler`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+1, H] views
+
+log = logging.getLogger(__name__)
+
+#: Data set 275 of the UCI archive. A setting: override with ``RNN_SEARCH_DATA_URL``.
+DEFAULT_URL = "https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip"
+RAW_COLUMNS = (
+    "instant", "dteday", "season", "yr", "mnth", "hr", "holiday", "weekday", "workingday",
+    "weathersit", "temp", "atemp", "hum", "windspeed", "casual", "registered", "cnt",
+)
+RAW_ROWS = 17_379
+CNT_TOTAL = 3_292_679
+GRID_START = pd.Timestamp("2011-01-01 00:00")
+GRID_END = pd.Timestamp("2012-12-31 23:00")
+GRID_ROWS = 17_544
+COUNT_COLUMNS = ("cnt", "casual", "registered")
+WEATHER_COLUMNS = ("weathersit", "temp", "atemp", "hum", "windspeed")
+
+#: Calendar features, known in advance for any hour (so they may describe target hours too).
+CALENDAR_FEATURES = (
+    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "holiday", "workingday",
+)
+#: The input features of every hour of a window, in order. The one place that lists them.
+FEATURES = CALENDAR_FEATURES + (
+    "weather_1", "weather_2", "weather_3", "weather_4",  # weathersit one-hot, as the lecture does
+    "temp", "atemp", "hum", "windspeed",
+    "is_missing",
+    "cnt_log1p", "casual_log1p", "registered_log1p",  # history only: hours <= t
+)
+#: Standardised with training-split statistics; the others are already in [-1, 1] or {0, 1}.
+SCALED_FEATURES = ("temp", "atemp", "hum", "windspeed", "cnt_log1p", "casual_log1p", "registered_log1p")
+
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_PRESETS = ("default", "lecture", "custom")
+TARGET_TRANSFORMS = ("log1p", "scale100")
+
+
+class DataError(Exception):
+    """Bad or missing input data; the message names the file, and the row and column where there is one."""
+
+
+# --------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How hours become windows and splits. Stored in every checkpoint so a split can be rebuilt."""
+
+    sequence_size: int = 24
+    """Input hours per window (L), ending with the forecast origin t."""
+    horizon: int = 1
+    """Target hours per window: cnt at t+1 ... t+horizon."""
+    split: str = "default"
+    """'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 windows test, 96 before val) or 'custom'."""
+    val_start: str | None = None
+    """Custom split: first validation target hour (e.g. '2012-07-01')."""
+    test_start: str | None = None
+    """Custom split: first test target hour."""
+    test_end: str | None = None
+    """Custom split: last test target hour (default: end of data)."""
+    future_calendar: bool = True
+    """Append calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
+    target_transform: str = "log1p"
+    """'log1p' (log1p then standardise) or 'scale100' (divide by 100, as the lecture)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sequence_size, int) or self.sequence_size < 1:
+            raise ValueError(f"sequence_size must be a positive integer, got {self.sequence_size!r}")
+        if not isinstance(self.horizon, int) or not 1 <= self.horizon <= 24:
+            raise ValueError(f"horizon must be an integer from 1 to 24, got {self.horizon!r}")
+        if self.split not in SPLIT_PRESETS:
+            raise ValueError(f"split must be one of {', '.join(SPLIT_PRESETS)}, got {self.split!r}")
+        if self.target_transform not in TARGET_TRANSFORMS:
+            raise ValueError(
+                f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}"
+            )
+        if self.split == "custom":
+            if not (self.val_start and self.test_start):
+                raise ValueError("a custom split needs val_start and test_start (dates such as 2012-07-01)")
+            bounds = [self.val_start, self.test_start] + ([self.test_end] if self.test_end else [])
+            try:
+                stamps = [pd.Timestamp(b) for b in bounds]
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"custom split boundaries must be dates, got {bounds}: {exc}") from None
+            if not all(a < b for a, b in zip(stamps, stamps[1:])):
+                raise ValueError(f"custom split boundaries must increase: {bounds}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        return cls(**d)
+
+    @property
+    def n_features(self) -> int:
+        """F: features per input step."""
+        return len(FEATURES) + (len(CALENDAR_FEATURES) * self.horizon if self.future_calendar else 0)
+
+
+def feature_names(cfg: DataConfig) -> list[str]:
+    """Names of the F input channels, in order."""
+    names = list(FEATURES)
+    if cfg.future_calendar:
+        names += [f"{n}@t+{k}" for k in range(1, cfg.horizon + 1) for n in CALENDAR_FEATURES]
+    return names
+
+
+# --------------------------------------------------------------------------------------- scalers
+
+
+@dataclass(frozen=True)
+class TargetScaler:
+    """Bikes/hour <-> model target space. Plain floats, so it stores in a weights-only checkpoint."""
+
+    transform: str
+    mean: float = 0.0
+    std: float = 1.0
+
+    def forward(self, counts: np.ndarray | torch.Tensor) -> Any:
+        if self.transform == "scale100":
+            return counts / 100.0
+        lib = torch if isinstance(counts, torch.Tensor) else np
+        return (lib.log1p(counts) - self.mean) / self.std
+
+    def inverse(self, z: np.ndarray | torch.Tensor) -> Any:
+        if self.transform == "scale100":
+            return z * 100.0
+        lib = torch if isinstance(z, torch.Tensor) else np
+        return lib.expm1(z * self.std + self.mean)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FeatureScaler:
+    """Per-feature mean/std (training hours only); identity (0, 1) for unscaled features."""
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """[T, len(names)] -> standardised, float32."""
+        return ((values - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureScaler:
+        return cls(tuple(d["names"]), tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+
+
+# --------------------------------------------------------------------------------------- output
+
+
+@dataclass
+class Split:
+    """One split's windows. N windows, L steps, F features, H horizon."""
+
+    X: torch.Tensor
+    """[N, L, F] float32 inputs (a strided view over the hourly feature matrix: no copy per window)."""
+    y: torch.Tensor
+    """[N, H] float32 targets in model space (see TargetScaler)."""
+    y_raw: torch.Tensor
+    """[N, H] float32 targets in bikes per hour."""
+    origin: np.ndarray
+    """[N] int index (into BikeData.hours) of each window's forecast origin t, its last input hour."""
+    target_time: np.ndarray
+    """[N, H] datetime64 timestamps of the target hours t+1 .. t+H."""
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass
+class BikeData:
+    """Everything a trial needs; small and picklable (travels once through Ray's object store)."""
+
+    config: DataConfig
+    source: str
+    feature_names: list[str]
+    feature_scaler: FeatureScaler
+    target_scaler: TargetScaler
+    hours: np.ndarray
+    """[T] datetime64 of the hourly grid."""
+    cnt: np.ndarray
+    """[T] float32 raw counts on the grid (for baselines)."""
+    n_filled: int
+    raw_rows: int
+    splits: dict[str, Split] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Split:
+        if name not in self.splits:
+            raise KeyError(f"unknown split {name!r}; expected one of {', '.join(self.splits)}")
+        return self.splits[name]
+
+
+# --------------------------------------------------------------------------------------- finding
+
+
+def cache_dir() -> Path:
+    """The data cache: ``$RNN_SEARCH_CACHE``, default ``~/.cache/rnn-search``."""
+    return Path(os.environ.get("RNN_SEARCH_CACHE") or Path.home() / ".cache" / "rnn-search")
+
+
+def _how_to_provide() -> str:
+    return (
+        "Provide hour.csv of the UCI Bike Sharing data set in one of these ways: pass --data PATH, "
+        "set RNN_SEARCH_DATA=PATH, place it in the cache as "
+        f"{cache_dir() / 'hour.csv'} ($RNN_SEARCH_CACHE), or let it download from "
+        f"{os.environ.get('RNN_SEARCH_DATA_URL') or DEFAULT_URL} (setting: RNN_SEARCH_DATA_URL)."
+    )
+
+
+def find_data(path: str | os.PathLike[str] | None = None, *, download: bool = True) -> tuple[Path, str]:
+    """Locate hour.csv: ``path``, then ``$RNN_SEARCH_DATA``, then the cache, then a download.
+
+    Returns the file and a description of where it came from.
+    """
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError(f"{p}: no such file (from --data). {_how_to_provide()}")
+        return p, f"--data {p}"
+    env = os.environ.get("RNN_SEARCH_DATA")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise DataError(f"{p}: no such file (from RNN_SEARCH_DATA). {_how_to_provide()}")
+        return p, f"RNN_SEARCH_DATA={p}"
+    cached = cache_dir() / "hour.csv"
+    if cached.is_file():
+        return cached, f"cache {cached}"
+    if not download:
+        raise DataError(f"hour.csv not found. {_how_to_provide()}")
+    url = os.environ.get("RNN_SEARCH_DATA_URL") or DEFAULT_URL
+    return download_data(url, cache_dir()), f"downloaded from {url} into {cached}"
+
+
+def download_data(url: str, cache: Path, timeout: float = 60.0) -> Path:
+    """Download the UCI zip, extract and verify hour.csv, then move it atomically into ``cache``.
+
+    A failed, partial or corrupted download leaves nothing in the cache.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))  # same filesystem: rename is atomic
+    try:
+        zpath = tmp / "bike-sharing.zip"
+        log.info("downloading %s", url)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(zpath, "wb") as out:
+                shutil.copyfileobj(resp, out)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DataError(f"download of {url} failed: {exc}. {_how_to_provide()}") from None
+        try:
+            with zipfile.ZipFile(zpath) as zf:
+                members = [n for n in zf.namelist() if Path(n).name == "hour.csv"]
+                if not members:
+                    raise DataError(f"{url}: the zip holds no hour.csv. {_how_to_provide()}")
+                csv = tmp / "hour.csv"
+                with zf.open(members[0]) as src, open(csv, "wb") as out:
+                    shutil.copyfileobj(src, out)
+        except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
+            raise DataError(f"{url}: the download is not a complete zip ({exc}). {_how_to_provide()}") from None
+        try:
+            verify(read_raw(csv), csv)
+        except DataError as exc:
+            raise DataError(f"{url}: downloaded hour.csv failed verification: {exc}. {_how_to_provide()}") from None
+        final = cache / "hour.csv"
+        os.replace(csv, final)
+        log.info("verified and cached %s", final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+# --------------------------------------------------------------------------------------- parsing
+
+
+def _line(row: int) -> int:
+    """0-based data row -> 1-based line of the CSV (line 1 is the header)."""
+    return int(row) + 2
+
+
+def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Parse and validate hour.csv. Returns the raw rows with a ``timestamp`` column.
+
+    Raises :class:`DataError` naming the file, and the line and column where there is one.
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected hour.csv with a header and 17,379 rows") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV: {exc}") from None
+    missing = [c for c in RAW_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(RAW_COLUMNS)}")
+    if raw.empty:
+        raise DataError(f"{path}: the file has a header but no data rows")
+
+    df = pd.DataFrame(index=raw.index)
+    for col in RAW_COLUMNS:
+        if col == "dteday":
+            continue
+        values = pd.to_numeric(raw[col].str.strip(), errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{path}: line {_line(row)}, column '{col}': {raw[col].iloc[row]!r} is not a number"
+            )
+        df[col] = values.astype(np.float64)
+    dates = pd.to_datetime(raw["dteday"].str.strip(), format="%Y-%m-%d", errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: line {_line(row)}, column 'dteday': {raw['dteday'].iloc[row]!r} is not a date (YYYY-MM-DD)"
+        )
+
+    ranges = {
+        "hr": (0, 23, "an hour from 0 to 23"),
+        "weathersit": (1, 4, "a weather situation from 1 to 4"),
+        "holiday": (0, 1, "0 or 1"),
+        "workingday": (0, 1, "0 or 1"),
+        "casual": (0, np.inf, "a count >= 0"),
+        "registered": (0, np.inf, "a count >= 0"),
+        "cnt": (0, np.inf, "a count >= 0"),
+    }
+    for col, (lo, hi, what) in ranges.items():
+        v = df[col].to_numpy()
+        bad = (v < lo) | (v > hi) | ((col in ("hr", "weathersit", "holiday", "workingday")) & (v != np.round(v)))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path}: line {_line(row)}, column '{col}': {raw[col].iloc[row]!r} is out of range; expected {what}")
+    sums = df["casual"].to_numpy() + df["registered"].to_numpy()
+    bad = sums != df["cnt"].to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: line {_line(row)}, column 'cnt': casual + registered = {sums[row]:g} but cnt = {df['cnt'].iloc[row]:g}"
+        )
+
+    ts = dates + pd.to_timedelta(df["hr"].astype(np.int64), unit="h")
+    tsv = ts.to_numpy()
+    dup = pd.Series(tsv).duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise DataError(f"{path}: line {_line(row)}, columns 'dteday'/'hr': duplicated timestamp {ts.iloc[row]}")
+    back = np.flatnonzero(tsv[1:] <= tsv[:-1])
+    if back.size:
+        row = int(back[0]) + 1
+        raise DataError(
+            f"{path}: line {_line(row)}, columns 'dteday'/'hr': timestamp {ts.iloc[row]} comes after "
+            f"{ts.iloc[row - 1]}; rows must be in time order"
+        )
+    if tsv[0] < GRID_START.to_datetime64() or tsv[-1] > GRID_END.to_datetime64():
+        raise DataError(
+            f"{path}: timestamps run from {ts.iloc[0]} to {ts.iloc[-1]}; expected hours within {GRID_START} .. {GRID_END}"
+        )
+    df["timestamp"] = ts.to_numpy()
+    return df
+
+
+def verify(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """The checks a downloaded file must pass: row count, the cnt total (per-row sums are checked in read_raw)."""
+    if len(df) != RAW_ROWS:
+        raise DataError(f"{path}: {len(df):,} rows, expected {RAW_ROWS:,}")
+    total = int(df["cnt"].sum())
+    if total != CNT_TOTAL:
+        raise DataError(f"{path}: cnt totals {total:,}, expected {CNT_TOTAL:,}")
+
+
+def hourly_grid(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Reindex to all 17,544 hours of 2011-2012. Returns the frame (indexed by timestamp) and hours filled."""
+    full = pd.date_range(GRID_START, GRID_END, freq="h")
+    df = raw.set_index("timestamp").reindex(full)
+    missing = df["cnt"].isna().to_numpy()
+    df["is_missing"] = missing.astype(np.float64)
+    for col in COUNT_COLUMNS:
+        df[col] = df[col].fillna(0.0)  # no rental was logged in that hour
+    # Day-level flags: take them from other hours of the same day, else carry the last known value.
+    day = df.index.normalize()
+    for col in ("holiday", "workingday"):
+        df[col] = df[col].groupby(day).transform("first")
+    df[list(WEATHER_COLUMNS) + ["holiday", "workingday"]] = (
+        df[list(WEATHER_COLUMNS) + ["holiday", "workingday"]].ffill().bfill()
+    )
+    return df, int(missing.sum())
+
+
+def load_frame(path: str | os.PathLike[str] | None = None, *, download: bool = True) -> tuple[pd.DataFrame, str, int, int]:
+    """Find, parse and grid the data. Returns (hourly frame, source description, hours filled, raw rows)."""
+    p, source = find_data(path, download=download)
+    raw = read_raw(p)
+    frame, n_filled = hourly_grid(raw)
+    return frame, source, n_filled, len(raw)
+
+
+# --------------------------------------------------------------------------------------- features
+
+
+def calendar_features(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray) -> np.ndarray:
+    """[T] hours -> [T, len(CALENDAR_FEATURES)] float64, in CALENDAR_FEATURES order."""
+    hour = times.hour.to_numpy()
+    dow = times.dayofweek.to_numpy()
+    month = times.month.to_numpy() - 1
+    tau = 2 * np.pi
+    return np.column_stack([
+        np.sin(tau * hour / 24), np.cos(tau * hour / 24),
+        np.sin(tau * dow / 7), np.cos(tau * dow / 7),
+        np.sin(tau * month / 12), np.cos(tau * month / 12),
+        holiday, workingday,
+    ])
+
+
+def future_calendar(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray, k: int) -> np.ndarray:
+    """Calendar features of hour s+k for every hour s: [T, 8]. Past the data's end, the flags fall back to
+    no holiday and Monday-Friday as working days."""
+    ahead = times + pd.Timedelta(hours=k)
+    hol = np.concatenate([holiday[k:], np.zeros(k)])
+    work = np.concatenate([workingday[k:], (ahead[-k:].dayofweek < 5).astype(np.float64)])
+    return calendar_features(ahead, hol, work)
+
+
+def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
+    """Hourly frame -> unscaled feature matrix [T, F] (F = cfg.n_features), float64, in feature_names order."""
+    times = pd.DatetimeIndex(frame.index)
+    hol = frame["holiday"].to_numpy(np.float64)
+    work = frame["workingday"].to_numpy(np.float64)
+    weather = frame["weathersit"].to_numpy().astype(np.int64)
+    onehot = np.eye(4)[weather - 1]  # [T, 4]
+    cols = [
+        calendar_features(times, hol, work),
+        onehot,
+        frame[["temp", "atemp", "hum", "windspeed", "is_missing"]].to_numpy(np.float64),
+        np.log1p(frame[list(COUNT_COLUMNS)].to_numpy(np.float64)),
+    ]
+    if cfg.future_calendar:
+        cols += [future_calendar(times, hol, work, k) for k in range(1, cfg.horizon + 1)]
+    return np.concatenate(cols, axis=1)
+
+
+def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice) -> FeatureScaler:
+    """Mean/std of SCALED_FEATURES over the training hours only; identity elsewhere."""
+    mean = np.zeros(len(names))
+    std = np.ones(len(names))
+    for j, n in enumerate(names):
+        if n in SCALED_FEATURES:
+            col = values[train_rows, j]
+            mean[j] = col.mean()
+            std[j] = col.std() if col.std() > 0 else 1.0
+    return FeatureScaler(tuple(names), tuple(mean.tolist()), tuple(std.tolist()))
+
+
+# --------------------------------------------------------------------------------------- windows
+
+
+def window_origins(n_hours: int, cfg: DataConfig) -> np.ndarray:
+    """Forecast origins t (index of the last input hour) of all complete windows: [N]."""
+    return np.arange(cfg.sequence_size - 1, n_hours - cfg.horizon)
+
+
+def split_origins(hours: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
+    """Chronological split by target timestamp: a window belongs to a split when all its target hours
+    t+1..t+H do, so no target hour falls in two splits."""
+    origins = window_origins(len(hours), cfg)
+    if cfg.split == "lecture":
+        # The lecture's split counts windows: last 24 test, the 96 before validation. With H > 1 we drop
+        # H-1 windows at each boundary so that no target hour is shared.
+        gap = cfg.horizon - 1
+        test = origins[-24:]
+        val = origins[-24 - gap - 96 : -24 - gap]
+        train = origins[: -24 - 2 * gap - 96]
+        return {"train": train, "val": val, "test": test}
+    if cfg.split == "default":
+        val_start, test_start, test_end = "2012-09-01", "2012-11-01", None
+    else:
+        val_start, test_start, test_end = cfg.val_start, cfg.test_start, cfg.test_end
+    first = hours[origins + 1]
+    last = hours[origins + cfg.horizon]
+    vs = np.datetime64(pd.Timestamp(val_start))
+    ts = np.datetime64(pd.Timestamp(test_start))
+    te = np.datetime64(pd.Timestamp(test_end)) if test_end else hours[-1]
+    if test_end and len(str(test_end)) <= 10:  # a bare date includes its whole day
+        te = np.datetime64(pd.Timestamp(test_end) + pd.Timedelta(hours=23))
+    return {
+        "train": origins[last < vs],
+        "val": origins[(first >= vs) & (last < ts)],
+        "test": origins[(first >= ts) & (last <= te)],
+    }
+
+
+def make_windows(features: np.ndarray, origins: np.ndarray, seq: int) -> torch.Tensor:
+    """Hourly features [T, F] and consecutive origins [N] -> inputs [N, L, F] ending at each origin.
+
+    Vectorised: one strided view, no loop over windows.
+    """
+    if len(origins) > 1 and not np.all(np.diff(origins) == 1):
+        raise ValueError("make_windows expects consecutive origins (one chronological split)")
+    base = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # [T, F]
+    n_feat = base.shape[1]
+    first = int(origins[0]) - (seq - 1)  # first input hour of the first window
+    # Window i covers hours first+i .. first+i+L-1: a strided view over the [T, F] buffer, no copy per
+    # window (a copy would be N x L x F floats: ~330 MB at L=168), and it pickles as the [T, F] buffer.
+    return base.as_strided((len(origins), seq, n_feat), (n_feat, n_feat, 1), first * n_feat)
+
+
+def make_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Counts [T] -> targets [N, H]: cnt at t+1 .. t+H for each origin t."""
+    view = sliding_window_view(cnt, horizon)  # [T-H+1, H]; row i covers hours i..i+H-1
+    return view[origins + 1]
+
+
+def load(cfg: DataConfig | None = None, path: str | os.PathLike[str] | None = None, *, download: bool = True) -> BikeData:
+    """hour.csv -> BikeData: scaled windows for every split, scalers, timestamps and config."""
+    cfg = cfg or DataConfig()
+    frame, source, n_filled, raw_rows = load_frame(path, download=download)
+    return build(frame, cfg, source=source, n_filled=n_filled, raw_rows=raw_rows)
+
+
+def build(frame: pd.DataFrame, cfg: DataConfig, *, source: str = "frame", n_filled: int = 0, raw_rows: int = 0) -> BikeData:
+    """Hourly frame -> BikeData (see :func:`load`)."""
+    hours = frame.index.to_numpy()
+    names = feature_names(cfg)
+    values = raw_features(frame, cfg)  # [T, F] unscaled
+    cnt = frame["cnt"].to_numpy(np.float32)
+    parts = split_origins(hours, cfg)
+    for name in SPLIT_NAMES:
+        if len(parts[name]) == 0:
+            raise DataError(f"split {name!r} has no windows with {cfg}; check the split boundaries and sequence_size")
+    # Training hours: every hour up to the last training target (inputs and targets of the train split).
+    last_train_hour = int(parts["train"][-1]) + cfg.horizon
+    train_rows = slice(0, last_train_hour + 1)
+    fscaler = fit_feature_scaler(values, names, train_rows)
+    scaled = fscaler.apply(values)  # [T, F] float32
+    if cfg.target_transform == "log1p":
+        logc = np.log1p(cnt[train_rows].astype(np.float64))
+        tscaler = TargetScaler("log1p", float(logc.mean()), float(logc.std()))
+    else:
+        tscaler = TargetScaler("scale100")
+    splits = {}
+    for name in SPLIT_NAMES:
+        o = parts[name]
+        y_raw = make_targets(cnt, o, cfg.horizon)  # [N, H]
+        splits[name] = Split(
+            X=make_windows(scaled, o, cfg.sequence_size),
+            y=torch.from_numpy(np.asarray(tscaler.forward(y_raw.astype(np.float64)), dtype=np.float32)),
+            y_raw=torch.from_numpy(np.ascontiguousarray(y_raw, dtype=np.float32)),
+            origin=o,
+            target_time=make_targets(hours, o, cfg.horizon).copy(),
+        )
+    return BikeData(
+        config=cfg, source=source, feature_names=names, feature_scaler=fscaler, target_scaler=tscaler,
+        hours=hours, cnt=cnt, n_filled=n_filled, raw_rows=raw_rows, splits=splits,
+    )
+
+
+def features_for(frame: pd.DataFrame, cfg: DataConfig, scaler: FeatureScaler) -> np.ndarray:
+    """Scaled features [T, F] of a frame with a stored scaler (for predict on a saved model)."""
+    return scaler.apply(raw_features(frame, cfg))
