@@ -55,6 +55,11 @@ def save_bundle(
         feature_names=list(feature_names),
         meta=dict(meta or {}),
     )
+    return write_bundle(path, bundle)
+
+
+def write_bundle(path: str | os.PathLike[str], bundle: dict[str, Any]) -> Path:
+    """Serialise a bundle dict with its checksum header, atomically (temp file + rename)."""
     buf = io.BytesIO()
     torch.save(bundle, buf)
     payload = buf.getvalue()

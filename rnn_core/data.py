@@ -559,14 +559,32 @@ def make_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarr
     return view[origins + 1]
 
 
-def load(cfg: DataConfig | None = None, path: str | os.PathLike[str] | None = None, *, download: bool = True) -> BikeData:
-    """hour.csv -> BikeData: scaled windows for every split, scalers, timestamps and config."""
+def load(
+    cfg: DataConfig | None = None,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    scalers: tuple[FeatureScaler, TargetScaler] | None = None,
+) -> BikeData:
+    """hour.csv -> BikeData: scaled windows for every split, scalers, timestamps and config.
+
+    ``scalers`` (from a checkpoint) replace the ones fitted on the training split, so that a saved model
+    sees exactly the inputs it was trained on.
+    """
     cfg = cfg or DataConfig()
     frame, source, n_filled, raw_rows = load_frame(path, download=download)
-    return build(frame, cfg, source=source, n_filled=n_filled, raw_rows=raw_rows)
+    return build(frame, cfg, source=source, n_filled=n_filled, raw_rows=raw_rows, scalers=scalers)
 
 
-def build(frame: pd.DataFrame, cfg: DataConfig, *, source: str = "frame", n_filled: int = 0, raw_rows: int = 0) -> BikeData:
+def build(
+    frame: pd.DataFrame,
+    cfg: DataConfig,
+    *,
+    source: str = "frame",
+    n_filled: int = 0,
+    raw_rows: int = 0,
+    scalers: tuple[FeatureScaler, TargetScaler] | None = None,
+) -> BikeData:
     """Hourly frame -> BikeData (see :func:`load`)."""
     hours = frame.index.to_numpy()
     names = feature_names(cfg)
@@ -580,8 +598,14 @@ def build(frame: pd.DataFrame, cfg: DataConfig, *, source: str = "frame", n_fill
     last_train_hour = int(parts["train"][-1]) + cfg.horizon
     train_rows = slice(0, last_train_hour + 1)
     fscaler = fit_feature_scaler(values, names, train_rows)
+    if scalers is not None:
+        fscaler, tscaler = scalers
+        if list(fscaler.names) != names:
+            raise DataError(f"the stored feature scaler names {len(fscaler.names)} features, this data config makes {len(names)}")
     scaled = fscaler.apply(values)  # [T, F] float32
-    if cfg.target_transform == "log1p":
+    if scalers is not None:
+        pass
+    elif cfg.target_transform == "log1p":
         logc = np.log1p(cnt[train_rows].astype(np.float64))
         tscaler = TargetScaler("log1p", float(logc.mean()), float(logc.std()))
     else:

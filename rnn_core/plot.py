@@ -1,0 +1,101 @@
+"""Figures: forecast vs actual per split, the test period with its error, and a search's history.
+
+matplotlib with the Agg backend (no display needed). Each function writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+@dataclass
+class Series:
+    """Forecasts of one split: first-horizon-step values, in bikes per hour."""
+
+    name: str
+    times: np.ndarray
+    prediction: np.ndarray
+    target: np.ndarray
+
+
+@dataclass
+class TrialHistory:
+    """Validation MAE per epoch of one trial."""
+
+    trial_id: str
+    epochs: Sequence[int]
+    val_mae: Sequence[float]
+    stopped_early_by_scheduler: bool
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
+    """Stacked panels, one per split: prediction against target (the lecture's predict_all figure)."""
+    fig, axs = plt.subplots(len(series), 1, figsize=(11, 3.2 * len(series)), squeeze=False)
+    for ax, s in zip(axs[:, 0], series):
+        ax.plot(s.times, s.target, lw=0.6, label="target")
+        ax.plot(s.times, s.prediction, lw=0.6, label="prediction", alpha=0.85)
+        ax.set_title(f"{s.name} ({len(s.target):,} hours)")
+        ax.set_xlabel("time")
+        ax.set_ylabel("bikes / hour")
+        ax.legend(loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_test(s: Series, title: str, path: str | Path) -> Path:
+    """The test period at full resolution, with the absolute error below."""
+    fig, (a, b) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    a.plot(s.times, s.target, lw=0.8, label="target")
+    a.plot(s.times, s.prediction, lw=0.8, label="prediction")
+    a.set_ylabel("bikes / hour")
+    a.set_title(f"{s.name}: forecast vs actual")
+    a.legend(loc="upper left")
+    err = np.abs(s.prediction - s.target)
+    b.fill_between(s.times, err, step="mid", color="tab:red", alpha=0.6, label=f"|error| (MAE {err.mean():.1f})")
+    b.set_ylabel("|error|, bikes / hour")
+    b.set_xlabel("time")
+    b.legend(loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_history(trials: Sequence[TrialHistory], best_id: str, title: str, path: str | Path) -> Path:
+    """Validation MAE per epoch for every trial; trials stopped by the scheduler marked; the best highlighted."""
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    marked = False
+    for t in trials:
+        best = t.trial_id == best_id
+        ax.plot(t.epochs, t.val_mae, marker="o", ms=3, lw=2.5 if best else 1, alpha=1 if best else 0.6,
+                color="tab:red" if best else None, label=f"best trial {t.trial_id}" if best else None, zorder=3 if best else 2)
+        if t.stopped_early_by_scheduler and len(t.epochs):
+            ax.scatter([t.epochs[-1]], [t.val_mae[-1]], marker="x", s=70, color="black", zorder=4,
+                       label=None if marked else "stopped by ASHA")
+            marked = True
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MAE (bikes / hour)")
+    finite = [v for t in trials for v in t.val_mae if np.isfinite(v) and v < 1e5]
+    if finite:
+        ax.set_ylim(0.9 * min(finite), min(max(finite), 4 * min(finite)) * 1.05)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,472 @@
+"""The `rnn-search` command. The only module that configures logging and prints tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("rnn_search")
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="PATH", help="hour.csv to use (else $RNN_SEARCH_DATA, the cache, or a download)")
+
+
+def _add_split(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="default",
+                   help="'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 windows test, 96 val), "
+                        "or custom VAL_START,TEST_START[,TEST_END] dates (default: %(default)s)")
+
+
+def _split_kwargs(split: str) -> dict[str, Any]:
+    if split in ("default", "lecture"):
+        return {"split": split}
+    parts = [p.strip() for p in split.split(",")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"--split {split!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
+    return {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+# --------------------------------------------------------------------------------------- data
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from rnn_core.data import DataConfig, load
+
+    cfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, **_split_kwargs(args.split))
+    data = load(cfg, args.data)
+    print(f"source:        {data.source}")
+    print(f"raw rows:      {data.raw_rows:,}")
+    print(f"hourly rows:   {len(data.hours):,} ({str(data.hours[0])[:16]} .. {str(data.hours[-1])[:16]})")
+    print(f"hours filled:  {data.n_filled:,} (zero counts, forward-filled weather, is_missing=1)")
+    print(f"windows:       sequence_size {cfg.sequence_size}, horizon {cfg.horizon}, split {cfg.split}")
+    for name, s in data.splits.items():
+        print(f"  {name:<5} {len(s):>6,} windows, targets {str(s.target_time[0, 0])[:16]} .. {str(s.target_time[-1, -1])[:16]}")
+    print(f"target:        {data.target_scaler.transform} (train mean {data.target_scaler.mean:.4f}, std {data.target_scaler.std:.4f})")
+    print(f"features ({len(data.feature_names)}): {', '.join(data.feature_names)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- train / predict
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rnn_core.checkpoint import save_bundle
+    from rnn_core.data import DataConfig, load
+    from rnn_core.model import ModelConfig
+    from rnn_core.train import TrainConfig, fit, resolve_device
+
+    dcfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, target_transform=args.target_transform,
+                      future_calendar=not args.no_future_calendar, **_split_kwargs(args.split))
+    tcfg = TrainConfig(
+        learning_rate=args.learning_rate, batch_size=args.batch_size, weight_decay=args.weight_decay,
+        max_epochs=args.epochs, patience=args.patience, min_delta=args.min_delta, clip_norm=args.clip_norm,
+        lr_schedule=args.lr_schedule, seed=args.seed, device=args.device, num_threads=args.threads,
+    )
+    data = load(dcfg, args.data)
+    mcfg = ModelConfig(n_features=dcfg.n_features, horizon=dcfg.horizon, cell=args.cell, hidden_size=args.hidden_size,
+                       num_layers=args.num_layers, dropout=args.dropout, bidirectional=args.bidirectional)
+    out = Path(args.out)
+    ckpt = out / "model.pt"
+    run = None
+    if args.wandb != "off":
+        import wandb
+
+        run = wandb.init(project="rnn-search", mode=args.wandb, dir=str(out), job_type="train",
+                         config={"model": mcfg.to_dict(), "train": tcfg.to_dict(), "data": dcfg.to_dict()})
+    log.info("data: %s | train/val/test windows %s | device %s",
+             data.source, "/".join(str(len(s)) for s in data.splits.values()), resolve_device(tcfg.device))
+    log.info("model: %s %dx%d%s, %d features -> %d outputs", mcfg.cell.upper(), mcfg.hidden_size, mcfg.num_layers,
+             " bidirectional" if mcfg.bidirectional else "", mcfg.n_features, mcfg.horizon)
+
+    def on_epoch_end(epoch: int, m: dict[str, Any], state: dict[str, Any]) -> None:
+        if m["best_epoch"] == epoch:
+            msg = f"V_loss improved to {m['val_loss']:.4f}, saved {ckpt}"
+            save_bundle(ckpt, state, model_config=mcfg, train_config=tcfg, data_config=dcfg,
+                        feature_scaler=data.feature_scaler, target_scaler=data.target_scaler,
+                        feature_names=data.feature_names, meta={"command": "train"})
+        elif m["status"] == "non_finite":
+            msg = "loss is not finite: stopping"
+        else:
+            msg = f"early stopping counter {m['bad_epochs']} of {tcfg.patience}"
+            if m["status"] == "early_stopped":
+                msg += f": stopping, best epoch {m['best_epoch']}"
+        log.info("[Epoch %3d] T_loss: %.4f, V_loss: %.4f, V_MAE: %6.2f | %s | T_time: %s, T_speed: %s samples/s",
+                 epoch, m["train_loss"], m["val_loss"], m["val_mae"], msg, _hms(m["elapsed_s"]),
+                 f"{m['samples_per_s']:,.0f}")
+        if run is not None:
+            run.log({k: v for k, v in m.items() if isinstance(v, (int, float))}, step=epoch)
+
+    start = time.perf_counter()
+    res = fit(data, mcfg, tcfg, on_epoch_end=on_epoch_end)
+    if run is not None:
+        run.summary.update({f"best_{k}": v for k, v in res.best_metrics.items()})
+        run.finish()
+    log.info("finished (%s) in %s; best epoch %d: val MAE %.2f, RMSE %.2f bikes/hour; checkpoint %s",
+             res.status, _hms(time.perf_counter() - start), res.best_epoch,
+             res.best_metrics.get("val_mae", math.nan), res.best_metrics.get("val_rmse", math.nan),
+             ckpt if ckpt.exists() else "(none: no finite epoch)")
+    return 0 if res.status != "non_finite" or ckpt.exists() else 1
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from rnn_core.checkpoint import load_model
+    from rnn_core.data import DataError, features_for, load_frame
+
+    lm = load_model(args.file)
+    frame, _, _, _ = load_frame(args.data)
+    cfg = lm.data_config
+    feats = features_for(frame, cfg, lm.feature_scaler)  # [T, F]
+    hours = pd.DatetimeIndex(frame.index)
+    if args.at:
+        try:
+            at = pd.Timestamp(args.at)
+        except ValueError:
+            raise DataError(f"--at {args.at!r} is not a timestamp (e.g. 2012-12-31 23:00)") from None
+        if at not in hours:
+            raise DataError(f"--at {at}: not an hour of the data ({hours[0]} .. {hours[-1]})")
+        origin = int(hours.get_loc(at))
+    else:
+        origin = len(hours) - 1
+    if origin < cfg.sequence_size - 1:
+        raise DataError(f"--at {hours[origin]}: needs {cfg.sequence_size} hours of history ending there; "
+                        f"the earliest possible origin is {hours[cfg.sequence_size - 1]}")
+    x = torch.from_numpy(feats[origin - cfg.sequence_size + 1 : origin + 1][None])  # [1, L, F]
+    with torch.no_grad():
+        bikes = lm.target_scaler.inverse(lm.model(x).double())[0]  # [H]
+    print(f"# origin {hours[origin]} (last input hour); {len(bikes)} hour(s) ahead")
+    for k, v in enumerate(bikes.tolist(), start=1):
+        print(f"{hours[origin] + pd.Timedelta(hours=k)}  {v:9.2f}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- search
+
+
+def _search_options(args: argparse.Namespace) -> Any:
+    from search.tuner import SearchOptions
+
+    return SearchOptions(
+        preset=args.preset, space_file=args.space, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+        max_epochs=args.max_epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, storage=args.storage, name=args.name,
+        keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures, address=args.address,
+        data_path=args.data, split=args.split, seed=args.seed, wandb=args.wandb, searcher=args.searcher,
+        progress_interval_s=args.progress_interval,
+    )
+
+
+def _print_table(summaries: list[Any], top: int) -> None:
+    keys = sorted({k for s in summaries for k in s.config if k != "seed"})
+    head = ["trial", "val_loss", "MAE", "RMSE", "best ep", "epochs", "stopped by"] + keys
+    rows = [[s.trial_id, f"{s.best_val_loss:.4f}", f"{s.best_val_mae:.2f}", f"{s.best_val_rmse:.2f}", str(s.best_epoch),
+             str(s.epochs), s.stop_reason] + [_fmt(s.config.get(k, "")) for k in keys] for s in summaries[:top]]
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def _print_best(best: Any) -> None:
+    print(f"\nbest trial: {best.trial_id}  val_loss {best.best_val_loss:.4f}, val MAE {best.best_val_mae:.2f}, "
+          f"RMSE {best.best_val_rmse:.2f} bikes/hour at epoch {best.best_epoch} of {best.epochs} ({best.stop_reason})")
+    print(f"config: {json.dumps({k: v for k, v in best.config.items()}, default=str)}")
+    print(f"best checkpoint: {best.checkpoint}")
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from search.results import best_trial
+    from search.tuner import resume_search, run_search
+
+    opts = _search_options(args)
+    if args.resume:
+        _, path = resume_search(args.resume, opts)
+    else:
+        _, path = run_search(opts)
+    best, summaries, _ = best_trial(path)
+    print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by best val_loss over all epochs:")
+    _print_table(summaries, 5)
+    _print_best(best)
+    print(f"\nnext: rnn-search test {path} --plots plots/   |   rnn-search export {path} --out model.pt")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from search.results import best_trial
+
+    best, summaries, path = best_trial(args.run, args.storage)
+    if args.json:
+        print(json.dumps({"experiment": path, "best": best.to_json(), "trials": [s.to_json() for s in summaries[: args.top]]},
+                         indent=1, default=str))
+        return 0
+    print(f"experiment: {path}  ({len(summaries)} trials with results)")
+    _print_table(summaries, args.top)
+    _print_best(best)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from search.results import export_best
+
+    out, best = export_best(args.run, args.out, args.storage)
+    print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {best.best_val_mae:.2f} bikes/hour")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import numpy as np
+
+    from rnn_core import plot
+    from rnn_core.checkpoint import CheckpointError, load_bundle, load_model
+    from rnn_core.data import DataConfig, DataError, load
+    from rnn_core.metrics import baseline_metrics, mae, rmse
+    from rnn_core.train import predict
+
+    target = Path(args.target)
+    experiment = None
+    history = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if target.is_file():
+            bundle_path = target
+            title = target.name
+        else:
+            from search.results import best_trial, fetch_checkpoint
+
+            best, summaries, experiment = best_trial(args.target, args.storage)
+            bundle_path = fetch_checkpoint(best.checkpoint or "", Path(tmp))
+            title = f"{Path(experiment).name} / trial {best.trial_id}"
+        lm = load_model(bundle_path)
+        experiment = experiment or lm.bundle.get("meta", {}).get("experiment_path")
+    try:
+        dcfg = DataConfig.from_dict(lm.bundle["data_config"])
+        data = load(dcfg, args.data, scalers=(lm.feature_scaler, lm.target_scaler))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{target}: its data config cannot be rebuilt: {exc}") from None
+    except DataError as exc:
+        raise DataError(f"{target}: its data config cannot be rebuilt: {exc}") from None
+
+    def forecast(name: str) -> np.ndarray:
+        s = data[name]
+        return lm.target_scaler.inverse(predict(lm.model, s.X).double()).numpy()  # [N, H] bikes/hour
+
+    split = data[args.split]
+    pred = forecast(args.split)
+    truth = split.y_raw.numpy()
+    model_m = {"mae": mae(pred, truth), "rmse": rmse(pred, truth)}
+    base = baseline_metrics(data.cnt, split)
+    print(f"{title}: {args.split} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
+          f"{str(split.target_time[-1, -1])[:16]}, horizon {dcfg.horizon}")
+    print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   (bikes/hour)")
+    print(f"{'model':<16}{model_m['mae']:>9.2f}{model_m['rmse']:>9.2f}")
+    for name, m in base.items():
+        print(f"{name:<16}{m['mae']:>9.2f}{m['rmse']:>9.2f}")
+    best_base = min(base.items(), key=lambda kv: kv[1]["mae"])
+    gain = 100 * (1 - model_m["mae"] / best_base[1]["mae"])
+    print(f"improvement over the best baseline ({best_base[0]}): {gain:.1f}% lower MAE")
+    if args.list:
+        for i, (p, t) in enumerate(zip(pred[:, 0], truth[:, 0])):
+            print("{0:4}: {1:8,.2f} <--> {2:8,.2f} (Loss: {3:>10,.2f})".format(i, p, t, abs(p - t)))
+    if args.plots:
+        out = Path(args.plots)
+        series = [plot.Series(n, data[n].target_time[:, 0], forecast(n)[:, 0], data[n].y_raw.numpy()[:, 0]) for n in data.splits]
+        written = [plot.plot_splits(series, f"{title}: forecast vs actual", out / "predictions_by_split.png"),
+                   plot.plot_test(series[list(data.splits).index(args.split)], f"{title}: {args.split} period",
+                                  out / f"{args.split}_period.png")]
+        if experiment:
+            from search.results import best_trial
+
+            best, summaries, _ = best_trial(experiment)
+            history = [plot.TrialHistory(s.trial_id, [h["epoch"] for h in s.history], [h["val_mae"] for h in s.history],
+                                         s.stop_reason == "ASHA") for s in summaries]
+            written.append(plot.plot_history(history, best.trial_id, f"search history: {Path(experiment).name}",
+                                             out / "search_history.png"))
+        for w in written:
+            print(f"wrote {w}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from search.jobs import submit
+
+    rest = list(args.command)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    if not rest or rest[0] != "tune":
+        raise ValueError("give the search after --, e.g.: rnn-search submit --address http://HEAD:8265 -- tune --preset quick")
+    return submit(args.address, rest, follow=args.follow, working_dir=args.working_dir)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from search.jobs import job_logs, job_status, job_stop
+
+    return {"status": job_status, "logs": job_logs, "stop": job_stop}[args.action](args.address, args.job_id)
+
+
+# --------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rnn-search", description="Hyperparameter search for RNN forecasters of hourly bike rentals.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("data", help="inspect the data set").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
+    di = d.add_parser("info", help="source, rows, hours filled, splits and features")
+    _add_data(di)
+    _add_split(di)
+    di.add_argument("--sequence-size", type=int, default=24, help="input hours per window (default: %(default)s)")
+    di.add_argument("--horizon", type=int, default=1, help="hours forecast per window (default: %(default)s)")
+    di.set_defaults(func=cmd_data_info)
+
+    t = sub.add_parser("train", help="train one model without Ray (defaults: the lecture's RNN 128x2)")
+    _add_data(t)
+    _add_split(t)
+    t.add_argument("--out", default="runs/train", help="directory for the best checkpoint model.pt (default: %(default)s)")
+    t.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn", help="recurrent cell (default: %(default)s)")
+    t.add_argument("--hidden-size", type=int, default=128, help="units per layer (default: %(default)s)")
+    t.add_argument("--num-layers", type=int, default=2, help="stacked layers (default: %(default)s)")
+    t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (default: %(default)s)")
+    t.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
+    t.add_argument("--sequence-size", type=int, default=24, help="input hours per window (default: %(default)s)")
+    t.add_argument("--horizon", type=int, default=1, help="hours forecast per window (default: %(default)s)")
+    t.add_argument("--target-transform", choices=("log1p", "scale100"), default="log1p", help="target scaling (default: %(default)s)")
+    t.add_argument("--no-future-calendar", action="store_true", help="do not add the target hours' calendar features")
+    t.add_argument("--epochs", type=int, default=50, help="max epochs (default: %(default)s)")
+    t.add_argument("--learning-rate", "--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: %(default)s)")
+    t.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default: %(default)s)")
+    t.add_argument("--min-delta", type=float, default=1e-5, help="early-stopping min improvement (default: %(default)s)")
+    t.add_argument("--clip-norm", type=float, default=1.0, help="gradient clip norm, 0 = off (default: %(default)s)")
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant", help="(default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
+    t.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="Weights & Biases logging (default: %(default)s)")
+    t.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser("predict", help="forecast the hours after an origin with a saved model")
+    pr.add_argument("file", help="model.pt (from train, export or a trial checkpoint)")
+    _add_data(pr)
+    pr.add_argument("--at", metavar="TIMESTAMP", help="forecast origin, the last input hour (default: the data's last hour)")
+    pr.set_defaults(func=cmd_predict)
+
+    tu = sub.add_parser("tune", help="run (or resume) a Ray Tune search: Optuna TPE + ASHA")
+    tu.add_argument("--preset", choices=("quick", "default", "lecture"), default="quick", help="search space and budget (default: %(default)s)")
+    tu.add_argument("--space", metavar="FILE", help="YAML that overrides or extends the preset's space")
+    tu.add_argument("--num-samples", type=int, help="trials (default: quick 8, default 48, lecture 1)")
+    tu.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: quick 6, default 40, lecture 50)")
+    tu.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial may be stopped (default: %(default)s)")
+    tu.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA reduction factor (default: %(default)s)")
+    tu.add_argument("--max-concurrent", type=int, default=0, help="trials at once, 0 = as resources allow (default: %(default)s)")
+    tu.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: %(default)s)")
+    tu.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs four trials per GPU (default: %(default)s)")
+    tu.add_argument("--storage", default="./runs", help="local dir or s3://... / gs://... (default: %(default)s)")
+    tu.add_argument("--name", help="experiment name (default: PRESET-DATE-TIME)")
+    tu.add_argument("--keep-checkpoints", type=int, default=2, help="best N checkpoints kept per trial, by val loss (default: %(default)s)")
+    tu.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its checkpoint (default: %(default)s)")
+    tu.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: embedded local Ray)")
+    tu.add_argument("--resume", metavar="RUN", help="continue an interrupted experiment (run name under --storage, or a path)")
+    tu.add_argument("--searcher", choices=("optuna-asha", "optuna", "random"), default="optuna-asha",
+                    help="optuna-asha: TPE told ASHA-stopped trials as PRUNED (default); optuna: Ray's stock OptunaSearch; random: random search + FIFO")
+    tu.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed (default: %(default)s)")
+    tu.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="one W&B run per trial (default: %(default)s)")
+    tu.add_argument("--progress-interval", type=float, default=15.0, help="seconds between progress lines (default: %(default)s)")
+    _add_data(tu)
+    _add_split(tu)
+    tu.set_defaults(func=cmd_tune)
+
+    b = sub.add_parser("best", help="top trials of an experiment (finished or running) and the best checkpoint")
+    b.add_argument("run", help="run name under --storage, or an experiment path (local or s3://)")
+    b.add_argument("--top", type=int, default=5, help="(default: %(default)s)")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    b.add_argument("--storage", default="./runs", help="(default: %(default)s)")
+    b.set_defaults(func=cmd_best)
+
+    e = sub.add_parser("export", help="write the best trial's best checkpoint as one standalone model file")
+    e.add_argument("run", help="run name under --storage, or an experiment path")
+    e.add_argument("--out", required=True, help="output file, e.g. model.pt")
+    e.add_argument("--storage", default="./runs", help="(default: %(default)s)")
+    e.set_defaults(func=cmd_export)
+
+    te = sub.add_parser("test", help="test-set MAE/RMSE against naive baselines, with plots")
+    te.add_argument("target", metavar="RUN|MODEL", help="an experiment (run name or path) or a model.pt")
+    _add_data(te)
+    te.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
+    te.add_argument("--plots", metavar="DIR", help="write PNG figures here")
+    te.add_argument("--list", action="store_true", help="print every forecast: idx: prediction <--> target (Loss: ...)")
+    te.add_argument("--storage", default="./runs", help="(default: %(default)s)")
+    te.set_defaults(func=cmd_test)
+
+    s = sub.add_parser("submit", help="run a search on a Ray cluster as a Ray Job")
+    s.add_argument("--address", required=True, help="the head's dashboard, e.g. http://HEAD:8265")
+    s.add_argument("--follow", action="store_true", help="stream the logs and exit with the job's outcome")
+    s.add_argument("--working-dir", default=".", help="uploaded as the job's runtime_env working_dir (default: %(default)s)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- tune ARGS...")
+    s.set_defaults(func=cmd_submit)
+
+    j = sub.add_parser("jobs", help="status, logs or stop of a submitted job")
+    j.add_argument("action", choices=("status", "logs", "stop"))
+    j.add_argument("job_id")
+    j.add_argument("--address", required=True, help="the head's dashboard, e.g. http://HEAD:8265")
+    j.set_defaults(func=cmd_jobs)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `rnn-search` console script."""
+    from rnn_core.checkpoint import CheckpointError
+    from rnn_core.data import DataError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stdout, force=True)
+    for noisy in ("ray", "optuna", "filelock", "urllib3", "matplotlib", "wandb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    known: tuple[type[BaseException], ...] = (DataError, CheckpointError, ValueError, FileNotFoundError)
+    try:
+        from search.jobs import JobsError
+        from search.results import ResultsError
+        from search.space import SpaceError
+        from search.tuner import SearchError
+
+        known += (SpaceError, SearchError, ResultsError, JobsError)
+    except ImportError:  # search needs Ray; rnn_core commands work without it
+        pass
+    try:
+        return int(args.func(args))
+    except known as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

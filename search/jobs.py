@@ -1,0 +1,77 @@
+"""Ray Jobs: submit a search to a cluster's head, follow it, query or stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Files that never need to travel to the cluster with the working_dir.
+EXCLUDES = [".git", "runs", "wandb", "*.pt", "*.csv", "*.zip", ".venv", "venv", "__pycache__", "benchmarks/out", "*.egg-info"]
+
+
+class JobsError(Exception):
+    """The job server could not be reached or refused the request."""
+
+
+def _client(address: str):  # -> JobSubmissionClient
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError as exc:  # ray[default] is the `cluster` extra
+        raise JobsError(f"job submission needs ray[default]: pip install 'rnn-search[cluster]' ({exc})") from None
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+        raise JobsError(f"cannot reach the Ray job server at {address}: {exc}. Is the head up, and its dashboard "
+                        "port forwarded (ray dashboard cluster.yaml)?") from None
+
+
+def submit(address: str, tune_args: list[str], *, follow: bool = False, working_dir: str = ".") -> int:
+    """Submit `rnn-search tune ...` as a Ray Job with this project as its working_dir; print the job id."""
+    wd = Path(working_dir).resolve()
+    if not (wd / "pyproject.toml").is_file():
+        raise JobsError(f"--working-dir {wd} is not the rnn-search project (no pyproject.toml)")
+    if "--address" not in tune_args:
+        tune_args = [*tune_args, "--address", "auto"]  # the job's driver runs on the head: join its cluster
+    entrypoint = "python -m search.cli " + " ".join(shlex.quote(a) for a in tune_args)
+    client = _client(address)
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(wd), "excludes": EXCLUDES})
+    print(f"submitted job {job_id}: {entrypoint}")
+    print(f"  rnn-search jobs status {job_id} --address {address}")
+    print(f"  rnn-search jobs logs {job_id} --address {address}")
+    if not follow:
+        return 0
+    return _follow(client, job_id)
+
+
+def _follow(client, job_id: str) -> int:  # noqa: ANN001
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
+
+    asyncio.run(tail())
+    status = client.get_job_status(job_id)
+    print(f"job {job_id}: {status}")
+    return 0 if str(status).endswith("SUCCEEDED") else 1
+
+
+def job_status(address: str, job_id: str) -> int:
+    info = _client(address).get_job_info(job_id)
+    print(f"{job_id}: {info.status}" + (f" ({info.message})" if info.message else ""))
+    return 0
+
+
+def job_logs(address: str, job_id: str) -> int:
+    sys.stdout.write(_client(address).get_job_logs(job_id))
+    return 0
+
+
+def job_stop(address: str, job_id: str) -> int:
+    stopped = _client(address).stop_job(job_id)
+    print(f"{job_id}: {'stop requested' if stopped else 'already finished'}")
+    return 0

@@ -1,0 +1,134 @@
+"""Reading an experiment back: per-trial summaries, the best trial over ALL epochs, its BEST checkpoint."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+from ray import tune
+from ray.tune import ExperimentAnalysis, ResultGrid
+
+from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, write_bundle
+from search.tuner import METRIC, MODE, experiment_path
+
+STOP_REASONS = {"early_stopped": "early stopping", "max_epochs": "max epochs", "non_finite": "non-finite loss"}
+
+
+class ResultsError(Exception):
+    """An experiment that cannot be read or has nothing to report; the message says why."""
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    config: dict[str, Any]
+    best_epoch: int
+    best_val_loss: float
+    best_val_mae: float
+    best_val_rmse: float
+    epochs: int
+    stop_reason: str
+    checkpoint: str | None
+    nodes: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "history"}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _exists(path: str) -> bool:
+    if "://" in path:
+        fs, p = pyarrow.fs.FileSystem.from_uri(path)
+        return fs.get_file_info(p).type != pyarrow.fs.FileType.NotFound
+    return Path(path).exists()
+
+
+def load_experiment(run: str, storage: str = "./runs") -> tuple[ExperimentAnalysis, ResultGrid, str]:
+    """Read an experiment (finished or still running) from its storage, local or s3://."""
+    path = experiment_path(run, storage)
+    if not _exists(path):
+        raise ResultsError(f"unknown run {run!r}: {path} does not exist (give a run name under --storage {storage}, or a path)")
+    try:
+        ea = ExperimentAnalysis(path, default_metric=METRIC, default_mode=MODE)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise ResultsError(f"{path} is not a Tune experiment directory ({str(exc).splitlines()[0]})") from None
+    return ea, ResultGrid(ea), path
+
+
+def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
+    """One summary per trial with at least one report, best first (min val_loss over all epochs)."""
+    out = []
+    status_by_id = {t.trial_id: t.status for t in ea.trials}
+    for res in grid:
+        df = res.metrics_dataframe
+        if df is None or df.empty or METRIC not in df:
+            continue
+        best = df.loc[df[METRIC].idxmin()]
+        last = df.iloc[-1]
+        tid = str(last["trial_id"])
+        status = str(last.get("status", ""))
+        if res.error is not None or status_by_id.get(tid) == "ERROR":
+            reason = "error"
+        elif status in STOP_REASONS:
+            reason = STOP_REASONS[status]
+        elif status_by_id.get(tid) == "TERMINATED":
+            reason = "ASHA"
+        else:
+            reason = "running"
+        ckpt = None
+        best_ckpts = [(c, m) for c, m in (res.best_checkpoints or []) if m.get(METRIC) is not None]
+        if best_ckpts:
+            c, _ = min(best_ckpts, key=lambda cm: (cm[1][METRIC], cm[1].get("epoch", 0)))
+            ckpt = c.path
+        out.append(TrialSummary(
+            trial_id=tid,
+            config={k: v for k, v in res.config.items()},
+            best_epoch=int(best["epoch"]),
+            best_val_loss=float(best[METRIC]),
+            best_val_mae=float(best["val_mae"]),
+            best_val_rmse=float(best["val_rmse"]),
+            epochs=int(last["epoch"]),
+            stop_reason=reason,
+            checkpoint=ckpt,
+            nodes=sorted({str(n) for n in df.get("node_id", [])}),
+            history=df[["epoch", METRIC, "val_mae"]].to_dict("records"),
+        ))
+    out.sort(key=lambda s: s.best_val_loss)
+    return out
+
+
+def best_trial(run: str, storage: str = "./runs") -> tuple[TrialSummary, list[TrialSummary], str]:
+    """The best trial (min val_loss over all epochs of all trials), all summaries, and the experiment path."""
+    ea, grid, path = load_experiment(run, storage)
+    summaries = summarize(ea, grid)
+    if not summaries:
+        raise ResultsError(f"{path}: no trial has reported a result yet")
+    best = summaries[0]
+    if best.checkpoint is None:
+        raise ResultsError(f"{path}: the best trial {best.trial_id} has no checkpoint")
+    return best, summaries, path
+
+
+def fetch_checkpoint(uri: str, dest: Path) -> Path:
+    """The bundle file of a checkpoint directory (local or remote) as a local path."""
+    ckpt = tune.Checkpoint(uri) if "://" in uri else None
+    if ckpt is None:
+        return Path(uri) / BUNDLE_FILE
+    local = ckpt.to_directory(str(dest))
+    return Path(local) / BUNDLE_FILE
+
+
+def export_best(run: str, out: str | Path, storage: str = "./runs") -> tuple[Path, TrialSummary]:
+    """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone)."""
+    import tempfile
+
+    best, _, path = best_trial(run, storage)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = load_bundle(fetch_checkpoint(best.checkpoint or "", Path(tmp)))
+    bundle["meta"] = dict(bundle.get("meta", {}), experiment_path=path, trial_id=best.trial_id,
+                          best_epoch=best.best_epoch, config=best.config)
+    return write_bundle(out, bundle), best

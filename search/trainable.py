@@ -1,0 +1,84 @@
+"""The Tune function trainable: a thin wrapper around ``rnn_core.train.fit``.
+
+It converts the trial config, resumes from ``tune.get_checkpoint()``, and turns ``on_epoch_end`` into
+``tune.report(metrics, checkpoint=...)``. Data arrives once per worker through ``tune.with_parameters``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, save_bundle
+from rnn_core.data import BikeData
+from rnn_core.model import ModelConfig
+from rnn_core.train import TrainConfig, fit
+
+#: val_loss reported for a non-finite run: finite (Optuna and ASHA reject NaN), and worse than any real loss.
+BAD_LOSS = 1e6
+MODEL_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional")
+TRAIN_KEYS = ("learning_rate", "batch_size", "weight_decay", "clip_norm", "lr_schedule", "patience", "seed")
+#: Test-only hook: kill this trial's worker once, right after it reports this epoch (see tests/test_tune.py).
+KILL_AT_EPOCH_ENV = "RNN_SEARCH_TEST_KILL_AT_EPOCH"
+KILL_MARKER_ENV = "RNN_SEARCH_TEST_KILL_MARKER"
+
+
+def configs_from_trial(config: dict[str, Any], data: BikeData, max_epochs: int, num_threads: int) -> tuple[ModelConfig, TrainConfig]:
+    """A trial's flat config -> validated (ModelConfig, TrainConfig)."""
+    mcfg = ModelConfig(
+        n_features=data.config.n_features,
+        horizon=data.config.horizon,
+        **{k: config[k] for k in MODEL_KEYS if k in config},
+    )
+    tcfg = TrainConfig(max_epochs=max_epochs, num_threads=num_threads, **{k: config[k] for k in TRAIN_KEYS if k in config})
+    return mcfg, tcfg
+
+
+def _maybe_kill(epoch: int) -> None:
+    at, marker = os.environ.get(KILL_AT_EPOCH_ENV), os.environ.get(KILL_MARKER_ENV)
+    if at and marker and epoch == int(at):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # once per search, across trials
+        except FileExistsError:
+            return
+        os.write(fd, tune.get_context().get_trial_id().encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_bikes(config: dict[str, Any], datasets: dict[int, BikeData], max_epochs: int, experiment: str = "") -> None:
+    """Train one trial; report every epoch with a checkpoint of the full resumable state."""
+    data = datasets[int(config.get("sequence_size", 24))]
+    cpus = int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)) or 1
+    mcfg, tcfg = configs_from_trial(config, data, max_epochs, num_threads=cpus)
+    ckpt = tune.get_checkpoint()
+    resume = None
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume = load_bundle(Path(d) / BUNDLE_FILE)
+    node_id = ray.get_runtime_context().get_node_id()
+    meta = {"experiment": experiment, "trial_id": tune.get_context().get_trial_id()}
+
+    def report(epoch: int, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        out = dict(metrics, node_id=node_id, resumed_from=resume["epoch"] if resume else 0)
+        if not math.isfinite(out["val_loss"]):
+            out["val_loss"] = BAD_LOSS  # the trial ends here, seen by ASHA and Optuna as the worst
+        if not math.isfinite(out["best_val_loss"]):
+            out["best_val_loss"] = BAD_LOSS
+        with tempfile.TemporaryDirectory() as tmp:
+            save_bundle(
+                Path(tmp) / BUNDLE_FILE, state, model_config=mcfg, train_config=tcfg, data_config=data.config,
+                feature_scaler=data.feature_scaler, target_scaler=data.target_scaler,
+                feature_names=data.feature_names, meta=meta,
+            )
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
+        _maybe_kill(epoch)
+
+    fit(data, mcfg, tcfg, on_epoch_end=report, resume=resume)

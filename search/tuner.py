@@ -1,0 +1,295 @@
+"""The Tuner: OptunaSearch (TPE, ASHA-aware) + ASHA, resources per trial, storage, resume."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from rnn_core.data import DataConfig, load
+from search import space as spaces
+from search.trainable import train_bikes
+
+log = logging.getLogger(__name__)
+
+METRIC, MODE = "val_loss", "min"
+#: Trial results that end a run by the trial's own choice (rnn_core.train statuses).
+SELF_ENDED = {"early_stopped", "max_epochs", "non_finite"}
+
+
+class SearchError(Exception):
+    """A search that cannot start or resume; the message says what to do."""
+
+
+class AshaAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about trials ASHA stopped early.
+
+    Ray's OptunaSearch tells every finished trial as COMPLETE with its last (truncated) loss, so TPE
+    learns from low-budget losses as if they were final. Here a trial whose last report says it was
+    still running (the scheduler stopped it) or that went non-finite is told as PRUNED; its
+    intermediate values (val_loss per epoch) are already in the study. Trials that ended by
+    themselves are COMPLETE with their best val_loss over all epochs (early stopping keeps those weights).
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        status = (result or {}).get("status")
+        if error or not result:
+            state, value = optuna.trial.TrialState.FAIL, None
+        elif status in ("early_stopped", "max_epochs"):
+            state, value = optuna.trial.TrialState.COMPLETE, float(result.get("best_val_loss", result[self.metric]))
+        else:  # stopped by the scheduler mid-run, or non-finite
+            state, value = optuna.trial.TrialState.PRUNED, None
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except Exception as exc:  # noqa: BLE001 - Optuna rejects e.g. a second tell; keep the search going
+            log.warning("optuna tell for %s failed: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+
+@dataclass
+class SearchOptions:
+    """Everything `rnn-search tune` takes (see the CLI for help texts)."""
+
+    preset: str = "quick"
+    space_file: str | None = None
+    num_samples: int | None = None
+    max_concurrent: int = 0
+    max_epochs: int | None = None
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    storage: str = "./runs"
+    name: str | None = None
+    keep_checkpoints: int = 2
+    max_failures: int = 2
+    address: str | None = None
+    data_path: str | None = None
+    split: str = "default"
+    seed: int = 0
+    searcher: str = "optuna-asha"
+    """'optuna-asha' (ours), 'optuna' (Ray's stock OptunaSearch + ASHA) or 'random' (random + FIFO)."""
+    wandb: str = "off"
+    progress_interval_s: float = 15.0
+    callbacks: list[Any] = field(default_factory=list)
+    """Extra Tune callbacks (tests use one to watch logical resources)."""
+
+
+PRESET_BUDGETS = {"quick": (8, 6), "default": (48, 40), "lecture": (1, 50)}
+
+
+def storage_uri(storage: str) -> str:
+    """Tune wants an absolute local path or a URI (s3://, gs://)."""
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def experiment_path(run: str, storage: str = "./runs") -> str:
+    """RUN is a path to an experiment directory, or a run name under the storage."""
+    if "://" in run:
+        return run
+    p = Path(run).expanduser()
+    if p.is_dir():
+        return str(p.resolve())
+    return storage_uri(storage).rstrip("/") + "/" + run
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join a cluster (``--address``) or start an embedded local Ray, quietly."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+
+
+def check_storage(storage: str) -> None:
+    """A multi-node cluster needs shared storage: refuse a local path before any trial runs."""
+    if "://" in storage:
+        return
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if len(alive) > 1 and not os.environ.get("RNN_SEARCH_SHARED_STORAGE"):
+        raise SearchError(
+            f"this Ray cluster has {len(alive)} nodes but --storage {storage} is a local path: trials on other "
+            "nodes could not save their checkpoints there. Use --storage s3://BUCKET/PATH (or gs://), or, if "
+            "this path is a shared filesystem mounted on every node, set RNN_SEARCH_SHARED_STORAGE=1."
+        )
+
+
+class ProgressLine(tune.Callback):
+    """One concise line per interval (and when a trial ends) instead of Ray's tables."""
+
+    def __init__(self, interval_s: float = 15.0) -> None:
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._start = time.monotonic()
+        self._best: tuple[float, str, int] | None = None
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        v = result.get(METRIC)
+        if v is not None and (self._best is None or v < self._best[0]):
+            self._best = (float(v), trial.trial_id, int(result.get("epoch", 0)))
+            self._best_mae = result.get("val_mae")
+        if time.monotonic() - self._last >= self.interval_s:
+            self._line(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._line(trials)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._line(trials)
+
+    def _line(self, trials: list[Trial]) -> None:
+        self._last = time.monotonic()
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        asha = sum(1 for t in trials if t.status == Trial.TERMINATED and (t.last_result or {}).get("status") == "running")
+        best = (
+            f" | best val_loss {self._best[0]:.4f} (val MAE {self._best_mae:.1f}) trial {self._best[1]} epoch {self._best[2]}"
+            if self._best else ""
+        )
+        log.info(
+            "[%5.0fs] %d trials: %d running, %d pending, %d done (%d stopped by ASHA), %d errored%s",
+            time.monotonic() - self._start, len(trials), counts.get(Trial.RUNNING, 0), counts.get(Trial.PENDING, 0),
+            counts.get(Trial.TERMINATED, 0), asha, counts.get(Trial.ERROR, 0), best,
+        )
+
+
+def _searcher(opts: SearchOptions, space: dict[str, Any]) -> Any:
+    if opts.searcher == "random":
+        return None  # Tune's default BasicVariantGenerator: random sampling
+    sampler = optuna.samplers.TPESampler(seed=opts.seed)
+    cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
+    alg = cls(sampler=sampler, metric=METRIC, mode=MODE)
+    return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
+
+
+def build_trainable(opts: SearchOptions, space: dict[str, Any], data_cfg: DataConfig, max_epochs: int, name: str) -> Any:
+    """Load the data ONCE on the driver (one BikeData per sequence_size) and bind it with with_parameters."""
+    datasets = {}
+    for seq in spaces.sequence_sizes(space):
+        cfg = DataConfig(**{**data_cfg.to_dict(), "sequence_size": seq})
+        datasets[seq] = load(cfg, opts.data_path)
+        log.info("data: %s; L=%d windows train/val/test = %s", datasets[seq].source, seq,
+                 "/".join(str(len(s)) for s in datasets[seq].splits.values()))
+    trainable = tune.with_parameters(train_bikes, datasets=datasets, max_epochs=max_epochs, experiment=name)
+    return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+
+
+def _callbacks(opts: SearchOptions, name: str) -> list[Any]:
+    cbs: list[Any] = [ProgressLine(opts.progress_interval_s), *opts.callbacks]
+    if opts.wandb != "off":
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        cbs.append(WandbLoggerCallback(project="rnn-search", group=name, mode=opts.wandb, excludes=["node_id"]))
+    return cbs
+
+
+def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
+    """Run a new search. Returns the results and the experiment path."""
+    space = spaces.build_space(opts.preset, opts.space_file, seed=opts.seed)  # errors before Ray starts
+    default_samples, default_epochs = PRESET_BUDGETS[opts.preset]
+    num_samples = opts.num_samples or (1 if spaces.is_fixed(space) else default_samples)
+    max_epochs = opts.max_epochs or default_epochs
+    if opts.grace_period > max_epochs:
+        raise SearchError(f"--grace-period {opts.grace_period} exceeds --max-epochs {max_epochs}")
+    data_cfg = DataConfig(split=opts.split)
+    name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
+    path = storage_uri(opts.storage).rstrip("/") + "/" + name
+    init_ray(opts.address)
+    if opts.address:
+        check_storage(opts.storage)
+    trainable = build_trainable(opts, space, data_cfg, max_epochs, name)
+    write_experiment_meta(path, opts, max_epochs)
+    if opts.searcher == "random":
+        scheduler: Any = tune.schedulers.FIFOScheduler()
+    else:
+        scheduler = ASHAScheduler(
+            time_attr="epoch", max_t=max_epochs, grace_period=opts.grace_period, reduction_factor=opts.reduction_factor
+        )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, search_alg=_searcher(opts, space), scheduler=scheduler,
+            num_samples=num_samples, max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_uri(opts.storage),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+            ),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            callbacks=_callbacks(opts, name),
+            verbose=0,
+        ),
+    )
+    log.info("search %s: preset %s, %d trials x <= %d epochs, %s per trial, storage %s",
+             name, opts.preset, num_samples, max_epochs,
+             f"{opts.cpus_per_trial:g} CPU" + (f" + {opts.gpus_per_trial:g} GPU" if opts.gpus_per_trial else ""),
+             storage_uri(opts.storage))
+    return tuner.fit(), path
+
+
+def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
+    """Continue an interrupted experiment (unfinished and errored trials; finished ones are kept)."""
+    path = experiment_path(run, opts.storage)
+    if "://" not in path and not (Path(path) / "tuner.pkl").is_file():
+        raise SearchError(f"{path}: not a resumable experiment (no tuner.pkl); give a run name under "
+                          f"--storage {opts.storage} or the experiment's path")
+    init_ray(opts.address)
+    # The trainable is rebuilt with the same data as the original run: read its param_space back.
+    if not tune.Tuner.can_restore(path):
+        raise SearchError(f"{path}: Tune cannot restore this experiment")
+    meta = _experiment_meta(path)
+    space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
+    opts = SearchOptions(**{**opts.__dict__, **{k: meta[k] for k in ("preset", "split", "data_path") if k in meta}})
+    trainable = build_trainable(opts, space, DataConfig(split=opts.split), meta["max_epochs"], Path(path).name)
+    tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    log.info("resuming %s", path)
+    return tuner.fit(), path
+
+
+META_FILE = "rnn_search.json"
+
+
+def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int) -> None:
+    """Record how the experiment was made, so --resume can rebuild the same trainable."""
+    import json
+
+    if "://" in path:
+        return
+    Path(path).mkdir(parents=True, exist_ok=True)
+    meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "split": opts.split,
+            "data_path": opts.data_path, "max_epochs": max_epochs}
+    (Path(path) / META_FILE).write_text(json.dumps(meta, indent=1))
+
+
+def _experiment_meta(path: str) -> dict[str, Any]:
+    import json
+
+    f = Path(path) / META_FILE
+    if not f.is_file():
+        raise SearchError(f"{path}: no {META_FILE}; it was not made by rnn-search tune")
+    return json.loads(f.read_text())
+
+
+__all__: Sequence[str] = ["AshaAwareOptunaSearch", "SearchError", "SearchOptions", "run_search", "resume_search"]
