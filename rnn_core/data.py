@@ -450,7 +450,7 @@ def load_frame(path: str | os.PathLike[str] | None = None, *, download: bool = T
 def calendar_features(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray) -> np.ndarray:
     """[T] hours -> [T, len(CALENDAR_FEATURES)] float64, in CALENDAR_FEATURES order."""
     hour = times.hour.to_numpy()
-    dow = times.dayofweek.to_numpy()
+    dow = times.day_of_week.to_numpy()
     month = times.month.to_numpy() - 1
     tau = 2 * np.pi
     return np.column_stack([
@@ -466,7 +466,7 @@ def future_calendar(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np
     no holiday and Monday-Friday as working days."""
     ahead = times + pd.Timedelta(hours=k)
     hol = np.concatenate([holiday[k:], np.zeros(k)])
-    work = np.concatenate([workingday[k:], (ahead[-k:].dayofweek < 5).astype(np.float64)])
+    work = np.concatenate([workingday[k:], (ahead[-k:].day_of_week < 5).astype(np.float64)])
     return calendar_features(ahead, hol, work)
 
 

@@ -448,6 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stdout, force=True)
     for noisy in ("ray", "optuna", "filelock", "urllib3", "matplotlib", "wandb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # optuna installs its own handler
+    except ImportError:
+        pass
     known: tuple[type[BaseException], ...] = (DataError, CheckpointError, ValueError, FileNotFoundError)
     try:
         from search.jobs import JobsError

@@ -110,6 +110,9 @@ def experiment_path(run: str, storage: str = "./runs") -> str:
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join a cluster (``--address``) or start an embedded local Ray, quietly."""
+    # Quiet Tune: our ProgressLine replaces its tables; the snapshot warning fires on every checkpoint.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}

@@ -1,0 +1,209 @@
+"""Model, trainer, checkpoints, and the train/predict commands (no Ray)."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnn_core.checkpoint import CheckpointError, load_bundle, load_model, save_bundle, write_bundle
+from rnn_core.model import ModelConfig, RNNForecaster
+from rnn_core.train import TrainConfig, evaluate, fit
+from search.cli import main
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_forecaster_shapes(cell: str, bidirectional: bool) -> None:
+    m = RNNForecaster(ModelConfig(n_features=5, horizon=3, cell=cell, hidden_size=8, num_layers=2, dropout=0.1,
+                                  bidirectional=bidirectional))
+    assert m(torch.randn(4, 24, 5)).shape == (4, 3)  # [B, L, F] -> [B, H]
+
+
+def test_configs_are_validated() -> None:
+    with pytest.raises(ValueError, match="cell must be one of"):
+        ModelConfig(n_features=3, cell="transformer")
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        TrainConfig(learning_rate=-1)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+
+
+def _tiny(data, **kw):
+    mcfg = ModelConfig(n_features=data.config.n_features, cell=kw.pop("cell", "gru"), hidden_size=8,
+                       num_layers=kw.pop("num_layers", 1), dropout=kw.pop("dropout", 0.0))
+    tcfg = TrainConfig(batch_size=512, max_epochs=kw.pop("max_epochs", 2), seed=kw.pop("seed", 7), num_threads=1, **kw)
+    return mcfg, tcfg
+
+
+def test_same_seed_same_config_gives_identical_validation_losses(bikes) -> None:
+    mcfg, tcfg = _tiny(bikes)
+    a = fit(bikes, mcfg, tcfg)
+    b = fit(bikes, mcfg, tcfg)
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    c = fit(bikes, *_tiny(bikes, seed=8))
+    assert [h["val_loss"] for h in c.history] != [h["val_loss"] for h in a.history]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_gives_the_same_per_epoch_metrics(bikes, tmp_path: Path) -> None:
+    """Stopped after epoch 2 and resumed from its checkpoint == uninterrupted (dropout + cosine: RNG and
+    scheduler state must both travel)."""
+    mcfg, tcfg = _tiny(bikes, cell="lstm", num_layers=2, dropout=0.2, max_epochs=4, lr_schedule="cosine")
+    full = fit(bikes, mcfg, tcfg)
+    ckpt = tmp_path / "model.pt"
+
+    def stop_after_2(epoch, metrics, state):
+        if epoch == 2:
+            save_bundle(ckpt, state, model_config=mcfg, train_config=tcfg, data_config=bikes.config,
+                        feature_scaler=bikes.feature_scaler, target_scaler=bikes.target_scaler,
+                        feature_names=bikes.feature_names)
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(bikes, mcfg, tcfg, on_epoch_end=stop_after_2)
+    resumed = fit(bikes, mcfg, tcfg, resume=load_bundle(ckpt))
+    keys = ("epoch", "train_loss", "val_loss", "val_mae", "val_rmse", "lr")
+    assert [{k: h[k] for k in keys} for h in resumed.history] == [{k: h[k] for k in keys} for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+
+
+def test_early_stopping_keeps_the_best_weights(bikes) -> None:
+    mcfg, tcfg = _tiny(bikes, max_epochs=30, patience=1, learning_rate=0.05)
+    res = fit(bikes, mcfg, tcfg)
+    assert res.status == "early_stopped" and len(res.history) < 30
+    val = bikes["val"]
+    again = evaluate(res.model, val.X, val.y, val.y_raw, bikes.target_scaler)
+    assert math.isclose(again["loss"], res.best_metrics["val_loss"], rel_tol=1e-6)
+    assert res.best_metrics["val_loss"] == min(h["val_loss"] for h in res.history)
+
+
+def test_non_finite_loss_ends_the_run_with_a_status(bikes) -> None:
+    mcfg, tcfg = _tiny(bikes, learning_rate=1e30, clip_norm=0.0, max_epochs=5)
+    res = fit(bikes, mcfg, tcfg)  # no exception
+    assert res.status == "non_finite"
+    assert not math.isfinite(res.history[-1]["val_loss"]) or not math.isfinite(res.history[-1]["train_loss"])
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture(scope="module")
+def saved(bikes, tmp_path_factory) -> Path:
+    mcfg, tcfg = _tiny(bikes, max_epochs=1)
+    res = fit(bikes, mcfg, tcfg)
+    return save_bundle(tmp_path_factory.mktemp("ck") / "model.pt", res.state, model_config=mcfg, train_config=tcfg,
+                       data_config=bikes.config, feature_scaler=bikes.feature_scaler,
+                       target_scaler=bikes.target_scaler, feature_names=bikes.feature_names)
+
+
+def test_load_model_rebuilds_from_the_file_alone(saved: Path, bikes) -> None:
+    lm = load_model(saved)
+    val = bikes["val"]
+    m = evaluate(lm.model, val.X, val.y, val.y_raw, lm.target_scaler)
+    assert math.isclose(m["mae"], lm.bundle["best_metrics"]["val_mae"], rel_tol=1e-6)
+    assert lm.data_config == bikes.config and lm.feature_scaler == bikes.feature_scaler
+
+
+def test_truncated_checkpoint(saved: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_model(bad)
+
+
+def test_foreign_checkpoint(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, foreign)
+    with pytest.raises(CheckpointError, match="not an rnn-search checkpoint"):
+        load_model(foreign)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError):
+        load_model(text)
+
+
+def test_tampered_checkpoint(saved: Path, tmp_path: Path) -> None:
+    outer = torch.load(saved, weights_only=True)
+    payload = outer["payload"].clone()
+    payload[len(payload) // 2] ^= 0xFF  # flip one byte of the weights, keep the old checksum
+    outer["payload"] = payload
+    bad = tmp_path / "tampered.pt"
+    torch.save(outer, bad)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_model(bad)
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("via", ["torch.save", "pickle"])
+def test_code_executing_pickle_is_refused_and_does_not_run(tmp_path: Path, via: str) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    if via == "torch.save":
+        torch.save({"format": "rnn-search-bundle", "x": _Evil(str(marker))}, evil)
+    else:
+        evil.write_bytes(pickle.dumps({"format": "rnn-search-bundle", "x": _Evil(str(marker))}))
+    with pytest.raises(CheckpointError, match="refused|not a readable"):
+        load_bundle(evil)
+    assert not marker.exists()
+
+
+def test_save_is_atomic(saved: Path, bikes, tmp_path: Path) -> None:
+    target = tmp_path / "model.pt"
+    target.write_bytes(saved.read_bytes())
+    bundle = load_bundle(target)
+    bundle["unpicklable"] = lambda: None  # torch.save fails mid-write
+    with pytest.raises(Exception):
+        write_bundle(target, bundle)
+    assert target.read_bytes() == saved.read_bytes()  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_train_then_predict(hour_csv: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(hour_csv), "--epochs", "2", "--hidden-size", "8", "--batch-size", "256",
+                 "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "[Epoch   1] T_loss:" in log and "V_MAE:" in log and "T_speed:" in log and "samples/s" in log
+    ckpt = out / "model.pt"
+    lm = load_model(ckpt)
+    assert lm.model_config.cell == "rnn" and lm.model_config.hidden_size == 8 and lm.model_config.num_layers == 2
+    args = ["predict", str(ckpt), "--data", str(hour_csv), "--at", "2012-12-01 07:00"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first  # deterministic
+    assert "2012-12-01 08:00:00" in first
+    assert main(["predict", str(ckpt), "--data", str(hour_csv)]) == 0
+    assert "2013-01-01 00:00:00" in capsys.readouterr().out  # default origin: the data's last hour
+    assert main(["predict", str(ckpt), "--data", str(hour_csv), "--at", "2011-01-01 03:00"]) == 2
+    assert "needs 24 hours of history" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"junk")
+    assert main(["predict", str(junk), "--data", str(hour_csv)]) == 2
+    assert "junk.pt" in capsys.readouterr().err
+
+
+def test_train_wandb_offline_writes_run_files(hour_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "wb"
+    assert main(["train", "--data", str(hour_csv), "--epochs", "1", "--hidden-size", "8", "--num-layers", "1",
+                 "--batch-size", "512", "--out", str(out), "--wandb", "offline"]) == 0
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert runs and any(f.suffix == ".wandb" for f in runs[0].rglob("*"))
