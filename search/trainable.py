@@ -25,9 +25,9 @@ from rnn_core.train import TrainConfig, fit
 BAD_LOSS = 1e6
 MODEL_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional")
 TRAIN_KEYS = ("learning_rate", "batch_size", "weight_decay", "clip_norm", "lr_schedule", "patience", "seed")
-#: Test-only hook: kill this trial's worker once, right after it reports this epoch (see tests/test_tune.py).
-KILL_AT_EPOCH_ENV = "RNN_SEARCH_TEST_KILL_AT_EPOCH"
-KILL_MARKER_ENV = "RNN_SEARCH_TEST_KILL_MARKER"
+#: Test-only hook, "EXPERIMENT:EPOCH:MARKER": kill the worker of the first trial of EXPERIMENT that
+#: reports EPOCH, once (MARKER is created atomically). tests/test_tune.py uses it for fault tolerance.
+KILL_ENV = "RNN_SEARCH_TEST_KILL"
 
 
 def configs_from_trial(config: dict[str, Any], data: BikeData, max_epochs: int, num_threads: int) -> tuple[ModelConfig, TrainConfig]:
@@ -41,16 +41,20 @@ def configs_from_trial(config: dict[str, Any], data: BikeData, max_epochs: int, 
     return mcfg, tcfg
 
 
-def _maybe_kill(epoch: int) -> None:
-    at, marker = os.environ.get(KILL_AT_EPOCH_ENV), os.environ.get(KILL_MARKER_ENV)
-    if at and marker and epoch == int(at):
-        try:
-            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # once per search, across trials
-        except FileExistsError:
-            return
-        os.write(fd, tune.get_context().get_trial_id().encode())
-        os.close(fd)
-        os.kill(os.getpid(), signal.SIGKILL)
+def _maybe_kill(experiment: str, epoch: int) -> None:
+    spec = os.environ.get(KILL_ENV)
+    if not spec:
+        return
+    name, at, marker = spec.split(":", 2)
+    if name != experiment or epoch != int(at):
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # once, across trials and restarts
+    except FileExistsError:
+        return
+    os.write(fd, tune.get_context().get_trial_id().encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def train_bikes(config: dict[str, Any], datasets: dict[int, BikeData], max_epochs: int, experiment: str = "") -> None:
@@ -79,6 +83,6 @@ def train_bikes(config: dict[str, Any], datasets: dict[int, BikeData], max_epoch
                 feature_names=data.feature_names, meta=meta,
             )
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
-        _maybe_kill(epoch)
+        _maybe_kill(experiment, epoch)
 
     fit(data, mcfg, tcfg, on_epoch_end=report, resume=resume)

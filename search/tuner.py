@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -46,6 +47,13 @@ class AshaAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        try:
+            self._tell(trial_id, result, error)
+        except Exception as exc:  # noqa: BLE001 - an exception here would make Tune restart the trial
+            log.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+    def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
         ot_trial = self._ot_trials[trial_id]
         status = (result or {}).get("status")
         if error or not result:
@@ -54,11 +62,15 @@ class AshaAwareOptunaSearch(OptunaSearch):
             state, value = optuna.trial.TrialState.COMPLETE, float(result.get("best_val_loss", result[self.metric]))
         else:  # stopped by the scheduler mid-run, or non-finite
             state, value = optuna.trial.TrialState.PRUNED, None
+            # Tune does not pass the result that made the scheduler stop a trial to on_trial_result:
+            # record it, so the pruned trial carries all its intermediate values.
+            step = int(result.get("training_iteration", result.get("epoch", 0)))
+            if step and step not in self._ot_study.trials[ot_trial.number].intermediate_values:
+                ot_trial.report(float(result[self.metric]), step)
         try:
             self._ot_study.tell(ot_trial, value, state=state)
         except Exception as exc:  # noqa: BLE001 - Optuna rejects e.g. a second tell; keep the search going
             log.warning("optuna tell for %s failed: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
 
 
 @dataclass
@@ -135,6 +147,15 @@ def check_storage(storage: str) -> None:
         )
 
 
+def trials_that_fit(opts: SearchOptions) -> int:
+    """How many trials the cluster's current logical resources hold at once (at least 1)."""
+    res = ray.cluster_resources()
+    fit = res.get("CPU", 1) / opts.cpus_per_trial if opts.cpus_per_trial else math.inf
+    if opts.gpus_per_trial:
+        fit = min(fit, res.get("GPU", 0) / opts.gpus_per_trial)
+    return max(1, int(fit + 1e-9)) if math.isfinite(fit) else 1
+
+
 class ProgressLine(tune.Callback):
     """One concise line per interval (and when a trial ends) instead of Ray's tables."""
 
@@ -176,8 +197,8 @@ class ProgressLine(tune.Callback):
 
 
 def _searcher(opts: SearchOptions, space: dict[str, Any]) -> Any:
-    if opts.searcher == "random":
-        return None  # Tune's default BasicVariantGenerator: random sampling
+    if opts.searcher == "random" or spaces.is_fixed(space):
+        return None  # Tune's default BasicVariantGenerator: random sampling (or the one fixed config)
     sampler = optuna.samplers.TPESampler(seed=opts.seed)
     cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
     alg = cls(sampler=sampler, metric=METRIC, mode=MODE)
@@ -221,6 +242,9 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         check_storage(opts.storage)
     trainable = build_trainable(opts, space, data_cfg, max_epochs, name)
     write_experiment_meta(path, opts, max_epochs)
+    if not opts.max_concurrent:
+        # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
+        opts = SearchOptions(**{**opts.__dict__, "max_concurrent": trials_that_fit(opts)})
     if opts.searcher == "random":
         scheduler: Any = tune.schedulers.FIFOScheduler()
     else:

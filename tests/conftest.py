@@ -36,15 +36,27 @@ def bikes(hour_csv: Path):
     return load(DataConfig(), hour_csv)
 
 
+KILL_MARKER_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"rnn-search-test-{os.getpid()}"
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    """One embedded Ray for the session's search tests (tests run inside a private network namespace)."""
+    """One embedded Ray for the session (tests run inside a private network namespace).
+
+    4 logical CPUs and 1 logical GPU: the fractional-GPU test packs four 0.25-GPU trials on it (they
+    train on the CPU where CUDA is absent). The worker-kill hook is armed for the experiment named
+    'killtest' only; workers inherit it from this environment.
+    """
     import ray
 
+    KILL_MARKER_DIR.mkdir(parents=True, exist_ok=True)
+    os.environ["RNN_SEARCH_TEST_KILL"] = f"killtest:2:{KILL_MARKER_DIR / 'killed'}"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+    shutil.rmtree(KILL_MARKER_DIR, ignore_errors=True)
 
 
 def write_space(path: Path, text: str) -> Path:
@@ -64,14 +76,17 @@ batch_size: 512
 
 @pytest.fixture(scope="session")
 def experiment(ray_local, hour_csv: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One small real search shared by the search/results tests: 4 trials x <= 3 epochs, hidden <= 16."""
+    """One small real search shared by the search/results tests: 4 trials x <= 3 epochs, hidden <= 16.
+
+    One trial at a time, so that ASHA's decisions are deterministic (seeded TPE, seeded trials).
+    """
     from search.tuner import SearchOptions, run_search
 
     root = tmp_path_factory.mktemp("exp")
     space = write_space(root / "space.yaml", TINY_SPACE)
     opts = SearchOptions(preset="quick", space_file=str(space), num_samples=4, max_epochs=3, grace_period=1,
                          reduction_factor=2, storage=str(root / "runs"), name="tiny", data_path=str(hour_csv),
-                         seed=3, progress_interval_s=60)
+                         seed=3, max_concurrent=1, progress_interval_s=60)
     grid, path = run_search(opts)
     return {"grid": grid, "path": path, "storage": str(root / "runs"), "opts": opts}
 

@@ -1,0 +1,197 @@
+"""`rnn-search tune` on a real Ray instance: checkpoints, best-over-all-epochs, PRUNED trials, resume,
+fault tolerance, NaN trials, bad spaces, wandb offline, fractional GPUs. Run inside a private network
+namespace (see README)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from ray import tune
+
+from search.cli import main
+from search.results import best_trial, load_experiment, summarize
+from search.tuner import AshaAwareOptunaSearch, SearchOptions, run_search
+from tests.conftest import KILL_MARKER_DIR, write_space
+
+pytestmark = pytest.mark.ray
+
+
+def _trial_dirs(path: str) -> list[Path]:
+    return sorted(p for p in Path(path).iterdir() if p.is_dir() and p.name.startswith("train_bikes_"))
+
+
+def test_every_trial_has_a_checkpoint(experiment) -> None:
+    dirs = _trial_dirs(experiment["path"])
+    assert len(dirs) == 4
+    for d in dirs:
+        ckpts = list(d.glob("checkpoint_*/model.pt"))
+        assert ckpts, f"{d.name} has no checkpoint"
+
+
+def test_best_is_the_minimum_over_all_epochs_of_the_reported_histories(experiment) -> None:
+    """Recompute the best from each trial's own result.json lines, independently of search.results."""
+    rows = []
+    for d in _trial_dirs(experiment["path"]):
+        for line in (d / "result.json").read_text().splitlines():
+            r = json.loads(line)
+            rows.append((r["val_loss"], r["trial_id"], r["epoch"]))
+    loss, trial_id, epoch = min(rows)
+    best, summaries, _ = best_trial(experiment["path"])
+    assert (best.trial_id, best.best_epoch) == (trial_id, epoch)
+    assert best.best_val_loss == pytest.approx(loss)
+    # ... and its checkpoint is the one saved at that epoch, not the trial's latest
+    from rnn_core.checkpoint import load_bundle
+
+    assert load_bundle(Path(best.checkpoint) / "model.pt")["epoch"] == epoch
+
+
+def test_asha_stopped_trials_are_pruned_in_optuna(experiment) -> None:
+    path = experiment["path"]
+    searcher = AshaAwareOptunaSearch(metric="val_loss", mode="min")
+    searcher.restore_from_dir(path)
+    states = {tid: searcher._ot_study.trials[t.number].state for tid, t in searcher._ot_trials.items()}
+    ea, grid, _ = load_experiment(path)
+    summaries = {s.trial_id: s for s in summarize(ea, grid)}
+    stopped = [tid for tid, s in summaries.items() if s.stop_reason == "ASHA"]
+    assert stopped, "ASHA stopped no trial in this search; the test needs at least one"
+    for tid, s in summaries.items():
+        expected = optuna.trial.TrialState.PRUNED if s.stop_reason == "ASHA" else optuna.trial.TrialState.COMPLETE
+        assert states[tid] == expected, (tid, s.stop_reason, states[tid])
+    pruned = searcher._ot_study.trials[searcher._ot_trials[stopped[0]].number]
+    assert pruned.intermediate_values  # told with its per-epoch losses
+
+
+def test_each_trial_reports_its_node(experiment) -> None:
+    ea, grid, _ = load_experiment(experiment["path"])
+    assert all(s.nodes and all(len(n) > 20 for n in s.nodes) for s in summarize(ea, grid))
+
+
+def test_worker_killed_at_epoch_2_resumes_at_epoch_3(ray_local, hour_csv: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "one.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\nlearning_rate: 0.003\n")
+    opts = SearchOptions(preset="quick", space_file=str(space), num_samples=1, max_epochs=3, storage=str(tmp_path / "runs"),
+                         name="killtest", data_path=str(hour_csv), max_failures=2, progress_interval_s=60)
+    grid, path = run_search(opts)
+    assert (KILL_MARKER_DIR / "killed").exists(), "the test hook did not fire"
+    res = grid[0]
+    assert res.error is None
+    df = res.metrics_dataframe
+    assert list(df["epoch"]) == [1, 2, 3]  # not 1, 2, 1, 2, 3
+    assert list(df["resumed_from"]) == [0, 0, 2]
+
+
+def test_nan_trial_ends_as_a_bad_trial_and_the_search_goes_on(ray_local, hour_csv: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "nan.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\nclip_norm: 0.0\n"
+                                               "learning_rate: {choice: [1.0e+30, 0.003]}\n")
+    opts = SearchOptions(preset="quick", space_file=str(space), num_samples=4, max_epochs=2, storage=str(tmp_path / "runs"),
+                         name="nan", data_path=str(hour_csv), seed=1, max_concurrent=2, progress_interval_s=60)
+    grid, path = run_search(opts)
+    assert not grid.errors
+    best, summaries, _ = best_trial(path)
+    reasons = {s.config["learning_rate"]: s.stop_reason for s in summaries}
+    bad = [s for s in summaries if s.config["learning_rate"] > 1]
+    good = [s for s in summaries if s.config["learning_rate"] < 1]
+    assert bad and good, reasons
+    assert all(s.stop_reason == "non-finite loss" for s in bad)
+    assert best.config["learning_rate"] < 1
+    searcher = AshaAwareOptunaSearch(metric="val_loss", mode="min")
+    searcher.restore_from_dir(path)
+    for s in bad:
+        assert searcher._ot_study.trials[searcher._ot_trials[s.trial_id].number].state == optuna.trial.TrialState.PRUNED
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("hiden_size: {choice: [8]}\n", "unknown key 'hiden_size'"),
+    ("hidden_size: {choice: [8.5]}\n", "'hidden_size' takes int values, got 8.5"),
+    ("learning_rate: {loguniform: [0.01, 0.001]}\n", "empty range"),
+    ("dropout: {normal: [0, 1]}\n", "unknown distribution 'normal'"),
+    ("cell: {choice: [gru, transformer]}\n", "'cell' must be one of"),
+    ("num_layers: {randint: [2, 2]}\n", "empty range"),
+    ("[1, 2\n", "not valid YAML"),
+])
+def test_bad_spaces_are_refused_before_ray_starts(tmp_path: Path, capsys, text: str, pattern: str) -> None:
+    space = write_space(tmp_path / "bad.yaml", text)
+    storage = tmp_path / "runs"
+    assert main(["tune", "--space", str(space), "--storage", str(storage), "--data", "/nonexistent.csv"]) == 2
+    assert pattern in capsys.readouterr().err
+    assert not storage.exists()
+
+
+def test_wandb_offline_writes_run_files(ray_local, hour_csv: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "w.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\n")
+    opts = SearchOptions(preset="quick", space_file=str(space), num_samples=2, max_epochs=1, storage=str(tmp_path / "runs"),
+                         name="wb", data_path=str(hour_csv), wandb="offline", progress_interval_s=60)
+    grid, path = run_search(opts)
+    runs = list(Path(path).rglob("offline-run-*"))
+    assert len(runs) == 2, runs
+    assert all(any(f.suffix == ".wandb" for f in r.iterdir()) for r in runs)
+
+
+class _Packing(tune.Callback):
+    """Watches Ray's logical resources: the most trials (and GPU share) running at once."""
+
+    def __init__(self) -> None:
+        self.max_running = 0
+        self.max_gpu = 0.0
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        running = [t for t in trials if t.status == "RUNNING"]
+        self.max_running = max(self.max_running, len(running))
+        self.max_gpu = max(self.max_gpu, sum(t.placement_group_factory.required_resources.get("GPU", 0) for t in running))
+
+
+def test_quarter_gpus_pack_four_trials_on_one_gpu(ray_local, hour_csv: Path, tmp_path: Path) -> None:
+    import ray
+
+    assert ray.cluster_resources().get("GPU") == 1
+    space = write_space(tmp_path / "g.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 128\n")
+    watch = _Packing()
+    opts = SearchOptions(preset="quick", space_file=str(space), num_samples=4, max_epochs=3, grace_period=3,
+                         gpus_per_trial=0.25, cpus_per_trial=1, storage=str(tmp_path / "runs"), name="gpu",
+                         data_path=str(hour_csv), callbacks=[watch], progress_interval_s=60)
+    grid, _ = run_search(opts)
+    assert not grid.errors
+    assert watch.max_running == 4 and watch.max_gpu == pytest.approx(1.0)
+
+
+def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "r.yaml", "cell: gru\nhidden_size: {choice: [8, 16]}\nbatch_size: 128\n")
+    storage = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", "4", "--max-epochs", "3",
+           "--grace-period", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "killed",
+           "--data", str(hour_csv), "--progress-interval", "60"]
+    env = {k: v for k, v in os.environ.items() if k != "RNN_SEARCH_TEST_KILL"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    path = storage / "killed"
+    deadline = time.monotonic() + 240
+    finished: set[str] = set()
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            finished = {d.name for d in (_trial_dirs(str(path)) if path.is_dir() else [])
+                        if (d / "result.json").is_file() and '"status": "max_epochs"' in (d / "result.json").read_text()}
+            if finished and list(path.glob("experiment_state-*.json")):
+                time.sleep(3)  # let the driver snapshot the experiment with that trial done
+                break
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it embedded
+        proc.wait()
+    assert finished, "no trial finished before the deadline"
+    reports_before = {d.name: len((d / "result.json").read_text().splitlines()) for d in _trial_dirs(str(path))}
+
+    assert main(["tune", "--resume", "killed", "--storage", str(storage)]) == 0
+    ea, grid, _ = load_experiment(str(path))
+    assert len(ea.trials) == 4
+    assert all(t.status in ("TERMINATED", "ERROR") for t in ea.trials)
+    assert all(t.status == "TERMINATED" for t in ea.trials)
+    for d in _trial_dirs(str(path)):
+        assert list(d.glob("checkpoint_*/model.pt")), d.name
+        if d.name in finished:  # not re-run: no new report lines
+            assert len((d / "result.json").read_text().splitlines()) == reports_before[d.name]
