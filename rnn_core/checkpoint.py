@@ -134,13 +134,16 @@ class LoadedModel:
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model from the stored config and load its best weights; Ray is not needed."""
     bundle = load_bundle(path)
-    try:
-        mcfg = ModelConfig.from_dict(bundle["model_config"])
-        dcfg = DataConfig.from_dict(bundle["data_config"])
-        model = RNNForecaster(mcfg)
-        model.load_state_dict(bundle["best_model"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: the stored configuration or weights do not fit together: {exc}") from None
+    def rebuild(what: str, fn, *args):  # noqa: ANN001, ANN202
+        try:
+            return fn(*args)
+        except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: {what}: {exc}") from None
+
+    mcfg = rebuild("its model config cannot be rebuilt", ModelConfig.from_dict, bundle["model_config"])
+    dcfg = rebuild("its data config cannot be rebuilt", DataConfig.from_dict, bundle["data_config"])
+    model = RNNForecaster(mcfg)
+    rebuild("its weights do not fit its model config", model.load_state_dict, bundle["best_model"])
     model.to(device).eval()
     return LoadedModel(
         model=model,

@@ -1,0 +1,135 @@
+"""best / export / test on a real experiment; plots; agreement with plain Ray; clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from rnn_core.checkpoint import load_bundle, load_model, write_bundle
+from rnn_core.data import load
+from rnn_core.train import evaluate
+from search.cli import main
+
+pytestmark = pytest.mark.ray
+
+
+def test_best_prints_the_top_trials_and_the_best_checkpoint(experiment, capsys) -> None:
+    assert main(["best", experiment["path"], "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "best trial:" in out and "best checkpoint:" in out and "checkpoint_" in out
+    for col in ("val_loss", "MAE", "RMSE", "best ep", "epochs", "stopped by", "hidden_size"):
+        assert col in out
+    assert re.search(r"\b(ASHA|max epochs|early stopping)\b", out)
+    assert main(["best", "tiny", "--storage", experiment["storage"], "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["best"]["trial_id"] and Path(doc["best"]["checkpoint"]).is_dir()
+    assert len(doc["trials"]) == 4
+    assert doc["trials"][0]["trial_id"] == doc["best"]["trial_id"]
+    assert {"config", "best_val_mae", "best_val_rmse", "best_epoch", "epochs", "stop_reason"} <= set(doc["best"])
+
+
+def test_plain_ray_names_the_same_best_trial(experiment) -> None:
+    from ray import tune
+
+    from search.results import best_trial
+    from search.trainable import train_bikes
+
+    grid = tune.Tuner.restore(experiment["path"], trainable=train_bikes).get_results()
+    ray_best = grid.get_best_result(metric="val_loss", mode="min", scope="all")
+    ours, _, _ = best_trial(experiment["path"])
+    assert ray_best.metrics["trial_id"] == ours.trial_id
+
+
+@pytest.fixture(scope="module")
+def exported(experiment, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "model.pt"
+    assert main(["export", experiment["path"], "--out", str(out)]) == 0
+    return out
+
+
+def test_exported_bundle_loads_without_ray(exported: Path, experiment) -> None:
+    code = ("import sys; sys.modules['ray'] = None\n"  # any import of ray now fails
+            "from rnn_core import load_model\n"
+            f"m = load_model({str(exported)!r}); print(m.model_config.cell, m.bundle['meta']['trial_id'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from search.results import best_trial
+
+    best, _, _ = best_trial(experiment["path"])
+    assert out.split()[1] == best.trial_id
+
+
+def test_test_command_metrics_match_rnn_core(exported: Path, hour_csv: Path, capsys) -> None:
+    assert main(["test", str(exported), "--data", str(hour_csv), "--list"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"^model\s+([\d.]+)\s+([\d.]+)", out, re.M)
+    assert m, out
+    lm = load_model(exported)
+    data = load(lm.data_config, hour_csv)
+    te = data["test"]
+    ref = evaluate(lm.model, te.X, te.y, te.y_raw, lm.target_scaler)
+    assert float(m.group(1)) == pytest.approx(ref["mae"], abs=0.006)
+    assert float(m.group(2)) == pytest.approx(ref["rmse"], abs=0.006)
+    for base in ("persistence", "seasonal_24h", "seasonal_168h"):
+        assert re.search(rf"^{base}\s+[\d.]+\s+[\d.]+", out, re.M)
+    assert "improvement over the best baseline" in out
+    lines = re.findall(r"^\s*\d+:\s+[\d,.]+ <-->\s+[\d,.]+ \(Loss:\s+[\d,.]+\)$", out, re.M)
+    assert len(lines) == len(te)
+
+
+def _check_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 10_000, path
+    img = matplotlib.image.imread(path)  # decodes the PNG
+    assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 500
+    assert float(np.std(img[..., :3])) > 0.05  # not a blank canvas
+
+
+def test_plots_from_an_experiment(experiment, hour_csv: Path, tmp_path: Path, capsys) -> None:
+    assert main(["test", experiment["path"], "--data", str(hour_csv), "--plots", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["predictions_by_split.png", "search_history.png", "test_period.png"]
+    for n in names:
+        _check_png(tmp_path / n)
+
+
+def test_plots_from_an_exported_bundle_include_its_search(exported: Path, hour_csv: Path, tmp_path: Path) -> None:
+    assert main(["test", str(exported), "--data", str(hour_csv), "--plots", str(tmp_path)]) == 0
+    assert (tmp_path / "search_history.png").is_file()
+
+
+def test_unknown_run_name(experiment, capsys) -> None:
+    assert main(["best", "no-such-run", "--storage", experiment["storage"]]) == 2
+    assert "unknown run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_path_that_is_not_an_experiment(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["best", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a Tune experiment" in err and "Traceback" not in err
+
+
+def test_experiment_without_a_finished_trial(experiment, tmp_path: Path, capsys) -> None:
+    copy = Path(shutil.copytree(experiment["path"], tmp_path / "empty"))
+    for f in list(copy.rglob("result.json")) + list(copy.rglob("progress.csv")):
+        f.unlink()
+    for d in list(copy.rglob("checkpoint_*")):
+        shutil.rmtree(d)
+    assert main(["best", str(copy)]) == 2
+    assert "no trial has reported a result yet" in capsys.readouterr().err
+
+
+def test_bundle_whose_data_config_cannot_be_rebuilt(exported: Path, hour_csv: Path, tmp_path: Path, capsys) -> None:
+    bundle = load_bundle(exported)
+    bundle["data_config"] = dict(bundle["data_config"], sequence_size=-3)
+    bad = write_bundle(tmp_path / "bad.pt", bundle)
+    assert main(["test", str(bad), "--data", str(hour_csv)]) == 2
+    err = capsys.readouterr().err
+    assert "data config" in err and "sequence_size" in err
