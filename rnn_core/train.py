@@ -92,6 +92,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step where PyTorch supports it (CPU and CUDA): ~6% faster epochs
+    at the lecture's RNN 128x2, batch 32 (benchmarks/trainer_throughput.py)."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # an older PyTorch or a device without a fused kernel
+        return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
 def seed_everything(seed: int) -> None:
     """Seed every RNG a trial touches (dropout and init use torch's global RNG)."""
     random.seed(seed)
@@ -192,7 +201,7 @@ def fit(
     device = resolve_device(train_cfg.device)
     seed_everything(train_cfg.seed)
     model = RNNForecaster(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    optimizer = make_optimizer(model, train_cfg)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.max_epochs)
         if train_cfg.lr_schedule == "cosine"
