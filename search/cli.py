@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
+import traceback
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -318,7 +320,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         rest = rest[1:]
     if not rest or rest[0] != "tune":
         raise ValueError("give the search after --, e.g.: rnn-search submit --address http://HEAD:8265 -- tune --preset quick")
-    return submit(args.address, rest, follow=args.follow, working_dir=args.working_dir)
+    env = {}
+    for item in args.env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    return submit(args.address, rest, follow=args.follow, working_dir=args.working_dir, env=env)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -427,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", required=True, help="the head's dashboard, e.g. http://HEAD:8265")
     s.add_argument("--follow", action="store_true", help="stream the logs and exit with the job's outcome")
     s.add_argument("--working-dir", default=".", help="uploaded as the job's runtime_env working_dir (default: %(default)s)")
+    s.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable for the job (repeatable)")
     s.add_argument("command", nargs=argparse.REMAINDER, help="-- tune ARGS...")
     s.set_defaults(func=cmd_submit)
 
@@ -483,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except known as exc:
+        if args.verbose or os.environ.get("RNN_SEARCH_DEBUG"):
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

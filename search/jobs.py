@@ -30,7 +30,8 @@ def _client(address: str):  # -> JobSubmissionClient
                         "port forwarded (ray dashboard cluster.yaml)?") from None
 
 
-def submit(address: str, tune_args: list[str], *, follow: bool = False, working_dir: str = ".") -> int:
+def submit(address: str, tune_args: list[str], *, follow: bool = False, working_dir: str = ".",
+           env: dict[str, str] | None = None) -> int:
     """Submit `rnn-search tune ...` as a Ray Job with this project as its working_dir; print the job id."""
     wd = Path(working_dir).resolve()
     if not (wd / "pyproject.toml").is_file():
@@ -39,7 +40,13 @@ def submit(address: str, tune_args: list[str], *, follow: bool = False, working_
         tune_args = [*tune_args, "--address", "auto"]  # the job's driver runs on the head: join its cluster
     entrypoint = "python -m search.cli " + " ".join(shlex.quote(a) for a in tune_args)
     client = _client(address)
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(wd), "excludes": EXCLUDES})
+    runtime_env: dict = {"working_dir": str(wd), "excludes": EXCLUDES}
+    if env:
+        runtime_env["env_vars"] = dict(env)
+    try:
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    except Exception as exc:  # noqa: BLE001 - the server's refusal comes as RuntimeError or HTTP errors
+        raise JobsError(f"the job server at {address} refused the job: {exc}") from None
     print(f"submitted job {job_id}: {entrypoint}")
     print(f"  rnn-search jobs status {job_id} --address {address}")
     print(f"  rnn-search jobs logs {job_id} --address {address}")

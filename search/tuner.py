@@ -251,12 +251,15 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=max_epochs, grace_period=opts.grace_period, reduction_factor=opts.reduction_factor
         )
+    search_alg = _searcher(opts, space)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, search_alg=_searcher(opts, space), scheduler=scheduler,
-            num_samples=num_samples, max_concurrent_trials=opts.max_concurrent or None, reuse_actors=False,
+            metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+            # a searcher is limited by its ConcurrencyLimiter; random search by Tune itself
+            max_concurrent_trials=None if search_alg is not None else (opts.max_concurrent or None),
+            reuse_actors=False,
         ),
         run_config=tune.RunConfig(
             name=name,
