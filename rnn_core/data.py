@@ -66,10 +66,11 @@ FEATURES = CALENDAR_FEATURES + (
 )
 #: Standardised with training-split statistics; the others are already in [-1, 1] or {0, 1}.
 SCALED_FEATURES = ("temp", "atemp", "hum", "windspeed", "cnt_log1p", "casual_log1p", "registered_log1p")
+SCALED_PREFIXES = ("cnt_log1p_lag",)
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_PRESETS = ("default", "lecture", "custom")
-TARGET_TRANSFORMS = ("log1p", "scale100")
+TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
 
 
 class DataError(Exception):
@@ -97,8 +98,11 @@ class DataConfig:
     """Custom split: last test target hour (default: end of data)."""
     future_calendar: bool = True
     """Append calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
+    seasonal_lags: tuple[int, ...] = ()
+    """Seasonal count lags, e.g. (24, 168): step s also sees log1p(cnt) at hour s+1-lag (the same hour a day or
+    a week before the hour after s). Only hours <= s - lag + 1 <= t are used, so nothing after t leaks."""
     target_transform: str = "log1p"
-    """'log1p' (log1p then standardise) or 'scale100' (divide by 100, as the lecture)."""
+    """'log1p' (log1p then standardise), 'standard' (standardise the counts) or 'scale100' (/100, as the lecture)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.sequence_size, int) or self.sequence_size < 1:
@@ -111,6 +115,10 @@ class DataConfig:
             raise ValueError(
                 f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}"
             )
+        if isinstance(self.seasonal_lags, list):
+            object.__setattr__(self, "seasonal_lags", tuple(self.seasonal_lags))  # from a stored dict
+        if not all(isinstance(k, int) and not isinstance(k, bool) and 2 <= k <= 24 * 28 for k in self.seasonal_lags):
+            raise ValueError(f"seasonal_lags must be integers from 2 to 672 hours, got {self.seasonal_lags!r}")
         if self.split == "custom":
             if not (self.val_start and self.test_start):
                 raise ValueError("a custom split needs val_start and test_start (dates such as 2012-07-01)")
@@ -132,12 +140,13 @@ class DataConfig:
     @property
     def n_features(self) -> int:
         """F: features per input step."""
-        return len(FEATURES) + (len(CALENDAR_FEATURES) * self.horizon if self.future_calendar else 0)
+        return (len(FEATURES) + len(self.seasonal_lags)
+                + (len(CALENDAR_FEATURES) * self.horizon if self.future_calendar else 0))
 
 
 def feature_names(cfg: DataConfig) -> list[str]:
     """Names of the F input channels, in order."""
-    names = list(FEATURES)
+    names = list(FEATURES) + [f"cnt_log1p_lag{k}" for k in cfg.seasonal_lags]
     if cfg.future_calendar:
         names += [f"{n}@t+{k}" for k in range(1, cfg.horizon + 1) for n in CALENDAR_FEATURES]
     return names
@@ -157,12 +166,16 @@ class TargetScaler:
     def forward(self, counts: np.ndarray | torch.Tensor) -> Any:
         if self.transform == "scale100":
             return counts / 100.0
+        if self.transform == "standard":
+            return (counts - self.mean) / self.std
         lib = torch if isinstance(counts, torch.Tensor) else np
         return (lib.log1p(counts) - self.mean) / self.std
 
     def inverse(self, z: np.ndarray | torch.Tensor) -> Any:
         if self.transform == "scale100":
             return z * 100.0
+        if self.transform == "standard":
+            return z * self.std + self.mean
         lib = torch if isinstance(z, torch.Tensor) else np
         return lib.expm1(z * self.std + self.mean)
 
@@ -483,6 +496,12 @@ def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
         frame[["temp", "atemp", "hum", "windspeed", "is_missing"]].to_numpy(np.float64),
         np.log1p(frame[list(COUNT_COLUMNS)].to_numpy(np.float64)),
     ]
+    logc = np.log1p(frame["cnt"].to_numpy(np.float64))
+    for k in cfg.seasonal_lags:
+        # step s sees the count at hour s+1-k; before the data starts there is none: 0 (as a filled hour)
+        lagged = np.zeros_like(logc)
+        lagged[k - 1 :] = logc[: len(logc) - k + 1]
+        cols.append(lagged[:, None])
     if cfg.future_calendar:
         cols += [future_calendar(times, hol, work, k) for k in range(1, cfg.horizon + 1)]
     return np.concatenate(cols, axis=1)
@@ -493,7 +512,7 @@ def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice) 
     mean = np.zeros(len(names))
     std = np.ones(len(names))
     for j, n in enumerate(names):
-        if n in SCALED_FEATURES:
+        if n in SCALED_FEATURES or n.startswith(SCALED_PREFIXES):
             col = values[train_rows, j]
             mean[j] = col.mean()
             std[j] = col.std() if col.std() > 0 else 1.0
@@ -605,9 +624,10 @@ def build(
     scaled = fscaler.apply(values)  # [T, F] float32
     if scalers is not None:
         pass
-    elif cfg.target_transform == "log1p":
-        logc = np.log1p(cnt[train_rows].astype(np.float64))
-        tscaler = TargetScaler("log1p", float(logc.mean()), float(logc.std()))
+    elif cfg.target_transform in ("log1p", "standard"):
+        c = cnt[train_rows].astype(np.float64)
+        c = np.log1p(c) if cfg.target_transform == "log1p" else c
+        tscaler = TargetScaler(cfg.target_transform, float(c.mean()), float(c.std()))
     else:
         tscaler = TargetScaler("scale100")
     splits = {}

@@ -24,6 +24,7 @@ from rnn_core.model import ModelConfig, RNNForecaster
 log = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine")
+LOSSES = {"mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss, "huber": nn.functional.huber_loss}
 #: Why a run ended.
 STATUSES = ("early_stopped", "max_epochs", "non_finite")
 EVAL_BATCH = 4096
@@ -47,8 +48,13 @@ class TrainConfig:
     """Early stopping: an improvement must lower val loss by more than this."""
     clip_norm: float = 1.0
     """Gradient-norm clip (RNN gradients explode); 0 disables."""
+    loss: str = "mse"
+    """Training loss in target space: 'mse', 'l1' (optimises MAE directly) or 'huber' (delta 1.0)."""
     lr_schedule: str = "constant"
     """'constant' or 'cosine' (cosine annealing over max_epochs)."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the weights, per step (e.g. 0.999); validation, early stopping and the
+    saved model use the averaged weights, which smooths the epoch-to-epoch noise of RNN training. 0 = off."""
     seed: int = 0
     """Seeds torch, numpy, random and the batch shuffle."""
     device: str = "auto"
@@ -70,6 +76,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if not isinstance(self.ema_decay, (int, float)) or not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -117,6 +127,7 @@ def train_epoch(
     generator: torch.Generator,
     clip_norm: float = 0.0,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss,
+    ema: tuple[nn.Module, float] | None = None,
 ) -> float:
     """One pass over shuffled mini-batches of device-resident tensors. Returns the mean training loss.
 
@@ -136,6 +147,9 @@ def train_epoch(
         if clip_norm > 0:
             nn.utils.clip_grad_norm_(model.parameters(), clip_norm)  # clip: RNN gradients explode
         optimizer.step()
+        if ema is not None:  # ema <- ema + (1 - decay) * (w - ema), one fused op over all tensors
+            with torch.no_grad():
+                torch._foreach_lerp_(list(ema[0].parameters()), list(model.parameters()), 1.0 - ema[1])
         total += loss.detach() * len(idx)
     return float(total) / n
 
@@ -151,11 +165,16 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = EVAL_BATCH) -> 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, X: torch.Tensor, y: torch.Tensor, y_raw: torch.Tensor, target_scaler: TargetScaler
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    y_raw: torch.Tensor,
+    target_scaler: TargetScaler,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss,
 ) -> dict[str, float]:
-    """Loss (MSE in model space) and MAE/RMSE in bikes per hour, after the inverse target transform."""
+    """Loss (the training loss, in model space) and MAE/RMSE in bikes per hour, after the inverse transform."""
     out = predict(model, X)  # [N, H]
-    loss = float(nn.functional.mse_loss(out, y))
+    loss = float(loss_fn(out, y))
     bikes = target_scaler.inverse(out.double())  # [N, H] bikes/hour
     err = bikes - y_raw.double()
     return {"loss": loss, "mae": float(err.abs().mean()), "rmse": float(err.pow(2).mean().sqrt())}
@@ -191,6 +210,8 @@ def fit(
 ) -> FitResult:
     """Train with early stopping; keep the best weights.
 
+    With ``ema_decay`` an averaged copy of the weights is validated, early-stopped on and saved.
+
     ``on_epoch_end(epoch, metrics, state)`` runs after every epoch. ``state`` is a resumable dict:
     model/optimizer/scheduler state, the best weights so far, counters, history and RNG states;
     ``checkpoint.save_bundle`` writes it, and ``resume=`` (a loaded bundle) continues from it so that
@@ -208,6 +229,7 @@ def fit(
         else None
     )
     gen = torch.Generator().manual_seed(train_cfg.seed)  # batch order, independent of the global RNG
+    loss_fn = LOSSES[train_cfg.loss]
 
     # Data moves to the device once; batches are indexed from these tensors.
     tr, va = data["train"], data["val"]
@@ -217,9 +239,13 @@ def fit(
     epoch0, best_loss, best_epoch, bad_epochs = 0, math.inf, 0, 0
     best_metrics: dict[str, float] = {}
     history: list[dict[str, Any]] = []
-    best_state = _clone_state(model)
+    ema_model = copy.deepcopy(model) if train_cfg.ema_decay else None
+    scored = ema_model if ema_model is not None else model  # the weights that are validated and kept
+    best_state = _clone_state(scored)
     if resume is not None:
         model.load_state_dict(resume["model"])
+        if ema_model is not None:
+            ema_model.load_state_dict(resume["ema"])
         optimizer.load_state_dict(resume["optimizer"])
         if scheduler is not None and resume.get("scheduler"):
             scheduler.load_state_dict(resume["scheduler"])
@@ -238,12 +264,15 @@ def fit(
 
     status = "max_epochs"
     start = time.perf_counter()
+    in_epochs = float(resume["metrics"].get("epochs_time_total_s", 0.0)) if resume else 0.0
     for epoch in range(epoch0 + 1, train_cfg.max_epochs + 1):
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, Xtr, ytr, train_cfg.batch_size, gen, train_cfg.clip_norm)
+        train_loss = train_epoch(model, optimizer, Xtr, ytr, train_cfg.batch_size, gen, train_cfg.clip_norm, loss_fn,
+                                 ema=(ema_model, train_cfg.ema_decay) if ema_model is not None else None)
         train_time = time.perf_counter() - t0
-        val = evaluate(model, Xva, yva, yva_raw, data.target_scaler) if math.isfinite(train_loss) else {
+        val = evaluate(scored, Xva, yva, yva_raw, data.target_scaler, loss_fn) if math.isfinite(train_loss) else {
             "loss": math.nan, "mae": math.nan, "rmse": math.nan}
+        in_epochs += time.perf_counter() - t0  # train + evaluate only: what overhead is measured against
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -251,7 +280,7 @@ def fit(
         improved = finite and val["loss"] < best_loss - train_cfg.min_delta
         if improved:
             best_loss, best_epoch, bad_epochs = val["loss"], epoch, 0
-            best_state = _clone_state(model)
+            best_state = _clone_state(scored)
         else:
             bad_epochs += 1
         if not finite:
@@ -271,6 +300,7 @@ def fit(
             "epoch_time_s": time.perf_counter() - t0,
             "samples_per_s": len(tr) / train_time if train_time > 0 else math.inf,
             "elapsed_s": time.perf_counter() - start,
+            "epochs_time_total_s": in_epochs,
             "bad_epochs": bad_epochs,
             "status": status if done else "running",
         }
@@ -281,6 +311,7 @@ def fit(
         history.append({k: v for k, v in metrics.items() if k != "status"})
         state = {
             "model": _clone_state(model),
+            "ema": _clone_state(ema_model) if ema_model is not None else {},
             "optimizer": copy.deepcopy(optimizer.state_dict()),
             "scheduler": scheduler.state_dict() if scheduler is not None else {},
             "best_model": best_state,

@@ -30,6 +30,20 @@ def _add_split(p: argparse.ArgumentParser) -> None:
                         "or custom VAL_START,TEST_START[,TEST_END] dates (default: %(default)s)")
 
 
+def _add_lags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seasonal-lags", type=_int_list, default=(24, 168), metavar="H,H",
+                   help="seasonal count lags in hours as extra inputs, e.g. 24,168; 'none' for none (default: 24,168)")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected hours like 24,168 or none, got {text!r}") from None
+
+
 def _split_kwargs(split: str) -> dict[str, Any]:
     if split in ("default", "lecture"):
         return {"split": split}
@@ -56,7 +70,8 @@ def _fmt(v: Any) -> str:
 def cmd_data_info(args: argparse.Namespace) -> int:
     from rnn_core.data import DataConfig, load
 
-    cfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, **_split_kwargs(args.split))
+    cfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, seasonal_lags=args.seasonal_lags,
+                     **_split_kwargs(args.split))
     data = load(cfg, args.data)
     print(f"source:        {data.source}")
     print(f"raw rows:      {data.raw_rows:,}")
@@ -80,11 +95,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rnn_core.train import TrainConfig, fit, resolve_device
 
     dcfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, target_transform=args.target_transform,
-                      future_calendar=not args.no_future_calendar, **_split_kwargs(args.split))
+                      future_calendar=not args.no_future_calendar, seasonal_lags=args.seasonal_lags,
+                      **_split_kwargs(args.split))
     tcfg = TrainConfig(
         learning_rate=args.learning_rate, batch_size=args.batch_size, weight_decay=args.weight_decay,
         max_epochs=args.epochs, patience=args.patience, min_delta=args.min_delta, clip_norm=args.clip_norm,
-        lr_schedule=args.lr_schedule, seed=args.seed, device=args.device, num_threads=args.threads,
+        lr_schedule=args.lr_schedule, loss=args.loss, ema_decay=args.ema_decay, seed=args.seed, device=args.device, num_threads=args.threads,
     )
     data = load(dcfg, args.data)
     mcfg = ModelConfig(n_features=dcfg.n_features, horizon=dcfg.horizon, cell=args.cell, hidden_size=args.hidden_size,
@@ -178,7 +194,9 @@ def _search_options(args: argparse.Namespace) -> Any:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, storage=args.storage, name=args.name,
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures, address=args.address,
         data_path=args.data, split=args.split, seed=args.seed, wandb=args.wandb, searcher=args.searcher,
-        progress_interval_s=args.progress_interval,
+        progress_interval_s=args.progress_interval, target_transform=args.target_transform,
+        seasonal_lags=args.seasonal_lags, report_every=args.report_every, checkpoint_every=args.checkpoint_every,
+        reuse_actors=args.reuse_actors,
     )
 
 
@@ -349,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split(di)
     di.add_argument("--sequence-size", type=int, default=24, help="input hours per window (default: %(default)s)")
     di.add_argument("--horizon", type=int, default=1, help="hours forecast per window (default: %(default)s)")
+    _add_lags(di)
     di.set_defaults(func=cmd_data_info)
 
     t = sub.add_parser("train", help="train one model without Ray (defaults: the lecture's RNN 128x2)")
@@ -362,8 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
     t.add_argument("--sequence-size", type=int, default=24, help="input hours per window (default: %(default)s)")
     t.add_argument("--horizon", type=int, default=1, help="hours forecast per window (default: %(default)s)")
-    t.add_argument("--target-transform", choices=("log1p", "scale100"), default="log1p", help="target scaling (default: %(default)s)")
+    t.add_argument("--target-transform", choices=("log1p", "standard", "scale100"), default="log1p", help="target scaling (default: %(default)s)")
     t.add_argument("--no-future-calendar", action="store_true", help="do not add the target hours' calendar features")
+    _add_lags(t)
     t.add_argument("--epochs", type=int, default=50, help="max epochs (default: %(default)s)")
     t.add_argument("--learning-rate", "--lr", type=float, default=1e-3, help="(default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
@@ -371,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default: %(default)s)")
     t.add_argument("--min-delta", type=float, default=1e-5, help="early-stopping min improvement (default: %(default)s)")
     t.add_argument("--clip-norm", type=float, default=1.0, help="gradient clip norm, 0 = off (default: %(default)s)")
+    t.add_argument("--loss", choices=("mse", "l1", "huber"), default="mse", help="training loss (default: %(default)s)")
+    t.add_argument("--ema-decay", type=float, default=0.0, help="per-step EMA of the weights, e.g. 0.995; 0 = off (default: %(default)s)")
     t.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant", help="(default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
@@ -405,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed (default: %(default)s)")
     tu.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="one W&B run per trial (default: %(default)s)")
     tu.add_argument("--progress-interval", type=float, default=15.0, help="seconds between progress lines (default: %(default)s)")
+    tu.add_argument("--target-transform", choices=("log1p", "standard", "scale100"), default="log1p",
+                    help="target scaling for every trial (default: %(default)s)")
+    _add_lags(tu)
+    tu.add_argument("--report-every", type=int, default=1, help="report to Tune every N epochs (default: %(default)s)")
+    tu.add_argument("--checkpoint-every", type=int, default=1,
+                    help="checkpoint every N epochs, and always at a new best and the last epoch (default: %(default)s)")
+    tu.add_argument("--reuse-actors", action="store_true", help="reuse trial actors between trials")
     _add_data(tu)
     _add_split(tu)
     tu.set_defaults(func=cmd_tune)

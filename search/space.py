@@ -21,11 +21,14 @@ from typing import Any
 import yaml
 from ray import tune
 
+from rnn_core.data import TARGET_TRANSFORMS
 from rnn_core.model import CELLS
-from rnn_core.train import LR_SCHEDULES
+from rnn_core.train import LOSSES, LR_SCHEDULES
 
 PRESETS = ("quick", "default", "lecture")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "qrandint")
+#: Seasonal count lags a trial may ask for ("24,168": the same hour a day and a week before the target).
+LAG_CHOICES = ("none", "24", "168", "24,168")
 
 #: key -> (type, allowed values or None). The searchable fields of ModelConfig, TrainConfig and DataConfig.
 KEYS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
@@ -40,9 +43,15 @@ KEYS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
     "weight_decay": (float, None),
     "clip_norm": (float, None),
     "lr_schedule": (str, LR_SCHEDULES),
+    "loss": (str, tuple(LOSSES)),
+    "ema_decay": (float, None),
     "patience": (int, None),
+    "target_transform": (str, TARGET_TRANSFORMS),
+    "lags": (str, LAG_CHOICES),
     "seed": (int, None),
 }
+#: Keys that change the windows: the driver builds one BikeData per combination the space can produce.
+DATA_KEYS = ("sequence_size", "target_transform", "lags")
 #: Keys whose values must be > 0 (others: >= 0).
 POSITIVE = {"hidden_size", "num_layers", "sequence_size", "learning_rate", "batch_size", "patience"}
 
@@ -182,16 +191,34 @@ def build_space(preset_name: str = "quick", space_file: str | Path | None = None
     return out
 
 
-def sequence_sizes(space: dict[str, Any]) -> list[int]:
-    """Every sequence_size a trial may ask for (the driver builds one BikeData per size)."""
-    v = space.get("sequence_size", 24)
-    if isinstance(v, int):
-        return [v]
+def parse_lags(text: str) -> tuple[int, ...]:
+    """'24,168' -> (24, 168); 'none' -> ()."""
+    return () if text == "none" else tuple(int(v) for v in text.split(","))
+
+
+def _values(space: dict[str, Any], key: str, default: Any) -> list[Any]:
+    v = space.get(key, default)
     if hasattr(v, "categories"):
-        return sorted({int(c) for c in v.categories})
-    if hasattr(v, "lower") and hasattr(v, "upper"):
-        raise SpaceError("sequence_size must be a fixed value or a choice (each size builds its own windows)")
-    raise SpaceError(f"sequence_size: unsupported entry {v!r}")
+        return sorted(set(v.categories), key=str)
+    if isinstance(v, tune.search.sample.Domain):
+        raise SpaceError(f"{key} must be a fixed value or a choice (each value builds its own windows)")
+    return [v]
+
+
+def data_variants(space: dict[str, Any], transform: str, lags: tuple[int, ...]) -> list[tuple[int, str, tuple[int, ...]]]:
+    """Every (sequence_size, target_transform, lags) a trial may ask for; the defaults come from the CLI."""
+    lag_text = ",".join(map(str, lags)) or "none"
+    return [(int(seq), str(tr), parse_lags(str(lg)))
+            for seq in _values(space, "sequence_size", 24)
+            for tr in _values(space, "target_transform", transform)
+            for lg in _values(space, "lags", lag_text)]
+
+
+def data_key(config: dict[str, Any], transform: str, lags: tuple[int, ...]) -> tuple[int, str, tuple[int, ...]]:
+    """The data variant a trial's config selects (see data_variants)."""
+    lag_text = ",".join(map(str, lags)) or "none"
+    return (int(config.get("sequence_size", 24)), str(config.get("target_transform", transform)),
+            parse_lags(str(config.get("lags", lag_text))))
 
 
 def is_fixed(space: dict[str, Any]) -> bool:

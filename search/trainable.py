@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, save_bundle
 from rnn_core.data import BikeData
 from rnn_core.model import ModelConfig
 from rnn_core.train import TrainConfig, fit
+from search.space import data_key
 
 #: val_loss reported for a non-finite run: finite (Optuna and ASHA reject NaN), and worse than any real loss.
 BAD_LOSS = 1e6
 MODEL_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional")
-TRAIN_KEYS = ("learning_rate", "batch_size", "weight_decay", "clip_norm", "lr_schedule", "patience", "seed")
+TRAIN_KEYS = ("learning_rate", "batch_size", "weight_decay", "clip_norm", "lr_schedule", "loss", "ema_decay", "patience", "seed")
 #: Test-only hook, "EXPERIMENT:EPOCH:MARKER": kill the worker of the first trial of EXPERIMENT that
 #: reports EPOCH, once (MARKER is created atomically). tests/test_tune.py uses it for fault tolerance.
 KILL_ENV = "RNN_SEARCH_TEST_KILL"
@@ -57,9 +59,20 @@ def _maybe_kill(experiment: str, epoch: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train_bikes(config: dict[str, Any], datasets: dict[int, BikeData], max_epochs: int, experiment: str = "") -> None:
-    """Train one trial; report every epoch with a checkpoint of the full resumable state."""
-    data = datasets[int(config.get("sequence_size", 24))]
+def train_bikes(
+    config: dict[str, Any],
+    datasets: dict[tuple[int, str, tuple[int, ...]], BikeData],
+    max_epochs: int,
+    experiment: str = "",
+    report_every: int = 1,
+    checkpoint_every: int = 1,
+    default_data: tuple[str, tuple[int, ...]] = ("log1p", ()),
+) -> None:
+    """Train one trial. Reports every ``report_every`` epochs (and the last); a report carries a checkpoint
+    of the full resumable state every ``checkpoint_every`` epochs, at every new best epoch (so that the
+    best checkpoint always exists) and at the last epoch."""
+    started_at = time.time()
+    data = datasets[data_key(config, *default_data)]  # built once on the driver, shared via the object store
     cpus = int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)) or 1
     mcfg, tcfg = configs_from_trial(config, data, max_epochs, num_threads=cpus)
     ckpt = tune.get_checkpoint()
@@ -71,11 +84,18 @@ def train_bikes(config: dict[str, Any], datasets: dict[int, BikeData], max_epoch
     meta = {"experiment": experiment, "trial_id": tune.get_context().get_trial_id()}
 
     def report(epoch: int, metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        out = dict(metrics, node_id=node_id, resumed_from=resume["epoch"] if resume else 0)
+        last = metrics["status"] != "running"
+        if not last and epoch % report_every:
+            return
+        out = dict(metrics, node_id=node_id, resumed_from=resume["epoch"] if resume else 0, started_at=started_at)
         if not math.isfinite(out["val_loss"]):
             out["val_loss"] = BAD_LOSS  # the trial ends here, seen by ASHA and Optuna as the worst
         if not math.isfinite(out["best_val_loss"]):
             out["best_val_loss"] = BAD_LOSS
+        if not (last or epoch % checkpoint_every == 0 or metrics["best_epoch"] == epoch):
+            tune.report(out)
+            _maybe_kill(experiment, epoch)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             save_bundle(
                 Path(tmp) / BUNDLE_FILE, state, model_config=mcfg, train_config=tcfg, data_config=data.config,

@@ -93,16 +93,38 @@ class SearchOptions:
     address: str | None = None
     data_path: str | None = None
     split: str = "default"
+    target_transform: str = "log1p"
+    seasonal_lags: tuple[int, ...] = ()
     seed: int = 0
+    report_every: int = 1
+    """Report to Tune every N epochs (ASHA and the searcher see only reported epochs)."""
+    checkpoint_every: int = 1
+    """Attach a checkpoint every N epochs (and always at a new best epoch and the last one)."""
+    reuse_actors: bool = False
     searcher: str = "optuna-asha"
     """'optuna-asha' (ours), 'optuna' (Ray's stock OptunaSearch + ASHA) or 'random' (random + FIFO)."""
     wandb: str = "off"
     progress_interval_s: float = 15.0
+    stop: Any = None
+    """A Tune stopper for the whole run (benchmarks use one that caps the total epochs)."""
     callbacks: list[Any] = field(default_factory=list)
     """Extra Tune callbacks (tests use one to watch logical resources)."""
 
 
 PRESET_BUDGETS = {"quick": (8, 6), "default": (48, 40), "lecture": (1, 50)}
+
+
+def data_config(opts: SearchOptions) -> DataConfig:
+    """The DataConfig every trial's windows are built with (sequence_size comes from the trial)."""
+    split = opts.split
+    if split in ("default", "lecture"):
+        kw: dict[str, Any] = {"split": split}
+    else:
+        parts = [p.strip() for p in split.split(",")]
+        if len(parts) not in (2, 3):
+            raise SearchError(f"--split {split!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
+        kw = {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+    return DataConfig(target_transform=opts.target_transform, seasonal_lags=tuple(opts.seasonal_lags), **kw)
 
 
 def storage_uri(storage: str) -> str:
@@ -196,10 +218,12 @@ class ProgressLine(tune.Callback):
         )
 
 
-def _searcher(opts: SearchOptions, space: dict[str, Any]) -> Any:
+def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int) -> Any:
     if opts.searcher == "random" or spaces.is_fixed(space):
         return None  # Tune's default BasicVariantGenerator: random sampling (or the one fixed config)
-    sampler = optuna.samplers.TPESampler(seed=opts.seed)
+    # TPE samples at random for its first n_startup_trials (Optuna's default 10): with 8 trials it would
+    # never model anything, so small searches start modelling after a third of their trials.
+    sampler = optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(10, max(3, num_samples // 3)))
     cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
     alg = cls(sampler=sampler, metric=METRIC, mode=MODE)
     return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
@@ -208,12 +232,15 @@ def _searcher(opts: SearchOptions, space: dict[str, Any]) -> Any:
 def build_trainable(opts: SearchOptions, space: dict[str, Any], data_cfg: DataConfig, max_epochs: int, name: str) -> Any:
     """Load the data ONCE on the driver (one BikeData per sequence_size) and bind it with with_parameters."""
     datasets = {}
-    for seq in spaces.sequence_sizes(space):
-        cfg = DataConfig(**{**data_cfg.to_dict(), "sequence_size": seq})
-        datasets[seq] = load(cfg, opts.data_path)
-        log.info("data: %s; L=%d windows train/val/test = %s", datasets[seq].source, seq,
-                 "/".join(str(len(s)) for s in datasets[seq].splits.values()))
-    trainable = tune.with_parameters(train_bikes, datasets=datasets, max_epochs=max_epochs, experiment=name)
+    for seq, transform, lags in spaces.data_variants(space, data_cfg.target_transform, data_cfg.seasonal_lags):
+        cfg = DataConfig(**{**data_cfg.to_dict(), "sequence_size": seq, "target_transform": transform, "seasonal_lags": lags})
+        data = load(cfg, opts.data_path)
+        datasets[(seq, transform, lags)] = data
+        log.info("data: %s; L=%d, target %s, lags %s: windows train/val/test = %s", data.source, seq, transform,
+                 list(lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
+    trainable = tune.with_parameters(train_bikes, datasets=datasets, max_epochs=max_epochs, experiment=name,
+                                     report_every=opts.report_every, checkpoint_every=opts.checkpoint_every,
+                                     default_data=(data_cfg.target_transform, data_cfg.seasonal_lags))
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
@@ -234,7 +261,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     max_epochs = opts.max_epochs or default_epochs
     if opts.grace_period > max_epochs:
         raise SearchError(f"--grace-period {opts.grace_period} exceeds --max-epochs {max_epochs}")
-    data_cfg = DataConfig(split=opts.split)
+    data_cfg = data_config(opts)
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
     path = storage_uri(opts.storage).rstrip("/") + "/" + name
     init_ray(opts.address)
@@ -251,7 +278,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=max_epochs, grace_period=opts.grace_period, reduction_factor=opts.reduction_factor
         )
-    search_alg = _searcher(opts, space)
+    search_alg = _searcher(opts, space, num_samples)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -259,7 +286,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
             metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             # a searcher is limited by its ConcurrencyLimiter; random search by Tune itself
             max_concurrent_trials=None if search_alg is not None else (opts.max_concurrent or None),
-            reuse_actors=False,
+            reuse_actors=opts.reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -268,6 +295,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
                 num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
             ),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            stop=opts.stop,
             callbacks=_callbacks(opts, name),
             verbose=0,
         ),
@@ -291,8 +319,9 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         raise SearchError(f"{path}: Tune cannot restore this experiment")
     meta = _experiment_meta(path)
     space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
-    opts = SearchOptions(**{**opts.__dict__, **{k: meta[k] for k in ("preset", "split", "data_path") if k in meta}})
-    trainable = build_trainable(opts, space, DataConfig(split=opts.split), meta["max_epochs"], Path(path).name)
+    keys = ("preset", "split", "data_path", "target_transform", "seasonal_lags", "report_every", "checkpoint_every")
+    opts = SearchOptions(**{**opts.__dict__, **{k: meta[k] for k in keys if k in meta}})
+    trainable = build_trainable(opts, space, data_config(opts), meta["max_epochs"], Path(path).name)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     log.info("resuming %s", path)
     return tuner.fit(), path
@@ -309,7 +338,9 @@ def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int) -> No
         return
     Path(path).mkdir(parents=True, exist_ok=True)
     meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "split": opts.split,
-            "data_path": opts.data_path, "max_epochs": max_epochs}
+            "data_path": opts.data_path, "max_epochs": max_epochs, "target_transform": opts.target_transform,
+            "seasonal_lags": list(opts.seasonal_lags), "report_every": opts.report_every,
+            "checkpoint_every": opts.checkpoint_every}
     (Path(path) / META_FILE).write_text(json.dumps(meta, indent=1))
 
 

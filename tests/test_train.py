@@ -56,7 +56,7 @@ class _Stop(Exception):
 def test_resume_gives_the_same_per_epoch_metrics(bikes, tmp_path: Path) -> None:
     """Stopped after epoch 2 and resumed from its checkpoint == uninterrupted (dropout + cosine: RNG and
     scheduler state must both travel)."""
-    mcfg, tcfg = _tiny(bikes, cell="lstm", num_layers=2, dropout=0.2, max_epochs=4, lr_schedule="cosine")
+    mcfg, tcfg = _tiny(bikes, cell="lstm", num_layers=2, dropout=0.2, max_epochs=4, lr_schedule="cosine", ema_decay=0.9)
     full = fit(bikes, mcfg, tcfg)
     ckpt = tmp_path / "model.pt"
 
