@@ -196,7 +196,7 @@ def _search_options(args: argparse.Namespace) -> Any:
         data_path=args.data, split=args.split, seed=args.seed, wandb=args.wandb, searcher=args.searcher,
         progress_interval_s=args.progress_interval, target_transform=args.target_transform,
         seasonal_lags=args.seasonal_lags, report_every=args.report_every, checkpoint_every=args.checkpoint_every,
-        reuse_actors=args.reuse_actors,
+        reuse_actors=args.reuse_actors, time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
 
 
@@ -270,6 +270,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     target = Path(args.target)
     experiment = None
     history = None
+    if target.suffix == ".pt" and not target.exists():
+        raise CheckpointError(f"{target}: no such model file")
     with tempfile.TemporaryDirectory() as tmp:
         if target.is_file():
             bundle_path = target
@@ -434,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--checkpoint-every", type=int, default=1,
                     help="checkpoint every N epochs, and always at a new best and the last epoch (default: %(default)s)")
     tu.add_argument("--reuse-actors", action="store_true", help="reuse trial actors between trials")
+    tu.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop the search after this long (default: no limit)")
     _add_data(tu)
     _add_split(tu)
     tu.set_defaults(func=cmd_tune)

@@ -74,6 +74,8 @@ def preset(name: str) -> dict[str, Any]:
             "clip_norm": 1.0,
         }
     if name == "default":
+        # Broad: every cell, sizes and depths, regularisation, history length, the optimiser, and the training
+        # choices that matter most for forecast quality (target transform, loss, weight averaging, lags).
         return {
             "cell": {"choice": list(CELLS)},
             "hidden_size": {"choice": [16, 32, 64, 128, 256]},
@@ -82,10 +84,14 @@ def preset(name: str) -> dict[str, Any]:
             "bidirectional": {"choice": [False, True]},
             "sequence_size": {"choice": [24, 48, 168]},
             "learning_rate": {"loguniform": [3e-4, 1e-2]},
-            "batch_size": {"choice": [32, 64, 128, 256]},
-            "weight_decay": {"loguniform": [1e-7, 1e-3]},
+            "batch_size": {"choice": [64, 128, 256]},
+            "weight_decay": {"loguniform": [1e-6, 1e-3]},
             "clip_norm": {"uniform": [0.5, 5.0]},
             "lr_schedule": {"choice": list(LR_SCHEDULES)},
+            "target_transform": {"choice": ["log1p", "standard"]},
+            "loss": {"choice": ["mse", "huber"]},
+            "ema_decay": {"choice": [0.0, 0.99, 0.995]},
+            "lags": {"choice": ["none", "24,168"]},
         }
     if name == "lecture":
         # The lecture's fixed model, as one trial.

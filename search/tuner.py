@@ -105,13 +105,15 @@ class SearchOptions:
     """'optuna-asha' (ours), 'optuna' (Ray's stock OptunaSearch + ASHA) or 'random' (random + FIFO)."""
     wandb: str = "off"
     progress_interval_s: float = 15.0
+    time_budget_s: float | None = None
+    """Stop the search after this many seconds (running trials stop; their best checkpoints stay)."""
     stop: Any = None
     """A Tune stopper for the whole run (benchmarks use one that caps the total epochs)."""
     callbacks: list[Any] = field(default_factory=list)
     """Extra Tune callbacks (tests use one to watch logical resources)."""
 
 
-PRESET_BUDGETS = {"quick": (8, 6), "default": (48, 40), "lecture": (1, 50)}
+PRESET_BUDGETS = {"quick": (8, 6), "default": (200, 30), "lecture": (1, 50)}
 
 
 def data_config(opts: SearchOptions) -> DataConfig:
@@ -137,7 +139,7 @@ def experiment_path(run: str, storage: str = "./runs") -> str:
     if "://" in run:
         return run
     p = Path(run).expanduser()
-    if p.is_dir():
+    if p.is_dir() or "/" in run:  # a path (existing or not) rather than a run name
         return str(p.resolve())
     return storage_uri(storage).rstrip("/") + "/" + run
 
@@ -286,7 +288,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
             metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             # a searcher is limited by its ConcurrencyLimiter; random search by Tune itself
             max_concurrent_trials=None if search_alg is not None else (opts.max_concurrent or None),
-            reuse_actors=opts.reuse_actors,
+            reuse_actors=opts.reuse_actors, time_budget_s=opts.time_budget_s,
         ),
         run_config=tune.RunConfig(
             name=name,
