@@ -132,7 +132,7 @@ class LoadedModel:
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model from the stored config and load its best weights; Ray is not needed."""
+    """Rebuild the model from the stored config and load its weights; Ray is not needed."""
     bundle = load_bundle(path)
     def rebuild(what: str, fn, *args):  # noqa: ANN001, ANN202
         try:
@@ -143,7 +143,9 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     mcfg = rebuild("its model config cannot be rebuilt", ModelConfig.from_dict, bundle["model_config"])
     dcfg = rebuild("its data config cannot be rebuilt", DataConfig.from_dict, bundle["data_config"])
     model = RNNForecaster(mcfg)
-    rebuild("its weights do not fit its model config", model.load_state_dict, bundle["best_model"])
+    # "weights": the weights validated at the checkpoint's epoch (a trial checkpoint picked as the best epoch);
+    # a bundle without them serves the best weights so far.
+    rebuild("its weights do not fit its model config", model.load_state_dict, bundle.get("weights") or bundle["best_model"])
     model.to(device).eval()
     return LoadedModel(
         model=model,

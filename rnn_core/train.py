@@ -314,6 +314,7 @@ def fit(
             "ema": _clone_state(ema_model) if ema_model is not None else {},
             "optimizer": copy.deepcopy(optimizer.state_dict()),
             "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "weights": _clone_state(scored),  # the weights validated at this epoch (what load_model serves)
             "best_model": best_state,
             "epoch": epoch,
             "bad_epochs": bad_epochs,

@@ -196,7 +196,7 @@ def _search_options(args: argparse.Namespace) -> Any:
         data_path=args.data, split=args.split, seed=args.seed, wandb=args.wandb, searcher=args.searcher,
         progress_interval_s=args.progress_interval, target_transform=args.target_transform,
         seasonal_lags=args.seasonal_lags, report_every=args.report_every, checkpoint_every=args.checkpoint_every,
-        reuse_actors=args.reuse_actors, time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        reuse_actors=args.reuse_actors, metric=args.metric, time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
 
 
@@ -211,7 +211,7 @@ def _print_table(summaries: list[Any], top: int) -> None:
 
 
 def _print_best(best: Any) -> None:
-    print(f"\nbest trial: {best.trial_id}  val_loss {best.best_val_loss:.4f}, val MAE {best.best_val_mae:.2f}, "
+    print(f"\nbest trial: {best.trial_id}  (by min {best.metric} over all epochs)  val_loss {best.best_val_loss:.4f}, val MAE {best.best_val_mae:.2f}, "
           f"RMSE {best.best_val_rmse:.2f} bikes/hour at epoch {best.best_epoch} of {best.epochs} ({best.stop_reason})")
     print(f"config: {json.dumps({k: v for k, v in best.config.items()}, default=str)}")
     print(f"best checkpoint: {best.checkpoint}")
@@ -227,7 +227,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     else:
         _, path = run_search(opts)
     best, summaries, _ = best_trial(path)
-    print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by best val_loss over all epochs:")
+    print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by best "
+          f"{summaries[0].metric} over all epochs:")
     _print_table(summaries, 5)
     _print_best(best)
     print(f"\nnext: rnn-search test {path} --plots plots/   |   rnn-search export {path} --out model.pt")
@@ -436,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--checkpoint-every", type=int, default=1,
                     help="checkpoint every N epochs, and always at a new best and the last epoch (default: %(default)s)")
     tu.add_argument("--reuse-actors", action="store_true", help="reuse trial actors between trials")
+    tu.add_argument("--metric", choices=("val_loss", "val_mae", "val_rmse"),
+                    help="what the search minimises (default: val_loss, or val_mae when the space varies the target transform or loss)")
     tu.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop the search after this long (default: no limit)")
     _add_data(tu)
     _add_split(tu)

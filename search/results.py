@@ -12,7 +12,7 @@ from ray import tune
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, write_bundle
-from search.tuner import METRIC, MODE, experiment_path
+from search.tuner import MODE, experiment_metric, experiment_path
 
 STOP_REASONS = {"early_stopped": "early stopping", "max_epochs": "max epochs", "non_finite": "non-finite loss"}
 
@@ -24,6 +24,8 @@ class ResultsError(Exception):
 @dataclass
 class TrialSummary:
     trial_id: str
+    metric: str
+    best_score: float
     config: dict[str, Any]
     best_epoch: int
     best_val_loss: float
@@ -53,14 +55,15 @@ def load_experiment(run: str, storage: str = "./runs") -> tuple[ExperimentAnalys
     if not _exists(path):
         raise ResultsError(f"unknown run {run!r}: {path} does not exist (give a run name under --storage {storage}, or a path)")
     try:
-        ea = ExperimentAnalysis(path, default_metric=METRIC, default_mode=MODE)
+        ea = ExperimentAnalysis(path, default_metric=experiment_metric(path), default_mode=MODE)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise ResultsError(f"{path} is not a Tune experiment directory ({str(exc).splitlines()[0]})") from None
     return ea, ResultGrid(ea), path
 
 
 def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
-    """One summary per trial with at least one report, best first (min val_loss over all epochs)."""
+    """One summary per trial with at least one report, best first (min of the search metric over all epochs)."""
+    METRIC = ea.default_metric or "val_loss"  # noqa: N806 - the experiment's own search metric
     out = []
     status_by_id = {t.trial_id: t.status for t in ea.trials}
     for res in grid:
@@ -86,23 +89,25 @@ def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
             ckpt = c.path
         out.append(TrialSummary(
             trial_id=tid,
+            metric=METRIC,
+            best_score=float(best[METRIC]),
             config={k: v for k, v in res.config.items()},
             best_epoch=int(best["epoch"]),
-            best_val_loss=float(best[METRIC]),
+            best_val_loss=float(best["val_loss"]),
             best_val_mae=float(best["val_mae"]),
             best_val_rmse=float(best["val_rmse"]),
             epochs=int(last["epoch"]),
             stop_reason=reason,
             checkpoint=ckpt,
             nodes=sorted({str(n) for n in df.get("node_id", [])}),
-            history=df[["epoch", METRIC, "val_mae"]].to_dict("records"),
+            history=df[["epoch", "val_loss", "val_mae"]].to_dict("records"),
         ))
-    out.sort(key=lambda s: s.best_val_loss)
+    out.sort(key=lambda s: s.best_score)
     return out
 
 
 def best_trial(run: str, storage: str = "./runs") -> tuple[TrialSummary, list[TrialSummary], str]:
-    """The best trial (min val_loss over all epochs of all trials), all summaries, and the experiment path."""
+    """The best trial (min of the experiment's metric over all epochs of all trials), all summaries, and the path."""
     ea, grid, path = load_experiment(run, storage)
     summaries = summarize(ea, grid)
     if not summaries:

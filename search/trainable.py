@@ -67,6 +67,7 @@ def train_bikes(
     report_every: int = 1,
     checkpoint_every: int = 1,
     default_data: tuple[str, tuple[int, ...]] = ("log1p", ()),
+    metric: str = "val_loss",
 ) -> None:
     """Train one trial. Reports every ``report_every`` epochs (and the last); a report carries a checkpoint
     of the full resumable state every ``checkpoint_every`` epochs, at every new best epoch (so that the
@@ -83,16 +84,22 @@ def train_bikes(
     node_id = ray.get_runtime_context().get_node_id()
     meta = {"experiment": experiment, "trial_id": tune.get_context().get_trial_id()}
 
+    best_score = min((h[metric] for h in resume["history"] if math.isfinite(h[metric])), default=math.inf) if resume else math.inf
+
     def report(epoch: int, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        nonlocal best_score
         last = metrics["status"] != "running"
-        if not last and epoch % report_every:
+        new_best = math.isfinite(metrics[metric]) and metrics[metric] < best_score
+        best_score = min(best_score, metrics[metric]) if new_best else best_score
+        if not last and epoch % report_every and not new_best:
             return
         out = dict(metrics, node_id=node_id, resumed_from=resume["epoch"] if resume else 0, started_at=started_at)
-        if not math.isfinite(out["val_loss"]):
-            out["val_loss"] = BAD_LOSS  # the trial ends here, seen by ASHA and Optuna as the worst
-        if not math.isfinite(out["best_val_loss"]):
-            out["best_val_loss"] = BAD_LOSS
-        if not (last or epoch % checkpoint_every == 0 or metrics["best_epoch"] == epoch):
+        for key in ("val_loss", "val_mae", "val_rmse", "best_val_loss"):
+            if not math.isfinite(out[key]):
+                out[key] = BAD_LOSS  # the trial ends here, seen by ASHA and Optuna as the worst
+        # A checkpoint every N epochs, and always at a new best of the search metric and at the end, so
+        # that the best epoch's checkpoint always exists.
+        if not (last or epoch % checkpoint_every == 0 or new_best):
             tune.report(out)
             _maybe_kill(experiment, epoch)
             return

@@ -25,7 +25,7 @@ from search.trainable import train_bikes
 
 log = logging.getLogger(__name__)
 
-METRIC, MODE = "val_loss", "min"
+METRIC, MODE = "val_loss", "min"  # the default search metric; see search_metric()
 #: Trial results that end a run by the trial's own choice (rnn_core.train statuses).
 SELF_ENDED = {"early_stopped", "max_epochs", "non_finite"}
 
@@ -41,7 +41,7 @@ class AshaAwareOptunaSearch(OptunaSearch):
     learns from low-budget losses as if they were final. Here a trial whose last report says it was
     still running (the scheduler stopped it) or that went non-finite is told as PRUNED; its
     intermediate values (val_loss per epoch) are already in the study. Trials that ended by
-    themselves are COMPLETE with their best val_loss over all epochs (early stopping keeps those weights).
+    themselves are COMPLETE with their best metric over all epochs (early stopping keeps those weights).
     """
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -59,7 +59,9 @@ class AshaAwareOptunaSearch(OptunaSearch):
         if error or not result:
             state, value = optuna.trial.TrialState.FAIL, None
         elif status in ("early_stopped", "max_epochs"):
-            state, value = optuna.trial.TrialState.COMPLETE, float(result.get("best_val_loss", result[self.metric]))
+            # its best over all epochs (early stopping keeps those weights), not its last report
+            seen = list(self._ot_study.trials[ot_trial.number].intermediate_values.values())
+            state, value = optuna.trial.TrialState.COMPLETE, float(min([result[self.metric], *seen]))
         else:  # stopped by the scheduler mid-run, or non-finite
             state, value = optuna.trial.TrialState.PRUNED, None
             # Tune does not pass the result that made the scheduler stop a trial to on_trial_result:
@@ -105,6 +107,8 @@ class SearchOptions:
     """'optuna-asha' (ours), 'optuna' (Ray's stock OptunaSearch + ASHA) or 'random' (random + FIFO)."""
     wandb: str = "off"
     progress_interval_s: float = 15.0
+    metric: str | None = None
+    """The search metric (min): val_loss, val_mae or val_rmse; default: see search_metric()."""
     time_budget_s: float | None = None
     """Stop the search after this many seconds (running trials stop; their best checkpoints stay)."""
     stop: Any = None
@@ -183,14 +187,15 @@ def trials_that_fit(opts: SearchOptions) -> int:
 class ProgressLine(tune.Callback):
     """One concise line per interval (and when a trial ends) instead of Ray's tables."""
 
-    def __init__(self, interval_s: float = 15.0) -> None:
+    def __init__(self, interval_s: float = 15.0, metric: str = METRIC) -> None:
         self.interval_s = interval_s
+        self.metric = metric
         self._last = 0.0
         self._start = time.monotonic()
         self._best: tuple[float, str, int] | None = None
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        v = result.get(METRIC)
+        v = result.get(self.metric)
         if v is not None and (self._best is None or v < self._best[0]):
             self._best = (float(v), trial.trial_id, int(result.get("epoch", 0)))
             self._best_mae = result.get("val_mae")
@@ -210,7 +215,7 @@ class ProgressLine(tune.Callback):
             counts[t.status] = counts.get(t.status, 0) + 1
         asha = sum(1 for t in trials if t.status == Trial.TERMINATED and (t.last_result or {}).get("status") == "running")
         best = (
-            f" | best val_loss {self._best[0]:.4f} (val MAE {self._best_mae:.1f}) trial {self._best[1]} epoch {self._best[2]}"
+            f" | best {self.metric} {self._best[0]:.4f} (val MAE {self._best_mae:.1f}) trial {self._best[1]} epoch {self._best[2]}"
             if self._best else ""
         )
         log.info(
@@ -220,18 +225,28 @@ class ProgressLine(tune.Callback):
         )
 
 
-def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int) -> Any:
+def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:
+    """val_loss, unless trials compute it differently (a choice of target transform or loss): then the
+    validation MAE in bikes per hour, the one score every trial shares."""
+    if opts.metric:
+        return opts.metric
+    varies = any(isinstance(space.get(k), tune.search.sample.Domain) for k in ("target_transform", "loss"))
+    return "val_mae" if varies else METRIC
+
+
+def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metric: str) -> Any:
     if opts.searcher == "random" or spaces.is_fixed(space):
         return None  # Tune's default BasicVariantGenerator: random sampling (or the one fixed config)
     # TPE samples at random for its first n_startup_trials (Optuna's default 10): with 8 trials it would
     # never model anything, so small searches start modelling after a third of their trials.
     sampler = optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=min(10, max(3, num_samples // 3)))
     cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
-    alg = cls(sampler=sampler, metric=METRIC, mode=MODE)
+    alg = cls(sampler=sampler, metric=metric, mode=MODE)
     return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
 
 
-def build_trainable(opts: SearchOptions, space: dict[str, Any], data_cfg: DataConfig, max_epochs: int, name: str) -> Any:
+def build_trainable(opts: SearchOptions, space: dict[str, Any], data_cfg: DataConfig, max_epochs: int, name: str,
+                    metric: str = METRIC) -> Any:
     """Load the data ONCE on the driver (one BikeData per sequence_size) and bind it with with_parameters."""
     datasets = {}
     for seq, transform, lags in spaces.data_variants(space, data_cfg.target_transform, data_cfg.seasonal_lags):
@@ -242,12 +257,12 @@ def build_trainable(opts: SearchOptions, space: dict[str, Any], data_cfg: DataCo
                  list(lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
     trainable = tune.with_parameters(train_bikes, datasets=datasets, max_epochs=max_epochs, experiment=name,
                                      report_every=opts.report_every, checkpoint_every=opts.checkpoint_every,
-                                     default_data=(data_cfg.target_transform, data_cfg.seasonal_lags))
+                                     default_data=(data_cfg.target_transform, data_cfg.seasonal_lags), metric=metric)
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
-def _callbacks(opts: SearchOptions, name: str) -> list[Any]:
-    cbs: list[Any] = [ProgressLine(opts.progress_interval_s), *opts.callbacks]
+def _callbacks(opts: SearchOptions, name: str, metric: str) -> list[Any]:
+    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), *opts.callbacks]
     if opts.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -269,8 +284,9 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     init_ray(opts.address)
     if opts.address:
         check_storage(opts.storage)
-    trainable = build_trainable(opts, space, data_cfg, max_epochs, name)
-    write_experiment_meta(path, opts, max_epochs)
+    metric = search_metric(opts, space)
+    trainable = build_trainable(opts, space, data_cfg, max_epochs, name, metric)
+    write_experiment_meta(path, opts, max_epochs, metric)
     if not opts.max_concurrent:
         # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
         opts = SearchOptions(**{**opts.__dict__, "max_concurrent": trials_that_fit(opts)})
@@ -280,12 +296,12 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=max_epochs, grace_period=opts.grace_period, reduction_factor=opts.reduction_factor
         )
-    search_alg = _searcher(opts, space, num_samples)
+    search_alg = _searcher(opts, space, num_samples, metric)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+            metric=metric, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             # a searcher is limited by its ConcurrencyLimiter; random search by Tune itself
             max_concurrent_trials=None if search_alg is not None else (opts.max_concurrent or None),
             reuse_actors=opts.reuse_actors, time_budget_s=opts.time_budget_s,
@@ -294,11 +310,11 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
             name=name,
             storage_path=storage_uri(opts.storage),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+                num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=MODE
             ),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             stop=opts.stop,
-            callbacks=_callbacks(opts, name),
+            callbacks=_callbacks(opts, name, metric),
             verbose=0,
         ),
     )
@@ -323,7 +339,8 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
     keys = ("preset", "split", "data_path", "target_transform", "seasonal_lags", "report_every", "checkpoint_every")
     opts = SearchOptions(**{**opts.__dict__, **{k: meta[k] for k in keys if k in meta}})
-    trainable = build_trainable(opts, space, data_config(opts), meta["max_epochs"], Path(path).name)
+    trainable = build_trainable(opts, space, data_config(opts), meta["max_epochs"], Path(path).name,
+                                meta.get("metric", METRIC))
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     log.info("resuming %s", path)
     return tuner.fit(), path
@@ -332,7 +349,7 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
 META_FILE = "rnn_search.json"
 
 
-def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int) -> None:
+def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int, metric: str = METRIC) -> None:
     """Record how the experiment was made, so --resume can rebuild the same trainable."""
     import json
 
@@ -342,8 +359,16 @@ def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int) -> No
     meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "split": opts.split,
             "data_path": opts.data_path, "max_epochs": max_epochs, "target_transform": opts.target_transform,
             "seasonal_lags": list(opts.seasonal_lags), "report_every": opts.report_every,
-            "checkpoint_every": opts.checkpoint_every}
+            "checkpoint_every": opts.checkpoint_every, "metric": metric}
     (Path(path) / META_FILE).write_text(json.dumps(meta, indent=1))
+
+
+def experiment_metric(path: str) -> str:
+    """The metric an experiment was searched on (from its rnn_search.json; val_loss if unknown)."""
+    try:
+        return str(_experiment_meta(path).get("metric", METRIC))
+    except SearchError:
+        return METRIC
 
 
 def _experiment_meta(path: str) -> dict[str, Any]:
