@@ -144,6 +144,16 @@ class DataConfig:
                 + (len(CALENDAR_FEATURES) * self.horizon if self.future_calendar else 0))
 
 
+def split_kwargs(text: str) -> dict[str, Any]:
+    """'default', 'lecture' or 'VAL_START,TEST_START[,TEST_END]' -> DataConfig split fields."""
+    if text in ("default", "lecture"):
+        return {"split": text}
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"split {text!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
+    return {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+
+
 def feature_names(cfg: DataConfig) -> list[str]:
     """Names of the F input channels, in order."""
     names = list(FEATURES) + [f"cnt_log1p_lag{k}" for k in cfg.seasonal_lags]

@@ -31,8 +31,8 @@ def _add_split(p: argparse.ArgumentParser) -> None:
 
 
 def _add_lags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seasonal-lags", type=_int_list, default=(24, 168), metavar="H,H",
-                   help="seasonal count lags in hours as extra inputs, e.g. 24,168; 'none' for none (default: 24,168)")
+    p.add_argument("--seasonal-lags", type=_int_list, default=(), metavar="H,H",
+                   help="seasonal count lags in hours as extra inputs, e.g. 24,168 (default: none)")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -45,12 +45,9 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _split_kwargs(split: str) -> dict[str, Any]:
-    if split in ("default", "lecture"):
-        return {"split": split}
-    parts = [p.strip() for p in split.split(",")]
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(f"--split {split!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
-    return {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+    from rnn_core.data import split_kwargs
+
+    return split_kwargs(split)
 
 
 def _hms(seconds: float) -> str:
@@ -412,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="run (or resume) a Ray Tune search: Optuna TPE + ASHA")
     tu.add_argument("--preset", choices=("quick", "default", "lecture"), default="quick", help="search space and budget (default: %(default)s)")
     tu.add_argument("--space", metavar="FILE", help="YAML that overrides or extends the preset's space")
-    tu.add_argument("--num-samples", type=int, help="trials (default: quick 8, default 48, lecture 1)")
-    tu.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: quick 6, default 40, lecture 50)")
+    tu.add_argument("--num-samples", type=int, help="trials (default: quick 8, default 200 (give it a --time-budget), lecture 1)")
+    tu.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: quick 6, default 30, lecture 50)")
     tu.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial may be stopped (default: %(default)s)")
     tu.add_argument("--reduction-factor", type=float, default=2.0, help="ASHA reduction factor (default: %(default)s)")
     tu.add_argument("--max-concurrent", type=int, default=0, help="trials at once, 0 = as resources allow (default: %(default)s)")
@@ -421,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs four trials per GPU (default: %(default)s)")
     tu.add_argument("--storage", default="./runs", help="local dir or s3://... / gs://... (default: %(default)s)")
     tu.add_argument("--name", help="experiment name (default: PRESET-DATE-TIME)")
-    tu.add_argument("--keep-checkpoints", type=int, default=2, help="best N checkpoints kept per trial, by val loss (default: %(default)s)")
+    tu.add_argument("--keep-checkpoints", type=int, default=2, help="best N checkpoints kept per trial, by the search metric (default: %(default)s)")
     tu.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its checkpoint (default: %(default)s)")
     tu.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: embedded local Ray)")
     tu.add_argument("--resume", metavar="RUN", help="continue an interrupted experiment (run name under --storage, or a path)")

@@ -19,7 +19,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.data import DataConfig, load
+from rnn_core.data import DataConfig, load, split_kwargs
 from search import space as spaces
 from search.trainable import train_bikes
 
@@ -122,14 +122,10 @@ PRESET_BUDGETS = {"quick": (8, 6), "default": (200, 30), "lecture": (1, 50)}
 
 def data_config(opts: SearchOptions) -> DataConfig:
     """The DataConfig every trial's windows are built with (sequence_size comes from the trial)."""
-    split = opts.split
-    if split in ("default", "lecture"):
-        kw: dict[str, Any] = {"split": split}
-    else:
-        parts = [p.strip() for p in split.split(",")]
-        if len(parts) not in (2, 3):
-            raise SearchError(f"--split {split!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
-        kw = {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+    try:
+        kw = split_kwargs(opts.split)
+    except ValueError as exc:
+        raise SearchError(f"--{exc}") from None
     return DataConfig(target_transform=opts.target_transform, seasonal_lags=tuple(opts.seasonal_lags), **kw)
 
 
