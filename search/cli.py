@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--report-every", type=int, default=1, help="report to Tune every N epochs (default: %(default)s)")
     tu.add_argument("--checkpoint-every", type=int, default=1,
                     help="checkpoint every N epochs, and always at a new best and the last epoch (default: %(default)s)")
-    tu.add_argument("--reuse-actors", action="store_true", help="reuse trial actors between trials")
+    tu.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
+                    help="start a fresh actor per trial (default: reuse them, which cuts per-trial start-up)")
     tu.add_argument("--metric", choices=("val_loss", "val_mae", "val_rmse"),
                     help="what the search minimises (default: val_loss, or val_mae when the space varies the target transform or loss)")
     tu.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop the search after this long (default: no limit)")

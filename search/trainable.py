@@ -93,7 +93,8 @@ def train_bikes(
         best_score = min(best_score, metrics[metric]) if new_best else best_score
         if not last and epoch % report_every and not new_best:
             return
-        out = dict(metrics, node_id=node_id, resumed_from=resume["epoch"] if resume else 0, started_at=started_at)
+        out = dict(metrics, node_id=node_id, resumed_from=resume["epoch"] if resume else 0, started_at=started_at,
+                   setup_s=setup_s)
         for key in ("val_loss", "val_mae", "val_rmse", "best_val_loss"):
             if not math.isfinite(out[key]):
                 out[key] = BAD_LOSS  # the trial ends here, seen by ASHA and Optuna as the worst
@@ -112,4 +113,5 @@ def train_bikes(
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
         _maybe_kill(experiment, epoch)
 
+    setup_s = time.time() - started_at  # data from the object store, configs, checkpoint restore
     fit(data, mcfg, tcfg, on_epoch_end=report, resume=resume)
