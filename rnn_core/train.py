@@ -159,7 +159,7 @@ def predict(model: nn.Module, X: torch.Tensor, batch_size: int = EVAL_BATCH) -> 
     """[N, L, F] -> [N, H] model outputs (model space), in eval mode, batched to bound memory."""
     model.eval()
     if X.shape[0] == 0:
-        return torch.empty(0, model.cfg.horizon, device=X.device) if hasattr(model, "cfg") else torch.empty(0)
+        return model(X[:1].expand(0, *X.shape[1:]))  # [0, H]: a forward pass keeps the output shape
     return torch.cat([model(X[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)])
 
 
@@ -332,10 +332,9 @@ def fit(
             on_epoch_end(epoch, metrics, state)
         if done:
             break
-    else:
-        state = resume or {}  # resumed at or past max_epochs: nothing left to run
+    else:  # resumed at or past max_epochs: nothing left to run
+        state = resume or {}
+        status = str(state.get("status", status))
 
     model.load_state_dict(best_state)
-    if not history:
-        status = str(state.get("status", status))
     return FitResult(status=status, model=model, best_epoch=best_epoch, best_metrics=best_metrics, history=history, state=state)
