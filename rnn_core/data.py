@@ -28,6 +28,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,7 +324,7 @@ def download_data(url: str, cache: Path, timeout: float = 60.0) -> Path:
                 csv = tmp / "hour.csv"
                 with zf.open(members[0]) as src, open(csv, "wb") as out:
                     shutil.copyfileobj(src, out)
-        except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise DataError(f"{url}: the download is not a complete zip ({exc}). {_how_to_provide()}") from None
         try:
             verify(read_raw(csv), csv)
@@ -335,12 +336,6 @@ def download_data(url: str, cache: Path, timeout: float = 60.0) -> Path:
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 # --------------------------------------------------------------------------------------- parsing
@@ -529,6 +524,15 @@ def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice) 
     return FeatureScaler(tuple(names), tuple(mean.tolist()), tuple(std.tolist()))
 
 
+def fit_target_scaler(train_counts: np.ndarray, transform: str) -> TargetScaler:
+    """Target statistics from the training hours only (scale100 needs none)."""
+    if transform == "scale100":
+        return TargetScaler("scale100")
+    c = train_counts.astype(np.float64)
+    c = np.log1p(c) if transform == "log1p" else c
+    return TargetScaler(transform, float(c.mean()), float(c.std()))
+
+
 # --------------------------------------------------------------------------------------- windows
 
 
@@ -626,20 +630,14 @@ def build(
     # Training hours: every hour up to the last training target (inputs and targets of the train split).
     last_train_hour = int(parts["train"][-1]) + cfg.horizon
     train_rows = slice(0, last_train_hour + 1)
-    fscaler = fit_feature_scaler(values, names, train_rows)
     if scalers is not None:
         fscaler, tscaler = scalers
         if list(fscaler.names) != names:
             raise DataError(f"the stored feature scaler names {len(fscaler.names)} features, this data config makes {len(names)}")
-    scaled = fscaler.apply(values)  # [T, F] float32
-    if scalers is not None:
-        pass
-    elif cfg.target_transform in ("log1p", "standard"):
-        c = cnt[train_rows].astype(np.float64)
-        c = np.log1p(c) if cfg.target_transform == "log1p" else c
-        tscaler = TargetScaler(cfg.target_transform, float(c.mean()), float(c.std()))
     else:
-        tscaler = TargetScaler("scale100")
+        fscaler = fit_feature_scaler(values, names, train_rows)
+        tscaler = fit_target_scaler(cnt[train_rows], cfg.target_transform)
+    scaled = fscaler.apply(values)  # [T, F] float32
     splits = {}
     for name in SPLIT_NAMES:
         o = parts[name]

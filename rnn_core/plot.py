@@ -44,16 +44,21 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+def _forecast_axes(ax: plt.Axes, s: Series, title: str, lw: float) -> None:
+    """Target and prediction of one series on one axis, with its title, y label and legend."""
+    ax.plot(s.times, s.target, lw=lw, label="target")
+    ax.plot(s.times, s.prediction, lw=lw, label="prediction", alpha=0.85)
+    ax.set_title(title)
+    ax.set_ylabel("bikes / hour")
+    ax.legend(loc="upper left")
+
+
 def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
     """Stacked panels, one per split: prediction against target (the lecture's predict_all figure)."""
     fig, axs = plt.subplots(len(series), 1, figsize=(11, 3.2 * len(series)), squeeze=False)
     for ax, s in zip(axs[:, 0], series):
-        ax.plot(s.times, s.target, lw=0.6, label="target")
-        ax.plot(s.times, s.prediction, lw=0.6, label="prediction", alpha=0.85)
-        ax.set_title(f"{s.name} ({len(s.target):,} hours)")
+        _forecast_axes(ax, s, f"{s.name} ({len(s.target):,} hours)", lw=0.6)
         ax.set_xlabel("time")
-        ax.set_ylabel("bikes / hour")
-        ax.legend(loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
@@ -62,11 +67,7 @@ def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
 def plot_test(s: Series, title: str, path: str | Path) -> Path:
     """The test period at full resolution, with the absolute error below."""
     fig, (a, b) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
-    a.plot(s.times, s.target, lw=0.8, label="target")
-    a.plot(s.times, s.prediction, lw=0.8, label="prediction")
-    a.set_ylabel("bikes / hour")
-    a.set_title(f"{s.name}: forecast vs actual")
-    a.legend(loc="upper left")
+    _forecast_axes(a, s, f"{s.name}: forecast vs actual", lw=0.8)
     err = np.abs(s.prediction - s.target)
     b.fill_between(s.times, err, step="mid", color="tab:red", alpha=0.6, label=f"|error| (MAE {err.mean():.1f})")
     b.set_ylabel("|error|, bikes / hour")

@@ -44,12 +44,6 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected hours like 24,168 or none, got {text!r}") from None
 
 
-def _split_kwargs(split: str) -> dict[str, Any]:
-    from rnn_core.data import split_kwargs
-
-    return split_kwargs(split)
-
-
 def _hms(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -65,10 +59,10 @@ def _fmt(v: Any) -> str:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
-    from rnn_core.data import DataConfig, load
+    from rnn_core.data import DataConfig, load, split_kwargs
 
     cfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, seasonal_lags=args.seasonal_lags,
-                     **_split_kwargs(args.split))
+                     **split_kwargs(args.split))
     data = load(cfg, args.data)
     print(f"source:        {data.source}")
     print(f"raw rows:      {data.raw_rows:,}")
@@ -87,13 +81,13 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rnn_core.checkpoint import save_bundle
-    from rnn_core.data import DataConfig, load
+    from rnn_core.data import DataConfig, load, split_kwargs
     from rnn_core.model import ModelConfig
     from rnn_core.train import TrainConfig, fit, resolve_device
 
     dcfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, target_transform=args.target_transform,
                       future_calendar=not args.no_future_calendar, seasonal_lags=args.seasonal_lags,
-                      **_split_kwargs(args.split))
+                      **split_kwargs(args.split))
     tcfg = TrainConfig(
         learning_rate=args.learning_rate, batch_size=args.batch_size, weight_decay=args.weight_decay,
         max_epochs=args.epochs, patience=args.patience, min_delta=args.min_delta, clip_norm=args.clip_norm,
@@ -267,7 +261,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     experiment = None
-    history = None
+    found = None  # (best, summaries) when the experiment has been read already
     if target.suffix == ".pt" and not target.exists():
         raise CheckpointError(f"{target}: no such model file")
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,6 +272,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             from search.results import best_trial, fetch_checkpoint
 
             best, summaries, experiment = best_trial(args.target, args.storage)
+            found = (best, summaries)
             bundle_path = fetch_checkpoint(best.checkpoint or "", Path(tmp))
             title = f"{Path(experiment).name} / trial {best.trial_id}"
         lm = load_model(bundle_path)
@@ -318,9 +313,11 @@ def cmd_test(args: argparse.Namespace) -> int:
                    plot.plot_test(series[list(data.splits).index(args.split)], f"{title}: {args.split} period",
                                   out / f"{args.split}_period.png")]
         if experiment:
-            from search.results import best_trial
+            if found is None:  # a bundle that records its experiment
+                from search.results import best_trial
 
-            best, summaries, _ = best_trial(experiment)
+                found = best_trial(experiment)[:2]
+            best, summaries = found
             history = [plot.TrialHistory(s.trial_id, [h["epoch"] for h in s.history], [h["val_mae"] for h in s.history],
                                          s.stop_reason == "ASHA") for s in summaries]
             written.append(plot.plot_history(history, best.trial_id, f"search history: {Path(experiment).name}",

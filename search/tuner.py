@@ -6,7 +6,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,4 +379,4 @@ def _experiment_meta(path: str) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
-__all__: Sequence[str] = ["AshaAwareOptunaSearch", "SearchError", "SearchOptions", "run_search", "resume_search"]
+__all__ = ["AshaAwareOptunaSearch", "SearchError", "SearchOptions", "run_search", "resume_search"]
