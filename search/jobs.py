@@ -6,10 +6,13 @@ import asyncio
 import logging
 import shlex
 import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: How long to wait for a freshly started head's job agent.
+AGENT_WAIT_S = 60.0
 #: Files that never need to travel to the cluster with the working_dir.
 EXCLUDES = [".git", "runs", "wandb", "*.pt", "*.csv", "*.zip", ".venv", "venv", "__pycache__", "benchmarks/out", "*.egg-info"]
 
@@ -43,10 +46,18 @@ def submit(address: str, tune_args: list[str], *, follow: bool = False, working_
     runtime_env: dict = {"working_dir": str(wd), "excludes": EXCLUDES}
     if env:
         runtime_env["env_vars"] = dict(env)
-    try:
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
-    except Exception as exc:  # noqa: BLE001 - the server's refusal comes as RuntimeError or HTTP errors
-        raise JobsError(f"the job server at {address} refused the job: {exc}") from None
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+            break
+        except Exception as exc:  # noqa: BLE001 - the server's refusal comes as RuntimeError or HTTP errors
+            # A head that has just started answers "No available agent to submit job, please try again
+            # later" until its job agent registers: wait for it rather than fail.
+            if "try again later" not in str(exc) or time.monotonic() > deadline:
+                raise JobsError(f"the job server at {address} refused the job: {exc}") from None
+            log.info("the job server has no agent yet; retrying")
+            time.sleep(2)
     print(f"submitted job {job_id}: {entrypoint}")
     print(f"  rnn-search jobs status {job_id} --address {address}")
     print(f"  rnn-search jobs logs {job_id} --address {address}")
