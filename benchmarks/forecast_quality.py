@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--run", help="an existing experiment to evaluate instead of running the search")
     ap.add_argument("--minutes", type=float, default=55.0, help="search time budget")
     ap.add_argument("--storage", default="runs")
+    ap.add_argument("--max-epochs", type=int, default=20, help="epochs per trial (ASHA's max_t; the cosine schedule's length)")
+    ap.add_argument("--grace-period", type=int, default=3, help="ASHA: epochs before a trial may be stopped")
+    ap.add_argument("--reduction-factor", type=float, default=3, help="ASHA: 1/N of the trials go on at each rung")
     args = ap.parse_args()
     wall = None
     cmd_used = None
@@ -39,7 +42,8 @@ def main() -> None:
     else:
         from search.tuner import SearchOptions, run_search
 
-        opts = SearchOptions(preset="default", max_epochs=30, grace_period=1, reduction_factor=4, storage=args.storage,
+        opts = SearchOptions(preset="default", max_epochs=args.max_epochs, grace_period=args.grace_period,
+                             reduction_factor=args.reduction_factor, storage=args.storage,
                              name=time.strftime("quality-%Y%m%d-%H%M%S"), data_path=args.data,
                              time_budget_s=args.minutes * 60, progress_interval_s=120)
         t0 = time.time()
@@ -65,7 +69,8 @@ def main() -> None:
     stopped = sum(1 for s in summaries if s.stop_reason == "ASHA")
     body = (
         f"Search: preset `default`, {len(summaries)} trials ({stopped} stopped by ASHA), metric "
-        f"`{best.metric}`, at most {meta.get('max_epochs', 30)} epochs per trial, ASHA grace 1 / reduction 4, time budget "
+        f"`{best.metric}`, at most {meta.get('max_epochs', args.max_epochs)} epochs per trial, ASHA grace "
+        f"{args.grace_period} / reduction {args.reduction_factor:g}, time budget "
         f"{args.minutes:g} min" + (f" (wall {wall / 60:.1f} min)" if wall else "") + f", 2 trials at a time on 2 cores; "
         f"experiment `{Path(path).name}`.\n\n"
         f"Test split 2012-11-01 .. 2012-12-31, horizon 1, {len(te):,} hours (bikes per hour):\n\n"

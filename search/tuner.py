@@ -119,7 +119,7 @@ class SearchOptions:
     """Extra Tune callbacks (tests use one to watch logical resources)."""
 
 
-PRESET_BUDGETS = {"quick": (8, 6), "default": (200, 30), "lecture": (1, 50)}
+PRESET_BUDGETS = {"quick": (8, 6), "default": (200, 20), "lecture": (1, 50)}
 
 
 def data_config(opts: SearchOptions) -> DataConfig:
