@@ -124,6 +124,24 @@ def test_bad_spaces_are_refused_before_ray_starts(tmp_path: Path, capsys, text: 
     assert not storage.exists()
 
 
+@pytest.mark.parametrize("args, pattern", [
+    (["--preset", "default", "--grace-period", "21"], "--grace-period 21: expected 1 to --max-epochs (20)"),
+    (["--preset", "quick", "--max-epochs", "2"], "--grace-period 1"),  # quick's own grace (1) fits: no error
+    (["--preset", "quick", "--grace-period", "0"], "--grace-period 0: expected 1 to --max-epochs (6)"),
+    (["--preset", "default", "--reduction-factor", "1"], "--reduction-factor 1: expected a number above 1"),
+])
+def test_asha_settings_are_checked_against_the_presets_budget(tmp_path: Path, capsys, args: list[str], pattern: str) -> None:
+    storage = tmp_path / "runs"
+    rc = main(["tune", *args, "--storage", str(storage), "--data", "/nonexistent.csv"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    if "quick" in args and "2" in args:  # valid ASHA settings: it gets as far as the missing data file
+        assert "/nonexistent.csv" in err and pattern not in err
+    else:
+        assert pattern in err
+    assert not storage.exists()
+
+
 def test_wandb_offline_writes_run_files(ray_local, hour_csv: Path, tmp_path: Path) -> None:
     space = write_space(tmp_path / "w.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\n")
     opts = SearchOptions(preset="quick", space_file=str(space), num_samples=2, max_epochs=1, storage=str(tmp_path / "runs"),
