@@ -63,14 +63,14 @@ def load_experiment(run: str, storage: str = "./runs") -> tuple[ExperimentAnalys
 
 def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
     """One summary per trial with at least one report, best first (min of the search metric over all epochs)."""
-    METRIC = ea.default_metric or "val_loss"  # noqa: N806 - the experiment's own search metric
+    metric = ea.default_metric or "val_loss"  # the experiment's own search metric
     out = []
     status_by_id = {t.trial_id: t.status for t in ea.trials}
     for res in grid:
         df = res.metrics_dataframe
-        if df is None or df.empty or METRIC not in df:
+        if df is None or df.empty or metric not in df:
             continue
-        best = df.loc[df[METRIC].idxmin()]
+        best = df.loc[df[metric].idxmin()]
         last = df.iloc[-1]
         tid = str(last["trial_id"])
         status = str(last.get("status", ""))
@@ -83,14 +83,14 @@ def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
         else:
             reason = "running"
         ckpt = None
-        best_ckpts = [(c, m) for c, m in (res.best_checkpoints or []) if m.get(METRIC) is not None]
+        best_ckpts = [(c, m) for c, m in (res.best_checkpoints or []) if m.get(metric) is not None]
         if best_ckpts:
-            c, _ = min(best_ckpts, key=lambda cm: (cm[1][METRIC], cm[1].get("epoch", 0)))
+            c, _ = min(best_ckpts, key=lambda cm: (cm[1][metric], cm[1].get("epoch", 0)))
             ckpt = c.path
         out.append(TrialSummary(
             trial_id=tid,
-            metric=METRIC,
-            best_score=float(best[METRIC]),
+            metric=metric,
+            best_score=float(best[metric]),
             config={k: v for k, v in res.config.items()},
             best_epoch=int(best["epoch"]),
             best_val_loss=float(best["val_loss"]),

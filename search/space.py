@@ -210,20 +210,23 @@ def _values(space: dict[str, Any], key: str, default: Any) -> list[Any]:
     return [v]
 
 
+def lags_text(lags: tuple[int, ...]) -> str:
+    """(24, 168) -> '24,168'; () -> 'none' (the inverse of parse_lags)."""
+    return ",".join(map(str, lags)) or "none"
+
+
 def data_variants(space: dict[str, Any], transform: str, lags: tuple[int, ...]) -> list[tuple[int, str, tuple[int, ...]]]:
     """Every (sequence_size, target_transform, lags) a trial may ask for; the defaults come from the CLI."""
-    lag_text = ",".join(map(str, lags)) or "none"
     return [(int(seq), str(tr), parse_lags(str(lg)))
             for seq in _values(space, "sequence_size", 24)
             for tr in _values(space, "target_transform", transform)
-            for lg in _values(space, "lags", lag_text)]
+            for lg in _values(space, "lags", lags_text(lags))]
 
 
 def data_key(config: dict[str, Any], transform: str, lags: tuple[int, ...]) -> tuple[int, str, tuple[int, ...]]:
     """The data variant a trial's config selects (see data_variants)."""
-    lag_text = ",".join(map(str, lags)) or "none"
     return (int(config.get("sequence_size", 24)), str(config.get("target_transform", transform)),
-            parse_lags(str(config.get("lags", lag_text))))
+            parse_lags(str(config.get("lags", lags_text(lags)))))
 
 
 def is_fixed(space: dict[str, Any]) -> bool:
