@@ -18,10 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import DEFAULT_CSV, RESULTS, record  # noqa: E402
 from rnn_core import plot  # noqa: E402
-from rnn_core.checkpoint import load_model  # noqa: E402
-from rnn_core.data import load  # noqa: E402
-from rnn_core.metrics import baseline_metrics, mae, rmse  # noqa: E402
-from rnn_core.train import predict  # noqa: E402
+from rnn_core.metrics import evaluate_model  # noqa: E402
 from search.results import best_trial  # noqa: E402
 
 
@@ -36,7 +33,6 @@ def main() -> None:
     ap.add_argument("--reduction-factor", type=float, default=3, help="ASHA: 1/N of the trials go on at each rung")
     args = ap.parse_args()
     wall = None
-    cmd_used = None
     if args.run:
         path = args.run
     else:
@@ -51,15 +47,11 @@ def main() -> None:
         wall = time.time() - t0
     meta = json.loads((Path(path) / "rnn_search.json").read_text()) if (Path(path) / "rnn_search.json").is_file() else {}
     best, summaries, path = best_trial(path)
-    lm = load_model(Path(best.checkpoint) / "model.pt")
-    data = load(lm.data_config, args.data, scalers=(lm.feature_scaler, lm.target_scaler))
-    te = data["test"]
-    pred = lm.target_scaler.inverse(predict(lm.model, te.X).double()).numpy()
-    truth = te.y_raw.numpy()
-    m_mae, m_rmse = mae(pred, truth), rmse(pred, truth)
-    base = baseline_metrics(data.cnt, te)
+    ev = evaluate_model(Path(best.checkpoint) / "model.pt", args.data)
+    te = ev.data["test"]
+    m_mae, m_rmse, base = ev.mae, ev.rmse, ev.baselines
     png = RESULTS.with_name("quality_test_period.png")
-    plot.plot_test(plot.Series("test", te.target_time[:, 0], pred[:, 0], truth[:, 0]),
+    plot.plot_test(plot.Series("test", te.target_time[:, 0], ev.prediction[:, 0], ev.target[:, 0]),
                    f"best of the default preset ({Path(path).name}, trial {best.trial_id})", png)
     rows = [f"| best model of the search | **{m_mae:.2f}** | **{m_rmse:.2f}** |"]
     rows += [f"| {k} | {v['mae']:.2f} | {v['rmse']:.2f} |" for k, v in base.items()]

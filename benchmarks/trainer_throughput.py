@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
 from rnn_core.data import DataConfig, load  # noqa: E402
-from rnn_core.model import ModelConfig, RNNForecaster  # noqa: E402
-from rnn_core.train import TrainConfig, make_optimizer, resolve_device, train_epoch  # noqa: E402
+from rnn_core.model import RNNForecaster  # noqa: E402
+from rnn_core.config import TrainConfig  # noqa: E402
+from rnn_core.train import make_optimizer, resolve_device, train_epoch  # noqa: E402
 
 
 class LectureDataset(Dataset):
@@ -70,7 +71,7 @@ def main() -> None:
     rows = []
     for label, cell, hidden, layers, batch in (("lecture: RNN 128x2, batch 32", "rnn", 128, 2, 32),
                                                ("small: GRU 32x1, batch 256", "gru", 32, 1, 256)):
-        cfg = ModelConfig(n_features=data.config.n_features, cell=cell, hidden_size=hidden, num_layers=layers)
+        cfg = data.model_config(cell=cell, hidden_size=hidden, num_layers=layers)
         ours_t, lect_t = [], []
         for rep in range(args.repeats):  # alternate the two so that machine noise hits both
             torch.manual_seed(rep)

@@ -1,15 +1,33 @@
 """rnn_core: the bikes data pipeline, the RNN forecaster, its trainer, checkpoints, metrics and plots.
 
-Pure PyTorch + pandas. Never imports Ray, Optuna or wandb at module level.
+Pure PyTorch + pandas. Never imports Ray, Optuna or wandb.
+
+"The lecture", wherever the code says it, is the course this project grew out of: the lecture notes
+"Recurrent Neural Networks (RNNs)" (KOREATECH, November 2023), whose worked example is an RNN (128 units
+x 2 layers, 24-hour windows, batch 32) forecasting hourly rentals of the UCI Bike Sharing data set with a
+hand-written trainer and early stopping. The ``lecture`` preset and split reproduce that model and split.
+
+The names below load on first use, so that ``rnn_core.config`` imports without torch or pandas.
 """
 
-from rnn_core.checkpoint import CheckpointError, load_bundle, load_model, save_bundle
-from rnn_core.data import BikeData, DataConfig, DataError, load
-from rnn_core.model import ModelConfig, RNNForecaster
-from rnn_core.train import FitResult, TrainConfig, evaluate, fit, train_epoch
+from __future__ import annotations
 
-__all__ = [
-    "BikeData", "CheckpointError", "DataConfig", "DataError", "FitResult", "ModelConfig", "RNNForecaster",
-    "TrainConfig", "evaluate", "fit", "load", "load_bundle", "load_model", "save_bundle", "train_epoch",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DataConfig": "config", "ModelConfig": "config", "TrainConfig": "config",
+    "BikeData": "data", "DataError": "data", "load": "data",
+    "RNNForecaster": "model",
+    "FitResult": "train", "evaluate": "train", "fit": "train", "train_epoch": "train",
+    "CheckpointError": "checkpoint", "load_bundle": "checkpoint", "load_model": "checkpoint", "save_bundle": "checkpoint",
+    "Evaluation": "metrics", "evaluate_model": "metrics",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rnn_core' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rnn_core.{_EXPORTS[name]}"), name)

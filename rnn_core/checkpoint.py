@@ -19,39 +19,40 @@ from typing import Any
 
 import torch
 
-from rnn_core.data import DataConfig, FeatureScaler, TargetScaler
-from rnn_core.model import ModelConfig, RNNForecaster
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError
+from rnn_core.data import BikeData, FeatureScaler, TargetScaler
+from rnn_core.model import RNNForecaster
 
 FORMAT = "rnn-search-bundle"
 VERSION = 1
 BUNDLE_FILE = "model.pt"  # the file name inside a Tune checkpoint directory
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that is missing, truncated, foreign, tampered or unsafe."""
 
 
 def save_bundle(
     path: str | os.PathLike[str],
     state: dict[str, Any],
-    *,
+    data: BikeData,
     model_config: ModelConfig,
-    train_config: Any,
-    data_config: DataConfig,
-    feature_scaler: FeatureScaler,
-    target_scaler: TargetScaler,
-    feature_names: list[str],
+    train_config: TrainConfig,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``state`` (from ``train.fit``) with everything needed to rebuild the model, atomically."""
+    """Write ``state`` (from ``train.fit``) with everything needed to rebuild the model, atomically.
+
+    From ``data`` it keeps what turns hours into the model's inputs and its outputs into bikes per hour:
+    the data config, the fitted scalers and the feature names.
+    """
     bundle = dict(state)
     bundle.update(
         model_config=model_config.to_dict(),
         train_config=train_config.to_dict(),
-        data_config=data_config.to_dict(),
-        feature_scaler=feature_scaler.to_dict(),
-        target_scaler=target_scaler.to_dict(),
-        feature_names=list(feature_names),
+        data_config=data.config.to_dict(),
+        feature_scaler=data.feature_scaler.to_dict(),
+        target_scaler=data.target_scaler.to_dict(),
+        feature_names=list(data.feature_names),
         meta=dict(meta or {}),
     )
     return write_bundle(path, bundle)
@@ -129,16 +130,22 @@ class LoadedModel:
     feature_scaler: FeatureScaler
     target_scaler: TargetScaler
     bundle: dict[str, Any]
+    source: str = ""
+    """Where it was loaded from (for messages)."""
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model from the stored config and load its weights; Ray is not needed."""
-    bundle = load_bundle(path)
+    return model_from_bundle(load_bundle(path), str(path), device)
+
+
+def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedModel:
+    """A verified bundle (from :func:`load_bundle`) -> a ready model; ``source`` names it in errors."""
     def rebuild(what: str, fn, *args):  # noqa: ANN001, ANN202
         try:
             return fn(*args)
         except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"{path}: {what}: {exc}") from None
+            raise CheckpointError(f"{source}: {what}: {exc}") from None
 
     mcfg = rebuild("its model config cannot be rebuilt", ModelConfig.from_dict, bundle["model_config"])
     dcfg = rebuild("its data config cannot be rebuilt", DataConfig.from_dict, bundle["data_config"])
@@ -154,4 +161,5 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
         feature_scaler=FeatureScaler.from_dict(bundle["feature_scaler"]),
         target_scaler=TargetScaler(**bundle["target_scaler"]),
         bundle=bundle,
+        source=source,
     )

@@ -38,6 +38,8 @@ import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+1, H] views
 
+from rnn_core.config import DataConfig, ModelConfig, UserError
+
 log = logging.getLogger(__name__)
 
 #: Data set 275 of the UCI archive. A setting: override with ``RNN_SEARCH_DATA_URL``.
@@ -70,89 +72,15 @@ SCALED_FEATURES = ("temp", "atemp", "hum", "windspeed", "cnt_log1p", "casual_log
 SCALED_PREFIXES = ("cnt_log1p_lag",)
 
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_PRESETS = ("default", "lecture", "custom")
-TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Bad or missing input data; the message names the file, and the row and column where there is one."""
 
 
-# --------------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How hours become windows and splits. Stored in every checkpoint so a split can be rebuilt."""
-
-    sequence_size: int = 24
-    """Input hours per window (L), ending with the forecast origin t."""
-    horizon: int = 1
-    """Target hours per window: cnt at t+1 ... t+horizon."""
-    split: str = "default"
-    """'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 windows test, 96 before val) or 'custom'."""
-    val_start: str | None = None
-    """Custom split: first validation target hour (e.g. '2012-07-01')."""
-    test_start: str | None = None
-    """Custom split: first test target hour."""
-    test_end: str | None = None
-    """Custom split: last test target hour (default: end of data)."""
-    future_calendar: bool = True
-    """Append calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
-    seasonal_lags: tuple[int, ...] = ()
-    """Seasonal count lags, e.g. (24, 168): step s also sees log1p(cnt) at hour s+1-lag (the same hour a day or
-    a week before the hour after s). Only hours <= s - lag + 1 <= t are used, so nothing after t leaks."""
-    target_transform: str = "log1p"
-    """'log1p' (log1p then standardise), 'standard' (standardise the counts) or 'scale100' (/100, as the lecture)."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.sequence_size, int) or self.sequence_size < 1:
-            raise ValueError(f"sequence_size must be a positive integer, got {self.sequence_size!r}")
-        if not isinstance(self.horizon, int) or not 1 <= self.horizon <= 24:
-            raise ValueError(f"horizon must be an integer from 1 to 24, got {self.horizon!r}")
-        if self.split not in SPLIT_PRESETS:
-            raise ValueError(f"split must be one of {', '.join(SPLIT_PRESETS)}, got {self.split!r}")
-        if self.target_transform not in TARGET_TRANSFORMS:
-            raise ValueError(
-                f"target_transform must be one of {', '.join(TARGET_TRANSFORMS)}, got {self.target_transform!r}"
-            )
-        if isinstance(self.seasonal_lags, list):
-            object.__setattr__(self, "seasonal_lags", tuple(self.seasonal_lags))  # from a stored dict
-        if not all(isinstance(k, int) and not isinstance(k, bool) and 2 <= k <= 24 * 28 for k in self.seasonal_lags):
-            raise ValueError(f"seasonal_lags must be integers from 2 to 672 hours, got {self.seasonal_lags!r}")
-        if self.split == "custom":
-            if not (self.val_start and self.test_start):
-                raise ValueError("a custom split needs val_start and test_start (dates such as 2012-07-01)")
-            bounds = [self.val_start, self.test_start] + ([self.test_end] if self.test_end else [])
-            try:
-                stamps = [pd.Timestamp(b) for b in bounds]
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"custom split boundaries must be dates, got {bounds}: {exc}") from None
-            if not all(a < b for a, b in zip(stamps, stamps[1:])):
-                raise ValueError(f"custom split boundaries must increase: {bounds}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
-        return cls(**d)
-
-    @property
-    def n_features(self) -> int:
-        """F: features per input step."""
-        return (len(FEATURES) + len(self.seasonal_lags)
-                + (len(CALENDAR_FEATURES) * self.horizon if self.future_calendar else 0))
-
-
-def split_kwargs(text: str) -> dict[str, Any]:
-    """'default', 'lecture' or 'VAL_START,TEST_START[,TEST_END]' -> DataConfig split fields."""
-    if text in ("default", "lecture"):
-        return {"split": text}
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (2, 3) or not all(parts):
-        raise ValueError(f"split {text!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
-    return {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+def n_features(cfg: DataConfig) -> int:
+    """F: features per input step."""
+    return len(FEATURES) + len(cfg.seasonal_lags) + (len(CALENDAR_FEATURES) * cfg.horizon if cfg.future_calendar else 0)
 
 
 def feature_names(cfg: DataConfig) -> list[str]:
@@ -252,6 +180,10 @@ class BikeData:
     n_filled: int
     raw_rows: int
     splits: dict[str, Split] = field(default_factory=dict)
+
+    def model_config(self, **fields: Any) -> ModelConfig:
+        """A ModelConfig for these windows: F and H from the data, the architecture from ``fields``."""
+        return ModelConfig(n_features=len(self.feature_names), horizon=self.config.horizon, **fields)
 
     def __getitem__(self, name: str) -> Split:
         if name not in self.splits:
@@ -489,7 +421,7 @@ def future_calendar(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np
 
 
 def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
-    """Hourly frame -> unscaled feature matrix [T, F] (F = cfg.n_features), float64, in feature_names order."""
+    """Hourly frame -> unscaled feature matrix [T, F] (F = n_features(cfg)), float64, in feature_names order."""
     times = pd.DatetimeIndex(frame.index)
     hol = frame["holiday"].to_numpy(np.float64)
     work = frame["workingday"].to_numpy(np.float64)

@@ -1,10 +1,15 @@
-"""Errors in bikes per hour, and the naive baselines every model must beat."""
+"""Errors in bikes per hour, the naive baselines every model must beat, and a model's evaluation on a split."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import numpy as np
 
-from rnn_core.data import Split
+from rnn_core.checkpoint import CheckpointError, LoadedModel, load_model
+from rnn_core.data import BikeData, DataError, Split, load
+from rnn_core.train import predict
 
 #: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
 BASELINES = {"persistence": 0, "seasonal_24h": 24, "seasonal_168h": 168}
@@ -49,3 +54,50 @@ def baseline_metrics(cnt: np.ndarray, split: Split) -> dict[str, dict[str, float
             continue
         out[name] = {"mae": mae(p, target), "rmse": rmse(p, target)}
     return out
+
+
+def forecast(model: LoadedModel, split: Split) -> np.ndarray:
+    """The model's forecasts of a split's targets: [N, H] bikes per hour."""
+    return model.target_scaler.inverse(predict(model.model, split.X).double()).numpy()
+
+
+@dataclass
+class Evaluation:
+    """A model scored on one split against the naive baselines, in bikes per hour."""
+
+    model: LoadedModel
+    data: BikeData
+    """The windows rebuilt from the model's stored data config and scalers (every split)."""
+    split: str
+    prediction: np.ndarray
+    """[N, H] forecasts."""
+    target: np.ndarray
+    """[N, H] what happened."""
+    mae: float
+    rmse: float
+    baselines: dict[str, dict[str, float]]
+    """name -> {'mae', 'rmse'} on the same targets."""
+
+    def best_baseline(self) -> tuple[str, dict[str, float]]:
+        return min(self.baselines.items(), key=lambda kv: kv[1]["mae"])
+
+
+def evaluate_model(
+    model: LoadedModel | str | os.PathLike[str],
+    data_path: str | os.PathLike[str] | None = None,
+    split: str = "test",
+) -> Evaluation:
+    """Load a model file (or take a loaded model), rebuild its windows from the stored data config and scalers,
+    and score its forecasts on ``split`` next to the baselines."""
+    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    try:
+        data = load(lm.data_config, data_path, scalers=(lm.feature_scaler, lm.target_scaler))
+    except DataError as exc:
+        raise DataError(f"{lm.source}: its data config cannot be rebuilt: {exc}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{lm.source}: its data config cannot be rebuilt: {exc}") from None
+    s = data[split]
+    pred = forecast(lm, s)
+    truth = s.y_raw.numpy()
+    return Evaluation(model=lm, data=data, split=split, prediction=pred, target=truth, mae=mae(pred, truth),
+                      rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s))

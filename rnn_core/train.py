@@ -11,88 +11,24 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rnn_core.config import ModelConfig, TrainConfig
 from rnn_core.data import BikeData, TargetScaler
-from rnn_core.model import ModelConfig, RNNForecaster
+from rnn_core.model import RNNForecaster
 
 log = logging.getLogger(__name__)
 
-LR_SCHEDULES = ("constant", "cosine")
-LOSSES = {"mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss, "huber": nn.functional.huber_loss}
-#: Why a run ended.
-STATUSES = ("early_stopped", "max_epochs", "non_finite")
+#: Training losses by name (the names are rnn_core.config.LOSSES).
+LOSS_FNS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss, "huber": nn.functional.huber_loss,
+}
 EVAL_BATCH = 4096
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one model is trained."""
-
-    learning_rate: float = 1e-3
-    """Adam(W) step size."""
-    batch_size: int = 32
-    """Mini-batch size (the lecture's 32)."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay (0 = plain Adam)."""
-    max_epochs: int = 50
-    """Upper bound on epochs."""
-    patience: int = 10
-    """Early stopping: epochs without a val-loss improvement before stopping."""
-    min_delta: float = 1e-5
-    """Early stopping: an improvement must lower val loss by more than this."""
-    clip_norm: float = 1.0
-    """Gradient-norm clip (RNN gradients explode); 0 disables."""
-    loss: str = "mse"
-    """Training loss in target space: 'mse', 'l1' (optimises MAE directly) or 'huber' (delta 1.0)."""
-    lr_schedule: str = "constant"
-    """'constant' or 'cosine' (cosine annealing over max_epochs)."""
-    ema_decay: float = 0.0
-    """Exponential moving average of the weights, per step (e.g. 0.999); validation, early stopping and the
-    saved model use the averaged weights, which smooths the epoch-to-epoch noise of RNN training. 0 = off."""
-    seed: int = 0
-    """Seeds torch, numpy, random and the batch shuffle."""
-    device: str = "auto"
-    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
-    num_threads: int = 0
-    """CPU threads for torch (0 = leave torch's setting; Ray trials pass their CPU allotment)."""
-
-    def __post_init__(self) -> None:
-        def positive(name: str, integer: bool) -> None:
-            v = getattr(self, name)
-            ok = (isinstance(v, int) and not isinstance(v, bool)) if integer else isinstance(v, (int, float))
-            if not ok or not v > 0 or (not integer and not math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
-
-        positive("learning_rate", False)
-        for name in ("batch_size", "max_epochs", "patience"):
-            positive(name, True)
-        for name in ("weight_decay", "min_delta", "clip_norm"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v):
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-        if not isinstance(self.ema_decay, (int, float)) or not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if not isinstance(self.num_threads, int) or self.num_threads < 0:
-            raise ValueError(f"num_threads must be an integer >= 0, got {self.num_threads!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**d)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,8 +39,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, fused into one kernel per step where PyTorch supports it (CPU and CUDA): ~6% faster epochs
-    at the lecture's RNN 128x2, batch 32 (benchmarks/trainer_throughput.py)."""
+    """AdamW, fused into one kernel per step where PyTorch supports it (CPU and CUDA)."""
     try:
         return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
     except (RuntimeError, TypeError):  # an older PyTorch or a device without a fused kernel
@@ -194,11 +129,113 @@ class FitResult:
     """The final resumable state (see :func:`fit`)."""
 
 
-EpochCallback = Callable[[int, dict[str, Any], dict[str, Any]], None]
+#: on_epoch_end(epoch, metrics, snapshot): ``snapshot()`` builds the resumable state of this epoch on demand.
+EpochCallback = Callable[[int, dict[str, Any], Callable[[], dict[str, Any]]], None]
 
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@dataclass
+class _Run:
+    """The mutable state of one fit: model, optimizer, early-stopping counters, history, RNGs."""
+
+    cfg: TrainConfig
+    device: torch.device
+    model: RNNForecaster
+    ema: RNNForecaster | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    gen: torch.Generator
+    epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    in_epochs_s: float = 0.0
+    status: str = "running"
+
+    @property
+    def scored(self) -> RNNForecaster:
+        """The weights that are validated, early-stopped on and kept: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.model
+
+
+def _start(model_cfg: ModelConfig, cfg: TrainConfig) -> _Run:
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = RNNForecaster(model_cfg).to(device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+                 if cfg.lr_schedule == "cosine" else None)
+    run = _Run(cfg=cfg, device=device, model=model, ema=copy.deepcopy(model) if cfg.ema_decay else None,
+               optimizer=optimizer, scheduler=scheduler,
+               gen=torch.Generator().manual_seed(cfg.seed))  # batch order, independent of the global RNG
+    run.best_state = _clone_state(run.scored)
+    return run
+
+
+def _restore(run: _Run, resume: dict[str, Any]) -> None:
+    """Continue from a state written by :func:`_snapshot` (a loaded bundle)."""
+    run.model.load_state_dict(resume["model"])
+    if run.ema is not None:
+        run.ema.load_state_dict(resume["ema"])
+    run.optimizer.load_state_dict(resume["optimizer"])
+    if run.scheduler is not None and resume.get("scheduler"):
+        run.scheduler.load_state_dict(resume["scheduler"])
+    run.best_state = resume["best_model"]
+    run.epoch = int(resume["epoch"])
+    run.best_metrics = dict(resume["best_metrics"])
+    run.best_loss = float(run.best_metrics.get("val_loss", math.inf))
+    run.best_epoch = int(run.best_metrics.get("epoch", 0))
+    run.bad_epochs = int(resume["bad_epochs"])
+    run.history = [dict(h) for h in resume["history"]]
+    run.in_epochs_s = float(resume["metrics"].get("epochs_time_total_s", 0.0))
+    run.status = str(resume.get("status", "running"))
+    run.gen.set_state(resume["rng"]["shuffle"])
+    torch.set_rng_state(resume["rng"]["torch"])
+    if run.device.type == "cuda" and resume["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(resume["rng"]["cuda"], run.device)
+    log.info("resuming at epoch %d (best epoch %d, val loss %.5f)", run.epoch + 1, run.best_epoch, run.best_loss)
+
+
+def _snapshot(run: _Run) -> dict[str, Any]:
+    """The resumable state after the current epoch: copies, so that training on does not change it."""
+    return {
+        "model": _clone_state(run.model),
+        "ema": _clone_state(run.ema) if run.ema is not None else {},
+        "optimizer": copy.deepcopy(run.optimizer.state_dict()),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else {},
+        "weights": _clone_state(run.scored),  # the weights validated at this epoch (what load_model serves)
+        "best_model": run.best_state,
+        "epoch": run.epoch,
+        "bad_epochs": run.bad_epochs,
+        "best_metrics": dict(run.best_metrics),
+        "metrics": dict(run.history[-1]) if run.history else {},
+        "status": run.status,
+        "history": [dict(h) for h in run.history],
+        "rng": {
+            "shuffle": run.gen.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
+        },
+    }
+
+
+def _status(cfg: TrainConfig, finite: bool, bad_epochs: int, epoch: int) -> str:
+    """Why the run ends after this epoch, or 'running'. The one place that decides."""
+    if not finite:
+        return "non_finite"
+    if bad_epochs >= cfg.patience:
+        return "early_stopped"
+    if epoch >= cfg.max_epochs:
+        return "max_epochs"
+    return "running"
 
 
 def fit(
@@ -212,86 +249,44 @@ def fit(
 
     With ``ema_decay`` an averaged copy of the weights is validated, early-stopped on and saved.
 
-    ``on_epoch_end(epoch, metrics, state)`` runs after every epoch. ``state`` is a resumable dict:
-    model/optimizer/scheduler state, the best weights so far, counters, history and RNG states;
-    ``checkpoint.save_bundle`` writes it, and ``resume=`` (a loaded bundle) continues from it so that
-    the per-epoch metrics match an uninterrupted run.
+    ``on_epoch_end(epoch, metrics, snapshot)`` runs after every epoch; ``snapshot()`` returns the resumable
+    state (model/optimizer/scheduler state, the best weights so far, counters, history, RNG states), built
+    only when called. ``checkpoint.save_bundle`` writes it, and ``resume=`` (a loaded bundle) continues from
+    it so that the per-epoch metrics match an uninterrupted run.
     """
-    if train_cfg.num_threads:
-        torch.set_num_threads(train_cfg.num_threads)
-    device = resolve_device(train_cfg.device)
-    seed_everything(train_cfg.seed)
-    model = RNNForecaster(model_cfg).to(device)
-    optimizer = make_optimizer(model, train_cfg)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train_cfg.max_epochs)
-        if train_cfg.lr_schedule == "cosine"
-        else None
-    )
-    gen = torch.Generator().manual_seed(train_cfg.seed)  # batch order, independent of the global RNG
-    loss_fn = LOSSES[train_cfg.loss]
-
+    run = _start(model_cfg, train_cfg)
+    if resume is not None:
+        _restore(run, resume)
+    loss_fn = LOSS_FNS[train_cfg.loss]
     # Data moves to the device once; batches are indexed from these tensors.
     tr, va = data["train"], data["val"]
-    Xtr, ytr = tr.X.to(device), tr.y.to(device)  # [N, L, F], [N, H]
-    Xva, yva, yva_raw = va.X.to(device), va.y.to(device), va.y_raw.to(device)
+    Xtr, ytr = tr.X.to(run.device), tr.y.to(run.device)  # [N, L, F], [N, H]
+    Xva, yva, yva_raw = va.X.to(run.device), va.y.to(run.device), va.y_raw.to(run.device)
+    ema = (run.ema, train_cfg.ema_decay) if run.ema is not None else None
 
-    epoch0, best_loss, best_epoch, bad_epochs = 0, math.inf, 0, 0
-    best_metrics: dict[str, float] = {}
-    history: list[dict[str, Any]] = []
-    ema_model = copy.deepcopy(model) if train_cfg.ema_decay else None
-    scored = ema_model if ema_model is not None else model  # the weights that are validated and kept
-    best_state = _clone_state(scored)
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        if ema_model is not None:
-            ema_model.load_state_dict(resume["ema"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler"):
-            scheduler.load_state_dict(resume["scheduler"])
-        best_state = resume["best_model"]
-        epoch0 = int(resume["epoch"])
-        best_loss = float(resume["best_metrics"].get("val_loss", math.inf))
-        best_epoch = int(resume["best_metrics"].get("epoch", 0))
-        best_metrics = dict(resume["best_metrics"])
-        bad_epochs = int(resume["bad_epochs"])
-        history = [dict(h) for h in resume["history"]]
-        gen.set_state(resume["rng"]["shuffle"])
-        torch.set_rng_state(resume["rng"]["torch"])
-        if device.type == "cuda" and resume["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(resume["rng"]["cuda"], device)
-        log.info("resuming at epoch %d (best epoch %d, val loss %.5f)", epoch0 + 1, best_epoch, best_loss)
-
-    status = "max_epochs"
     start = time.perf_counter()
-    in_epochs = float(resume["metrics"].get("epochs_time_total_s", 0.0)) if resume else 0.0
-    for epoch in range(epoch0 + 1, train_cfg.max_epochs + 1):
+    while run.status == "running" and run.epoch < train_cfg.max_epochs:
+        run.epoch += 1
         t0 = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, Xtr, ytr, train_cfg.batch_size, gen, train_cfg.clip_norm, loss_fn,
-                                 ema=(ema_model, train_cfg.ema_decay) if ema_model is not None else None)
+        train_loss = train_epoch(run.model, run.optimizer, Xtr, ytr, train_cfg.batch_size, run.gen,
+                                 train_cfg.clip_norm, loss_fn, ema=ema)
         train_time = time.perf_counter() - t0
-        val = evaluate(scored, Xva, yva, yva_raw, data.target_scaler, loss_fn) if math.isfinite(train_loss) else {
-            "loss": math.nan, "mae": math.nan, "rmse": math.nan}
-        in_epochs += time.perf_counter() - t0  # train + evaluate only: what overhead is measured against
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
+        val = (evaluate(run.scored, Xva, yva, yva_raw, data.target_scaler, loss_fn) if math.isfinite(train_loss)
+               else {"loss": math.nan, "mae": math.nan, "rmse": math.nan})
+        run.in_epochs_s += time.perf_counter() - t0  # train + evaluate only: what overhead is measured against
+        lr = run.optimizer.param_groups[0]["lr"]
+        if run.scheduler is not None:
+            run.scheduler.step()
         finite = math.isfinite(train_loss) and math.isfinite(val["loss"])
-        improved = finite and val["loss"] < best_loss - train_cfg.min_delta
-        if improved:
-            best_loss, best_epoch, bad_epochs = val["loss"], epoch, 0
-            best_state = _clone_state(scored)
+        if finite and val["loss"] < run.best_loss - train_cfg.min_delta:
+            run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], run.epoch, 0
+            run.best_state = _clone_state(run.scored)
+            run.best_metrics = {"epoch": run.epoch, "val_loss": val["loss"], "val_mae": val["mae"], "val_rmse": val["rmse"]}
         else:
-            bad_epochs += 1
-        if not finite:
-            status = "non_finite"
-        elif bad_epochs >= train_cfg.patience:
-            status = "early_stopped"
-        elif epoch == train_cfg.max_epochs:
-            status = "max_epochs"
-        done = not finite or bad_epochs >= train_cfg.patience or epoch == train_cfg.max_epochs
+            run.bad_epochs += 1
+        run.status = _status(train_cfg, finite, run.bad_epochs, run.epoch)
         metrics = {
-            "epoch": epoch,
+            "epoch": run.epoch,
             "train_loss": train_loss,
             "val_loss": val["loss"],
             "val_mae": val["mae"],
@@ -300,41 +295,18 @@ def fit(
             "epoch_time_s": time.perf_counter() - t0,
             "samples_per_s": len(tr) / train_time if train_time > 0 else math.inf,
             "elapsed_s": time.perf_counter() - start,
-            "epochs_time_total_s": in_epochs,
-            "bad_epochs": bad_epochs,
-            "status": status if done else "running",
+            "epochs_time_total_s": run.in_epochs_s,
+            "bad_epochs": run.bad_epochs,
+            "best_epoch": run.best_epoch,
+            "best_val_loss": run.best_loss,
         }
-        if improved:
-            best_metrics = {"epoch": epoch, "val_loss": val["loss"], "val_mae": val["mae"], "val_rmse": val["rmse"]}
-        metrics["best_epoch"] = best_epoch
-        metrics["best_val_loss"] = best_loss
-        history.append({k: v for k, v in metrics.items() if k != "status"})
-        state = {
-            "model": _clone_state(model),
-            "ema": _clone_state(ema_model) if ema_model is not None else {},
-            "optimizer": copy.deepcopy(optimizer.state_dict()),
-            "scheduler": scheduler.state_dict() if scheduler is not None else {},
-            "weights": _clone_state(scored),  # the weights validated at this epoch (what load_model serves)
-            "best_model": best_state,
-            "epoch": epoch,
-            "bad_epochs": bad_epochs,
-            "best_metrics": dict(best_metrics),
-            "metrics": {k: v for k, v in metrics.items() if k != "status"},
-            "status": metrics["status"],
-            "history": [dict(h) for h in history],
-            "rng": {
-                "shuffle": gen.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            },
-        }
+        run.history.append(metrics)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics, state)
-        if done:
-            break
-    else:  # resumed at or past max_epochs: nothing left to run
-        state = resume or {}
-        status = str(state.get("status", status))
+            on_epoch_end(run.epoch, dict(metrics, status=run.status), lambda: _snapshot(run))
 
-    model.load_state_dict(best_state)
-    return FitResult(status=status, model=model, best_epoch=best_epoch, best_metrics=best_metrics, history=history, state=state)
+    if run.status == "running":  # resumed at max_epochs from a state saved before its status was known
+        run.status = "max_epochs"
+    state = _snapshot(run) if run.history else dict(resume or {})
+    run.model.load_state_dict(run.best_state)
+    return FitResult(status=run.status, model=run.model, best_epoch=run.best_epoch, best_metrics=run.best_metrics,
+                     history=run.history, state=state)

@@ -14,42 +14,68 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("rnn_search")
+from rnn_core.config import (
+    CONFIGS, SPLIT_FIELDS, DataConfig, ModelConfig, Setting, TrainConfig, UserError, parse_lags, pick, settings, split_kwargs,
+)
 
-# The library's choices, spelled out here so that `rnn-search --help` does not import torch and pandas (0.07 s
-# instead of 2.2 s); tests/test_cli.py checks that they equal rnn_core's and search.space's constants.
-CELLS = ("rnn", "lstm", "gru")
-TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
-LOSSES = ("mse", "l1", "huber")
-LR_SCHEDULES = ("constant", "cosine")
-PRESETS = ("quick", "default", "lecture")
+log = logging.getLogger("rnn_search")
 
 
 # --------------------------------------------------------------------------------------- helpers
+# Flags for the fields of rnn_core.config's dataclasses are made from the fields themselves (name, type,
+# choices, default, docstring): adding a setting there adds its flag here.
+
+
+def _argtype(fn: Any, what: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = what
+    return parse
+
+
+def _add_setting(p: argparse.ArgumentParser, s: Setting, note: str = "") -> None:
+    text = s.help + note
+    if s.type is bool:
+        if s.default:  # a switch that turns an on-by-default setting off
+            p.add_argument("--no-" + s.flags[0][2:], dest=s.name, action="store_false", help=f"do not: {text}")
+        else:
+            p.add_argument(*s.flags, dest=s.name, action="store_true", help=text)
+        return
+    kw: dict[str, Any] = {"dest": s.name, "default": s.default, "help": text + " (default: %(default)s)"}
+    if s.type is tuple:
+        kw.update(type=_argtype(parse_lags, "hours"), metavar="H,H", help=text + " (default: none)")
+    elif s.choices:
+        kw.update(choices=s.choices)
+    else:
+        kw.update(type=s.type)
+    p.add_argument(*s.flags, **kw)
+
+
+def _add_settings(p: argparse.ArgumentParser, cls: type, note: str = "") -> None:
+    """One flag per setting of a config class; the four split fields are the one flag --split."""
+    group = p.add_argument_group(f"{cls.__name__}: {(cls.__doc__ or '').split('.')[0].lower()}")
+    for s in settings(cls):
+        if s.name == "split":
+            group.add_argument("--split", dest="split_fields", type=_argtype(split_kwargs, "split"), default="default",
+                               metavar="SPLIT", help="'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 "
+                               "windows test, 96 val), or custom VAL_START,TEST_START[,TEST_END] dates (default: default)")
+        elif s.name not in SPLIT_FIELDS:
+            _add_setting(group, s, note)
+
+
+def _config(cls: type, args: argparse.Namespace) -> Any:
+    """The config a command's flags describe (DataConfig also takes the fields of --split)."""
+    values = pick(cls, vars(args))
+    if cls is DataConfig:
+        values.update(args.split_fields)
+    return cls(**values)
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="hour.csv to use (else $RNN_SEARCH_DATA, the cache, or a download)")
-
-
-def _add_split(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default="default",
-                   help="'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 windows test, 96 val), "
-                        "or custom VAL_START,TEST_START[,TEST_END] dates (default: %(default)s)")
-
-
-def _add_lags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seasonal-lags", type=_int_list, default=(), metavar="H,H",
-                   help="seasonal count lags in hours as extra inputs, e.g. 24,168 (default: none)")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected hours like 24,168 or none, got {text!r}") from None
 
 
 def _hms(seconds: float) -> str:
@@ -67,10 +93,9 @@ def _fmt(v: Any) -> str:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
-    from rnn_core.data import DataConfig, load, split_kwargs
+    from rnn_core.data import load
 
-    cfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, seasonal_lags=args.seasonal_lags,
-                     **split_kwargs(args.split))
+    cfg = _config(DataConfig, args)
     data = load(cfg, args.data)
     print(f"source:        {data.source}")
     print(f"raw rows:      {data.raw_rows:,}")
@@ -89,21 +114,12 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rnn_core.checkpoint import save_bundle
-    from rnn_core.data import DataConfig, load, split_kwargs
-    from rnn_core.model import ModelConfig
-    from rnn_core.train import TrainConfig, fit, resolve_device
+    from rnn_core.data import load
+    from rnn_core.train import fit, resolve_device
 
-    dcfg = DataConfig(sequence_size=args.sequence_size, horizon=args.horizon, target_transform=args.target_transform,
-                      future_calendar=not args.no_future_calendar, seasonal_lags=args.seasonal_lags,
-                      **split_kwargs(args.split))
-    tcfg = TrainConfig(
-        learning_rate=args.learning_rate, batch_size=args.batch_size, weight_decay=args.weight_decay,
-        max_epochs=args.epochs, patience=args.patience, min_delta=args.min_delta, clip_norm=args.clip_norm,
-        lr_schedule=args.lr_schedule, loss=args.loss, ema_decay=args.ema_decay, seed=args.seed, device=args.device, num_threads=args.threads,
-    )
+    dcfg, tcfg = _config(DataConfig, args), _config(TrainConfig, args)
     data = load(dcfg, args.data)
-    mcfg = ModelConfig(n_features=dcfg.n_features, horizon=dcfg.horizon, cell=args.cell, hidden_size=args.hidden_size,
-                       num_layers=args.num_layers, dropout=args.dropout, bidirectional=args.bidirectional)
+    mcfg = data.model_config(**pick(ModelConfig, vars(args)))
     out = Path(args.out)
     ckpt = out / "model.pt"
     run = None
@@ -117,12 +133,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     log.info("model: %s %dx%d%s, %d features -> %d outputs", mcfg.cell.upper(), mcfg.hidden_size, mcfg.num_layers,
              " bidirectional" if mcfg.bidirectional else "", mcfg.n_features, mcfg.horizon)
 
-    def on_epoch_end(epoch: int, m: dict[str, Any], state: dict[str, Any]) -> None:
+    def on_epoch_end(epoch: int, m: dict[str, Any], snapshot: Any) -> None:
         if m["best_epoch"] == epoch:
             msg = f"V_loss improved to {m['val_loss']:.4f}, saved {ckpt}"
-            save_bundle(ckpt, state, model_config=mcfg, train_config=tcfg, data_config=dcfg,
-                        feature_scaler=data.feature_scaler, target_scaler=data.target_scaler,
-                        feature_names=data.feature_names, meta={"command": "train"})
+            save_bundle(ckpt, snapshot(), data, mcfg, tcfg, meta={"command": "train"})
         elif m["status"] == "non_finite":
             msg = "loss is not finite: stopping"
         else:
@@ -192,10 +206,10 @@ def _search_options(args: argparse.Namespace) -> Any:
         max_epochs=args.max_epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, storage=args.storage, name=args.name,
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures, address=args.address,
-        data_path=args.data, split=args.split, seed=args.seed, wandb=args.wandb, searcher=args.searcher,
-        progress_interval_s=args.progress_interval, target_transform=args.target_transform,
-        seasonal_lags=args.seasonal_lags, report_every=args.report_every, checkpoint_every=args.checkpoint_every,
-        reuse_actors=args.reuse_actors, metric=args.metric, time_budget_s=args.time_budget * 60 if args.time_budget else None,
+        data_path=args.data, data=_config(DataConfig, args), seed=args.seed, wandb=args.wandb, searcher=args.searcher,
+        progress_interval_s=args.progress_interval, report_every=args.report_every,
+        checkpoint_every=args.checkpoint_every, reuse_actors=args.reuse_actors, metric=args.metric,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
     )
 
 
@@ -217,8 +231,12 @@ def _print_best(best: Any) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    import optuna
+
     from search.results import best_trial
     from search.tuner import resume_search, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # optuna installs its own handler
 
     opts = _search_options(args)
     if args.resume:
@@ -257,68 +275,44 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    import tempfile
-
-    import numpy as np
-
     from rnn_core import plot
-    from rnn_core.checkpoint import CheckpointError, load_bundle, load_model
-    from rnn_core.data import DataConfig, DataError, load
-    from rnn_core.metrics import baseline_metrics, mae, rmse
-    from rnn_core.train import predict
+    from rnn_core.checkpoint import CheckpointError, load_model, model_from_bundle
+    from rnn_core.metrics import evaluate_model, forecast
 
     target = Path(args.target)
-    experiment = None
     found = None  # (best, summaries) when the experiment has been read already
     if target.suffix == ".pt" and not target.exists():
         raise CheckpointError(f"{target}: no such model file")
-    with tempfile.TemporaryDirectory() as tmp:
-        if target.is_file():
-            bundle_path = target
-            title = target.name
-        else:
-            from search.results import best_trial, fetch_checkpoint
+    if target.is_file():
+        lm = load_model(target)
+        title = target.name
+        experiment = lm.bundle.get("meta", {}).get("experiment_path")
+    else:
+        from search.results import best_bundle
 
-            best, summaries, experiment = best_trial(args.target, args.storage)
-            found = (best, summaries)
-            bundle_path = fetch_checkpoint(best.checkpoint or "", Path(tmp))
-            title = f"{Path(experiment).name} / trial {best.trial_id}"
-        lm = load_model(bundle_path)
-        experiment = experiment or lm.bundle.get("meta", {}).get("experiment_path")
-    try:
-        dcfg = DataConfig.from_dict(lm.bundle["data_config"])
-        data = load(dcfg, args.data, scalers=(lm.feature_scaler, lm.target_scaler))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{target}: its data config cannot be rebuilt: {exc}") from None
-    except DataError as exc:
-        raise DataError(f"{target}: its data config cannot be rebuilt: {exc}") from None
-
-    def forecast(name: str) -> np.ndarray:
-        s = data[name]
-        return lm.target_scaler.inverse(predict(lm.model, s.X).double()).numpy()  # [N, H] bikes/hour
-
-    split = data[args.split]
-    pred = forecast(args.split)
-    truth = split.y_raw.numpy()
-    model_m = {"mae": mae(pred, truth), "rmse": rmse(pred, truth)}
-    base = baseline_metrics(data.cnt, split)
+        bundle, best, summaries, experiment = best_bundle(args.target, args.storage)
+        found = (best, summaries)
+        lm = model_from_bundle(bundle, str(best.checkpoint))
+        title = f"{Path(experiment).name} / trial {best.trial_id}"
+    ev = evaluate_model(lm, args.data, args.split)
+    split = ev.data[args.split]
     print(f"{title}: {args.split} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
-          f"{str(split.target_time[-1, -1])[:16]}, horizon {dcfg.horizon}")
+          f"{str(split.target_time[-1, -1])[:16]}, horizon {lm.data_config.horizon}")
     print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   (bikes/hour)")
-    print(f"{'model':<16}{model_m['mae']:>9.2f}{model_m['rmse']:>9.2f}")
-    for name, m in base.items():
+    print(f"{'model':<16}{ev.mae:>9.2f}{ev.rmse:>9.2f}")
+    for name, m in ev.baselines.items():
         print(f"{name:<16}{m['mae']:>9.2f}{m['rmse']:>9.2f}")
-    best_base = min(base.items(), key=lambda kv: kv[1]["mae"])
-    gain = 100 * (1 - model_m["mae"] / best_base[1]["mae"])
-    print(f"improvement over the best baseline ({best_base[0]}): {gain:.1f}% lower MAE")
+    base_name, base = ev.best_baseline()
+    print(f"improvement over the best baseline ({base_name}): {100 * (1 - ev.mae / base['mae']):.1f}% lower MAE")
     if args.list:
-        for i, (p, t) in enumerate(zip(pred[:, 0], truth[:, 0])):
+        for i, (p, t) in enumerate(zip(ev.prediction[:, 0], ev.target[:, 0])):
             print("{0:4}: {1:8,.2f} <--> {2:8,.2f} (Loss: {3:>10,.2f})".format(i, p, t, abs(p - t)))
     if args.plots:
         out = Path(args.plots)
-        series = [plot.Series(n, data[n].target_time[:, 0], forecast(n)[:, 0], data[n].y_raw.numpy()[:, 0]) for n in data.splits]
+        series = [plot.Series(n, s.target_time[:, 0], (ev.prediction if n == args.split else forecast(lm, s))[:, 0],
+                              s.y_raw.numpy()[:, 0]) for n, s in ev.data.splits.items()]
         written = [plot.plot_splits(series, f"{title}: forecast vs actual", out / "predictions_by_split.png"),
-                   plot.plot_test(series[list(data.splits).index(args.split)], f"{title}: {args.split} period",
+                   plot.plot_test(series[list(ev.data.splits).index(args.split)], f"{title}: {args.split} period",
                                   out / f"{args.split}_period.png")]
         if experiment:
             if found is None:  # a bundle that records its experiment
@@ -361,48 +355,32 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to read the usage, not a usage dump."""
+
+    def error(self, message: str) -> Any:  # noqa: ANN401 - never returns
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rnn-search", description="Hyperparameter search for RNN forecasters of hourly bike rentals.")
+    from search.space import PRESETS  # no Ray: Ray loads only when a search is built
+
+    p = _Parser(prog="rnn-search", description="Hyperparameter search for RNN forecasters of hourly bike rentals.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", help="inspect the data set").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
     di = d.add_parser("info", help="source, rows, hours filled, splits and features")
     _add_data(di)
-    _add_split(di)
-    di.add_argument("--sequence-size", type=int, default=24, help="input hours per window (default: %(default)s)")
-    di.add_argument("--horizon", type=int, default=1, help="hours forecast per window (default: %(default)s)")
-    _add_lags(di)
+    _add_settings(di, DataConfig)
     di.set_defaults(func=cmd_data_info)
 
     t = sub.add_parser("train", help="train one model without Ray (defaults: the lecture's RNN 128x2)")
     _add_data(t)
-    _add_split(t)
     t.add_argument("--out", default="runs/train", help="directory for the best checkpoint model.pt (default: %(default)s)")
-    t.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default: %(default)s)")
-    t.add_argument("--hidden-size", type=int, default=128, help="units per layer (default: %(default)s)")
-    t.add_argument("--num-layers", type=int, default=2, help="stacked layers (default: %(default)s)")
-    t.add_argument("--dropout", type=float, default=0.0, help="dropout between layers (default: %(default)s)")
-    t.add_argument("--bidirectional", action="store_true", help="bidirectional layers")
-    t.add_argument("--sequence-size", type=int, default=24, help="input hours per window (default: %(default)s)")
-    t.add_argument("--horizon", type=int, default=1, help="hours forecast per window (default: %(default)s)")
-    t.add_argument("--target-transform", choices=TARGET_TRANSFORMS, default="log1p", help="target scaling (default: %(default)s)")
-    t.add_argument("--no-future-calendar", action="store_true", help="do not add the target hours' calendar features")
-    _add_lags(t)
-    t.add_argument("--epochs", type=int, default=50, help="max epochs (default: %(default)s)")
-    t.add_argument("--learning-rate", "--lr", type=float, default=1e-3, help="(default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default: %(default)s)")
-    t.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default: %(default)s)")
-    t.add_argument("--min-delta", type=float, default=1e-5, help="early-stopping min improvement (default: %(default)s)")
-    t.add_argument("--clip-norm", type=float, default=1.0, help="gradient clip norm, 0 = off (default: %(default)s)")
-    t.add_argument("--loss", choices=LOSSES, default="mse", help="training loss (default: %(default)s)")
-    t.add_argument("--ema-decay", type=float, default=0.0, help="per-step EMA of the weights, e.g. 0.995; 0 = off (default: %(default)s)")
-    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant", help="(default: %(default)s)")
-    t.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
     t.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="Weights & Biases logging (default: %(default)s)")
+    for cls in CONFIGS:
+        _add_settings(t, cls)
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="forecast the hours after an origin with a saved model")
@@ -412,12 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     tu = sub.add_parser("tune", help="run (or resume) a Ray Tune search: Optuna TPE + ASHA")
-    tu.add_argument("--preset", choices=PRESETS, default="quick", help="search space and budget (default: %(default)s)")
+    def by_preset(field: str) -> str:
+        return "default: " + ", ".join(f"{name} {getattr(p, field):g}" for name, p in PRESETS.items())
+
+    tu.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="search space and budget (default: %(default)s)")
     tu.add_argument("--space", metavar="FILE", help="YAML that overrides or extends the preset's space")
-    tu.add_argument("--num-samples", type=int, help="trials (default: quick 8, default 200 (give it a --time-budget), lecture 1)")
-    tu.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: quick 6, default 20, lecture 50)")
-    tu.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial may be stopped (default: quick 1, default 3, lecture 1)")
-    tu.add_argument("--reduction-factor", type=float, help="ASHA reduction factor: 1/N of the trials go on at each rung (default: quick 2, default 3, lecture 2)")
+    tu.add_argument("--num-samples", type=int, help=f"trials ({by_preset('trials')}; give default a --time-budget)")
+    tu.add_argument("--max-epochs", type=int, help=f"epochs per trial, ASHA's max_t ({by_preset('max_epochs')})")
+    tu.add_argument("--grace-period", type=int, help=f"ASHA: epochs before a trial may be stopped ({by_preset('grace_period')})")
+    tu.add_argument("--reduction-factor", type=float, help=f"ASHA reduction factor: 1/N of the trials go on at each rung ({by_preset('reduction_factor')})")
     tu.add_argument("--max-concurrent", type=int, default=0, help="trials at once, 0 = as resources allow (default: %(default)s)")
     tu.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: %(default)s)")
     tu.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs four trials per GPU (default: %(default)s)")
@@ -432,9 +413,6 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed (default: %(default)s)")
     tu.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="one W&B run per trial (default: %(default)s)")
     tu.add_argument("--progress-interval", type=float, default=15.0, help="seconds between progress lines (default: %(default)s)")
-    tu.add_argument("--target-transform", choices=TARGET_TRANSFORMS, default="log1p",
-                    help="target scaling for every trial (default: %(default)s)")
-    _add_lags(tu)
     tu.add_argument("--report-every", type=int, default=1, help="report to Tune every N epochs (default: %(default)s)")
     tu.add_argument("--checkpoint-every", type=int, default=1,
                     help="checkpoint every N epochs, and always at a new best and the last epoch (default: %(default)s)")
@@ -444,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what the search minimises (default: val_loss, or val_mae when the space varies the target transform or loss)")
     tu.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop the search after this long (default: no limit)")
     _add_data(tu)
-    _add_split(tu)
+    _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
     tu.set_defaults(func=cmd_tune)
 
     b = sub.add_parser("best", help="top trials of an experiment (finished or running) and the best checkpoint")
@@ -502,34 +480,15 @@ class _StdoutHandler(logging.StreamHandler):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rnn-search` console script."""
-    from rnn_core.checkpoint import CheckpointError
-    from rnn_core.data import DataError
-
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # before anything heavy is imported: --help stays fast
     handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("ray", "optuna", "filelock", "urllib3", "matplotlib", "wandb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # optuna installs its own handler
-    except ImportError:
-        pass
-    known: tuple[type[BaseException], ...] = (DataError, CheckpointError, ValueError, FileNotFoundError)
-    try:
-        from search.jobs import JobsError
-        from search.results import ResultsError
-        from search.space import SpaceError
-        from search.tuner import SearchError
-
-        known += (SpaceError, SearchError, ResultsError, JobsError)
-    except ImportError:  # search needs Ray; rnn_core commands work without it
-        pass
-    try:
         return int(args.func(args))
-    except known as exc:
+    except (UserError, ValueError, FileNotFoundError) as exc:
         if args.verbose or os.environ.get("RNN_SEARCH_DEBUG"):
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from rnn_core.config import UserError
+
 log = logging.getLogger(__name__)
 
 #: How long to wait for a freshly started head's job agent.
@@ -17,7 +19,7 @@ AGENT_WAIT_S = 60.0
 EXCLUDES = [".git", "runs", "wandb", "*.pt", "*.csv", "*.zip", ".venv", "venv", "__pycache__", "benchmarks/out", "*.egg-info"]
 
 
-class JobsError(Exception):
+class JobsError(UserError):
     """The job server could not be reached or refused the request."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ import pyarrow.fs
 from ray import tune
 from ray.tune import ExperimentAnalysis, ResultGrid
 
+from rnn_core.config import UserError
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, write_bundle
 from search.tuner import MODE, experiment_metric, experiment_path
 
 STOP_REASONS = {"early_stopped": "early stopping", "max_epochs": "max epochs", "non_finite": "non-finite loss"}
 
 
-class ResultsError(Exception):
+class ResultsError(UserError):
     """An experiment that cannot be read or has nothing to report; the message says why."""
 
 
@@ -127,13 +129,18 @@ def fetch_checkpoint(uri: str, dest: Path) -> Path:
     return Path(local) / BUNDLE_FILE
 
 
-def export_best(run: str, out: str | Path, storage: str = "./runs") -> tuple[Path, TrialSummary]:
-    """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone)."""
-    import tempfile
-
-    best, _, path = best_trial(run, storage)
+def best_bundle(run: str, storage: str = "./runs") -> tuple[dict[str, Any], TrialSummary, list[TrialSummary], str]:
+    """The best trial's best checkpoint, loaded and verified, with the trial's identity in its ``meta``;
+    also the summaries of all trials and the experiment path."""
+    best, summaries, path = best_trial(run, storage)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = load_bundle(fetch_checkpoint(best.checkpoint or "", Path(tmp)))
     bundle["meta"] = dict(bundle.get("meta", {}), experiment_path=path, trial_id=best.trial_id,
                           best_epoch=best.best_epoch, config=best.config)
+    return bundle, best, summaries, path
+
+
+def export_best(run: str, out: str | Path, storage: str = "./runs") -> tuple[Path, TrialSummary]:
+    """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone)."""
+    bundle, best, _, _ = best_bundle(run, storage)
     return write_bundle(out, bundle), best

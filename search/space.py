@@ -8,112 +8,122 @@ YAML entries (one per key)::
     num_layers: {randint: [1, 4]}          # Tune semantics: low inclusive, high exclusive
     batch_size: {qrandint: [32, 256, 32]}  # low, high (inclusive), step
     cell: gru                              # a fixed value
+    seasonal_lags: {choice: [none, "24", "24,168"]}  # lags as text, one parser: rnn_core.config.parse_lags
 
+The keys are the searchable fields of rnn_core.config's DataConfig, ModelConfig and TrainConfig.
 Everything is checked before Ray starts; a mistake raises :class:`SpaceError` naming the key.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from ray import tune
 
-from rnn_core.data import TARGET_TRANSFORMS
-from rnn_core.model import CELLS
-from rnn_core.train import LOSSES, LR_SCHEDULES
+from rnn_core.config import DataConfig, Setting, UserError, check, lags_text, parse_lags, pick, search_keys
 
-PRESETS = ("quick", "default", "lecture")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "qrandint")
-#: Seasonal count lags a trial may ask for ("24,168": the same hour a day and a week before the target).
-LAG_CHOICES = ("none", "24", "168", "24,168")
-
-#: key -> (type, allowed values or None). The searchable fields of ModelConfig, TrainConfig and DataConfig.
-KEYS: dict[str, tuple[type, tuple[Any, ...] | None]] = {
-    "cell": (str, CELLS),
-    "hidden_size": (int, None),
-    "num_layers": (int, None),
-    "dropout": (float, None),
-    "bidirectional": (bool, None),
-    "sequence_size": (int, None),
-    "learning_rate": (float, None),
-    "batch_size": (int, None),
-    "weight_decay": (float, None),
-    "clip_norm": (float, None),
-    "lr_schedule": (str, LR_SCHEDULES),
-    "loss": (str, tuple(LOSSES)),
-    "ema_decay": (float, None),
-    "patience": (int, None),
-    "target_transform": (str, TARGET_TRANSFORMS),
-    "lags": (str, LAG_CHOICES),
-    "seed": (int, None),
-}
+#: key -> setting: the searchable fields of DataConfig, ModelConfig and TrainConfig (rnn_core.config).
+KEYS: dict[str, Setting] = search_keys()
 #: Keys that change the windows: the driver builds one BikeData per combination the space can produce.
-DATA_KEYS = ("sequence_size", "target_transform", "lags")
-#: Keys whose values must be > 0 (others: >= 0).
-POSITIVE = {"hidden_size", "num_layers", "sequence_size", "learning_rate", "batch_size", "patience"}
+DATA_KEYS = tuple(k for k, s in KEYS.items() if s.owner is DataConfig)
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A search space that cannot be used; raised before Ray starts."""
 
 
-def preset(name: str) -> dict[str, Any]:
-    """The preset's space as plain YAML-like entries (validated and converted by :func:`build_space`)."""
-    if name == "quick":
-        # Small and fast: the README's main job (8 trials x <= 6 epochs on a 2-core laptop).
-        return {
-            "cell": {"choice": ["gru", "lstm", "rnn"]},
-            "hidden_size": {"choice": [16, 32, 48]},
-            "num_layers": 1,
-            "sequence_size": 24,
-            "learning_rate": {"loguniform": [1e-3, 2e-2]},
-            "batch_size": {"choice": [128, 256]},
-            "clip_norm": 1.0,
-        }
-    if name == "default":
-        # Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
-        # LSTM on a log1p target with a cosine schedule, sizes up to 128, 1-2 days of history. Bidirectional
-        # layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
-        # stay searchable with --space.
-        return {
-            "cell": {"choice": ["gru", "lstm"]},
-            "hidden_size": {"choice": [32, 64, 128]},
-            "num_layers": {"choice": [1, 2]},
-            "dropout": {"uniform": [0.0, 0.3]},
-            "sequence_size": {"choice": [24, 48]},
-            "learning_rate": {"loguniform": [5e-4, 5e-3]},
-            "batch_size": {"choice": [64, 128, 256]},
-            "weight_decay": {"loguniform": [1e-6, 1e-3]},
-            "clip_norm": {"uniform": [0.5, 5.0]},
-            "lr_schedule": "cosine",
-            "target_transform": "log1p",
-            "loss": {"choice": ["mse", "huber"]},
-        }
-    if name == "lecture":
-        # The lecture's fixed model, as one trial.
-        return {
-            "cell": "rnn", "hidden_size": 128, "num_layers": 2, "sequence_size": 24,
-            "learning_rate": 1e-3, "batch_size": 32,
-        }
-    raise SpaceError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+@dataclass(frozen=True)
+class Preset:
+    """A search space with the budget it was made for."""
+
+    space: dict[str, Any]
+    """Plain YAML-like entries (validated and converted by :func:`build_space`)."""
+    trials: int
+    max_epochs: int
+    """Epochs per trial (ASHA's max_t)."""
+    grace_period: int
+    """ASHA: epochs before a trial may be stopped."""
+    reduction_factor: float
+    """ASHA: 1/N of the trials go on at each rung."""
+
+
+PRESETS: dict[str, Preset] = {
+    # Small and fast: the README's main job (8 trials x <= 6 epochs on a 2-core laptop).
+    "quick": Preset({
+        "cell": {"choice": ["gru", "lstm", "rnn"]},
+        "hidden_size": {"choice": [16, 32, 48]},
+        "num_layers": 1,
+        "sequence_size": 24,
+        "learning_rate": {"loguniform": [1e-3, 2e-2]},
+        "batch_size": {"choice": [128, 256]},
+        "clip_norm": 1.0,
+    }, trials=8, max_epochs=6, grace_period=1, reduction_factor=2.0),
+    # Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
+    # LSTM on a log1p target with a cosine schedule, sizes up to 128, 1-2 days of history. Bidirectional
+    # layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
+    # stay searchable with --space. The cosine schedule makes the first epochs a poor guide, so ASHA judges
+    # trials from epoch 3 on.
+    "default": Preset({
+        "cell": {"choice": ["gru", "lstm"]},
+        "hidden_size": {"choice": [32, 64, 128]},
+        "num_layers": {"choice": [1, 2]},
+        "dropout": {"uniform": [0.0, 0.3]},
+        "sequence_size": {"choice": [24, 48]},
+        "learning_rate": {"loguniform": [5e-4, 5e-3]},
+        "batch_size": {"choice": [64, 128, 256]},
+        "weight_decay": {"loguniform": [1e-6, 1e-3]},
+        "clip_norm": {"uniform": [0.5, 5.0]},
+        "lr_schedule": "cosine",
+        "target_transform": "log1p",
+        "loss": {"choice": ["mse", "huber"]},
+    }, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0),
+    # The lecture's fixed model, as one trial.
+    "lecture": Preset({
+        "cell": "rnn", "hidden_size": 128, "num_layers": 2, "sequence_size": 24,
+        "learning_rate": 1e-3, "batch_size": 32,
+    }, trials=1, max_epochs=50, grace_period=1, reduction_factor=2.0),
+}
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise SpaceError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return PRESETS[name]
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
-    typ, allowed = KEYS[key]
+    """One value of a key -> the value a trial's config carries; its config's own validation decides the range."""
+    setting = KEYS[key]
+    typ = setting.type
+    if typ is tuple:  # seasonal lags travel as text ('24,168'): Optuna's categoricals take only plain values
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise SpaceError(f"{where}: '{key}' takes hours as text such as \"24,168\" or none, got {value!r}")
+        try:
+            value = lags_text(parse_lags(str(value)))
+        except ValueError as exc:
+            raise SpaceError(f"{where}: '{key}': {exc}") from None
+        typ = str
+    if typ is float and isinstance(value, str):
+        try:  # YAML reads 1e-4 (no dot) as text, unlike 1.0e-4
+            value = float(value)
+        except ValueError:
+            pass
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if typ is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
         raise SpaceError(f"{where}: '{key}' takes {typ.__name__} values, got {value!r} ({type(value).__name__})")
-    if allowed is not None and value not in allowed:
-        raise SpaceError(f"{where}: '{key}' must be one of {', '.join(map(str, allowed))}, got {value!r}")
-    if typ in (int, float):
-        if not math.isfinite(value) or value < 0 or (key in POSITIVE and value <= 0):
-            raise SpaceError(f"{where}: '{key}' must be {'> 0' if key in POSITIVE else '>= 0'}, got {value!r}")
+    if setting.choices is not None and value not in setting.choices:
+        raise SpaceError(f"{where}: '{key}' must be one of {', '.join(map(str, setting.choices))}, got {value!r}")
+    try:
+        check(key, value)
+    except ValueError as exc:
+        raise SpaceError(f"{where}: {exc}") from None
     return value
 
 
@@ -123,18 +133,20 @@ def _convert(key: str, entry: Any, where: str) -> Any:
         return _check_value(key, entry, where)
     if len(entry) != 1:
         raise SpaceError(f"{where}: '{key}' must have exactly one distribution ({', '.join(DISTRIBUTIONS)}), got {entry!r}")
+    from ray import tune
+
     (dist, args), = entry.items()
     if dist not in DISTRIBUTIONS:
         raise SpaceError(f"{where}: '{key}': unknown distribution '{dist}'; expected one of {', '.join(DISTRIBUTIONS)}")
     if not isinstance(args, list):
         raise SpaceError(f"{where}: '{key}': {dist} takes a list, got {args!r}")
-    typ = KEYS[key][0]
+    typ = KEYS[key].type
     if dist == "choice":
         if not args:
             raise SpaceError(f"{where}: '{key}': choice needs at least one value")
         return tune.choice([_check_value(key, v, where) for v in args])
-    if typ in (str, bool):
-        raise SpaceError(f"{where}: '{key}' takes {typ.__name__} values: use choice, not {dist}")
+    if typ in (str, bool, tuple):
+        raise SpaceError(f"{where}: '{key}' takes {'text' if typ is tuple else typ.__name__} values: use choice, not {dist}")
     want = 3 if dist == "qrandint" else 2
     if len(args) != want:
         raise SpaceError(f"{where}: '{key}': {dist} takes {want} numbers, got {args!r}")
@@ -181,7 +193,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def build_space(preset_name: str = "quick", space_file: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
     """The param_space for Tune: the preset, overridden/extended by the YAML file, plus the seed."""
-    entries = preset(preset_name)
+    entries = dict(preset(preset_name).space)
     sources = {k: f"preset '{preset_name}'" for k in entries}
     if space_file is not None:
         for k, v in read_yaml(space_file).items():
@@ -196,39 +208,35 @@ def build_space(preset_name: str = "quick", space_file: str | Path | None = None
     return out
 
 
-def parse_lags(text: str) -> tuple[int, ...]:
-    """'24,168' -> (24, 168); 'none' -> ()."""
-    return () if text == "none" else tuple(int(v) for v in text.split(","))
+def _values(space: dict[str, Any], key: str) -> list[Any]:
+    """The values a data key can take in this space: its choices, its fixed value, or none given."""
+    from ray import tune
 
-
-def _values(space: dict[str, Any], key: str, default: Any) -> list[Any]:
-    v = space.get(key, default)
+    v = space.get(key)
     if hasattr(v, "categories"):
         return sorted(set(v.categories), key=str)
     if isinstance(v, tune.search.sample.Domain):
         raise SpaceError(f"{key} must be a fixed value or a choice (each value builds its own windows)")
-    return [v]
+    return [] if key not in space else [v]
 
 
-def lags_text(lags: tuple[int, ...]) -> str:
-    """(24, 168) -> '24,168'; () -> 'none' (the inverse of parse_lags)."""
-    return ",".join(map(str, lags)) or "none"
+def data_config(config: dict[str, Any], base: DataConfig) -> DataConfig:
+    """The windows a trial's config selects: ``base`` (from the command line) with the trial's data keys."""
+    return dataclasses.replace(base, **pick(DataConfig, config))
 
 
-def data_variants(space: dict[str, Any], transform: str, lags: tuple[int, ...]) -> list[tuple[int, str, tuple[int, ...]]]:
-    """Every (sequence_size, target_transform, lags) a trial may ask for; the defaults come from the CLI."""
-    return [(int(seq), str(tr), parse_lags(str(lg)))
-            for seq in _values(space, "sequence_size", 24)
-            for tr in _values(space, "target_transform", transform)
-            for lg in _values(space, "lags", lags_text(lags))]
-
-
-def data_key(config: dict[str, Any], transform: str, lags: tuple[int, ...]) -> tuple[int, str, tuple[int, ...]]:
-    """The data variant a trial's config selects (see data_variants)."""
-    return (int(config.get("sequence_size", 24)), str(config.get("target_transform", transform)),
-            parse_lags(str(config.get("lags", lags_text(lags)))))
+def data_variants(space: dict[str, Any], base: DataConfig) -> list[DataConfig]:
+    """Every DataConfig a trial of this space may ask for (built once each, on the driver)."""
+    variants = [base]
+    for key in DATA_KEYS:
+        values = _values(space, key)
+        if values:
+            variants = [dataclasses.replace(v, **{key: x}) for v in variants for x in values]
+    return list(dict.fromkeys(variants))
 
 
 def is_fixed(space: dict[str, Any]) -> bool:
     """True when nothing is sampled (the 'lecture' preset): one trial is enough."""
+    from ray import tune
+
     return not any(isinstance(v, tune.search.sample.Domain) for v in space.values())

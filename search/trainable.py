@@ -7,8 +7,6 @@ It converts the trial config, resumes from ``tune.get_checkpoint()``, and turns 
 from __future__ import annotations
 
 import math
-import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -18,62 +16,36 @@ import ray
 from ray import tune
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, save_bundle
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig, pick
 from rnn_core.data import BikeData
-from rnn_core.model import ModelConfig
-from rnn_core.train import TrainConfig, fit
-from search.space import data_key
+from rnn_core.train import fit
+from search.space import data_config
 
 #: val_loss reported for a non-finite run: finite (Optuna and ASHA reject NaN), and worse than any real loss.
 BAD_LOSS = 1e6
-MODEL_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional")
-TRAIN_KEYS = ("learning_rate", "batch_size", "weight_decay", "clip_norm", "lr_schedule", "loss", "ema_decay", "patience", "seed")
-#: Test-only hook, "EXPERIMENT:EPOCH:MARKER": kill the worker of the first trial of EXPERIMENT that
-#: reports EPOCH, once (MARKER is created atomically). tests/test_tune.py uses it for fault tolerance.
-KILL_ENV = "RNN_SEARCH_TEST_KILL"
 
 
 def configs_from_trial(config: dict[str, Any], data: BikeData, max_epochs: int, num_threads: int) -> tuple[ModelConfig, TrainConfig]:
-    """A trial's flat config -> validated (ModelConfig, TrainConfig)."""
-    mcfg = ModelConfig(
-        n_features=data.config.n_features,
-        horizon=data.config.horizon,
-        **{k: config[k] for k in MODEL_KEYS if k in config},
-    )
-    tcfg = TrainConfig(max_epochs=max_epochs, num_threads=num_threads, **{k: config[k] for k in TRAIN_KEYS if k in config})
-    return mcfg, tcfg
-
-
-def _maybe_kill(experiment: str, epoch: int) -> None:
-    spec = os.environ.get(KILL_ENV)
-    if not spec:
-        return
-    name, at, marker = spec.split(":", 2)
-    if name != experiment or epoch != int(at):
-        return
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # once, across trials and restarts
-    except FileExistsError:
-        return
-    os.write(fd, tune.get_context().get_trial_id().encode())
-    os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)
+    """A trial's flat config -> validated (ModelConfig, TrainConfig): each takes the keys that are its fields."""
+    return (data.model_config(**pick(ModelConfig, config)),
+            TrainConfig(max_epochs=max_epochs, num_threads=num_threads, **pick(TrainConfig, config)))
 
 
 def train_bikes(
     config: dict[str, Any],
-    datasets: dict[tuple[int, str, tuple[int, ...]], BikeData],
+    datasets: dict[DataConfig, BikeData],
+    base: DataConfig,
     max_epochs: int,
     experiment: str = "",
     report_every: int = 1,
     checkpoint_every: int = 1,
-    default_data: tuple[str, tuple[int, ...]] = ("log1p", ()),
     metric: str = "val_loss",
 ) -> None:
     """Train one trial. Reports every ``report_every`` epochs (and the last); a report carries a checkpoint
     of the full resumable state every ``checkpoint_every`` epochs, at every new best epoch (so that the
     best checkpoint always exists) and at the last epoch."""
     started_at = time.time()
-    data = datasets[data_key(config, *default_data)]  # built once on the driver, shared via the object store
+    data = datasets[data_config(config, base)]  # built once on the driver, shared via the object store
     cpus = int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)) or 1
     mcfg, tcfg = configs_from_trial(config, data, max_epochs, num_threads=cpus)
     ckpt = tune.get_checkpoint()
@@ -86,7 +58,7 @@ def train_bikes(
 
     best_score = min((h[metric] for h in resume["history"] if math.isfinite(h[metric])), default=math.inf) if resume else math.inf
 
-    def report(epoch: int, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+    def report(epoch: int, metrics: dict[str, Any], snapshot: Any) -> None:
         nonlocal best_score
         last = metrics["status"] != "running"
         new_best = math.isfinite(metrics[metric]) and metrics[metric] < best_score
@@ -102,16 +74,10 @@ def train_bikes(
         # that the best epoch's checkpoint always exists.
         if not (last or epoch % checkpoint_every == 0 or new_best):
             tune.report(out)
-            _maybe_kill(experiment, epoch)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            save_bundle(
-                Path(tmp) / BUNDLE_FILE, state, model_config=mcfg, train_config=tcfg, data_config=data.config,
-                feature_scaler=data.feature_scaler, target_scaler=data.target_scaler,
-                feature_names=data.feature_names, meta=meta,
-            )
+            save_bundle(Path(tmp) / BUNDLE_FILE, snapshot(), data, mcfg, tcfg, meta=meta)
             tune.report(out, checkpoint=tune.Checkpoint.from_directory(tmp))
-        _maybe_kill(experiment, epoch)
 
     setup_s = time.time() - started_at  # data from the object store, configs, checkpoint restore
     fit(data, mcfg, tcfg, on_epoch_end=report, resume=resume)

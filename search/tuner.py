@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -18,18 +19,17 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.data import DataConfig, load, split_kwargs
+from rnn_core.config import DataConfig, UserError
+from rnn_core.data import load
 from search import space as spaces
 from search.trainable import train_bikes
 
 log = logging.getLogger(__name__)
 
 METRIC, MODE = "val_loss", "min"  # the default search metric; see search_metric()
-#: Trial results that end a run by the trial's own choice (rnn_core.train statuses).
-SELF_ENDED = {"early_stopped", "max_epochs", "non_finite"}
 
 
-class SearchError(Exception):
+class SearchError(UserError):
     """A search that cannot start or resume; the message says what to do."""
 
 
@@ -84,7 +84,7 @@ class SearchOptions:
     max_concurrent: int = 0
     max_epochs: int | None = None
     grace_period: int | None = None
-    """ASHA: epochs before a trial may be stopped (None: the preset's, see PRESET_BUDGETS)."""
+    """ASHA: epochs before a trial may be stopped (None: the preset's, see search.space.PRESETS)."""
     reduction_factor: float | None = None
     """ASHA: 1/N of the trials go on at each rung (None: the preset's)."""
     cpus_per_trial: float = 1.0
@@ -95,16 +95,15 @@ class SearchOptions:
     max_failures: int = 2
     address: str | None = None
     data_path: str | None = None
-    split: str = "default"
-    target_transform: str = "log1p"
-    seasonal_lags: tuple[int, ...] = ()
+    data: DataConfig = field(default_factory=DataConfig)
+    """The windows every trial trains on; the space's data keys (sequence_size, ...) vary it per trial."""
     seed: int = 0
     report_every: int = 1
     """Report to Tune every N epochs (ASHA and the searcher see only reported epochs)."""
     checkpoint_every: int = 1
     """Attach a checkpoint every N epochs (and always at a new best epoch and the last one)."""
     reuse_actors: bool = True
-    """Reuse trial actors: 93% vs 68% of trial time inside epochs for the quick preset (benchmarks/tune_overhead.py)."""
+    """Reuse trial actors: cuts per-trial start-up (benchmarks/tune_overhead.py, figures in RESULTS.md)."""
     searcher: str = "optuna-asha"
     """'optuna-asha' (ours), 'optuna' (Ray's stock OptunaSearch + ASHA) or 'random' (random + FIFO)."""
     wandb: str = "off"
@@ -119,20 +118,6 @@ class SearchOptions:
     """A Tune stopper for the whole run (benchmarks use one that caps the total epochs)."""
     callbacks: list[Any] = field(default_factory=list)
     """Extra Tune callbacks (tests use one to watch logical resources)."""
-
-
-#: preset -> (trials, epochs per trial, ASHA grace period, ASHA reduction factor). The default preset's cosine
-#: schedule makes the first epochs a poor guide, so ASHA judges its trials from epoch 3 on (benchmarks/RESULTS.md).
-PRESET_BUDGETS = {"quick": (8, 6, 1, 2.0), "default": (200, 20, 3, 3.0), "lecture": (1, 50, 1, 2.0)}
-
-
-def data_config(opts: SearchOptions) -> DataConfig:
-    """The DataConfig every trial's windows are built with (sequence_size comes from the trial)."""
-    try:
-        kw = split_kwargs(opts.split)
-    except ValueError as exc:
-        raise SearchError(f"--{exc}") from None
-    return DataConfig(target_transform=opts.target_transform, seasonal_lags=tuple(opts.seasonal_lags), **kw)
 
 
 def storage_uri(storage: str) -> str:
@@ -248,19 +233,17 @@ def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metr
     return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
 
 
-def build_trainable(opts: SearchOptions, space: dict[str, Any], data_cfg: DataConfig, max_epochs: int, name: str,
-                    metric: str = METRIC) -> Any:
-    """Load the data ONCE on the driver (one BikeData per sequence_size) and bind it with with_parameters."""
+def build_trainable(opts: SearchOptions, space: dict[str, Any], max_epochs: int, name: str, metric: str = METRIC) -> Any:
+    """Load the data ONCE on the driver (one BikeData per data variant of the space) and bind it with with_parameters."""
     datasets = {}
-    for seq, transform, lags in spaces.data_variants(space, data_cfg.target_transform, data_cfg.seasonal_lags):
-        cfg = DataConfig(**{**data_cfg.to_dict(), "sequence_size": seq, "target_transform": transform, "seasonal_lags": lags})
+    for cfg in spaces.data_variants(space, opts.data):
         data = load(cfg, opts.data_path)
-        datasets[(seq, transform, lags)] = data
-        log.info("data: %s; L=%d, target %s, lags %s: windows train/val/test = %s", data.source, seq, transform,
-                 list(lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
-    trainable = tune.with_parameters(train_bikes, datasets=datasets, max_epochs=max_epochs, experiment=name,
-                                     report_every=opts.report_every, checkpoint_every=opts.checkpoint_every,
-                                     default_data=(data_cfg.target_transform, data_cfg.seasonal_lags), metric=metric)
+        datasets[cfg] = data
+        log.info("data: %s; L=%d, target %s, lags %s: windows train/val/test = %s", data.source, cfg.sequence_size,
+                 cfg.target_transform, list(cfg.seasonal_lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
+    trainable = tune.with_parameters(train_bikes, datasets=datasets, base=opts.data, max_epochs=max_epochs,
+                                     experiment=name, report_every=opts.report_every,
+                                     checkpoint_every=opts.checkpoint_every, metric=metric)
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
@@ -276,27 +259,26 @@ def _callbacks(opts: SearchOptions, name: str, metric: str) -> list[Any]:
 def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     """Run a new search. Returns the results and the experiment path."""
     space = spaces.build_space(opts.preset, opts.space_file, seed=opts.seed)  # errors before Ray starts
-    default_samples, default_epochs, default_grace, default_rf = PRESET_BUDGETS[opts.preset]
-    num_samples = opts.num_samples or (1 if spaces.is_fixed(space) else default_samples)
-    max_epochs = opts.max_epochs or default_epochs
-    grace = min(default_grace, max_epochs) if opts.grace_period is None else opts.grace_period
-    reduction = default_rf if opts.reduction_factor is None else opts.reduction_factor
+    budget = spaces.preset(opts.preset)
+    num_samples = opts.num_samples or (1 if spaces.is_fixed(space) else budget.trials)
+    max_epochs = opts.max_epochs or budget.max_epochs
+    grace = min(budget.grace_period, max_epochs) if opts.grace_period is None else opts.grace_period
+    reduction = budget.reduction_factor if opts.reduction_factor is None else opts.reduction_factor
     if not 1 <= grace <= max_epochs:
         raise SearchError(f"--grace-period {grace}: expected 1 to --max-epochs ({max_epochs})")
     if reduction <= 1:
         raise SearchError(f"--reduction-factor {reduction:g}: expected a number above 1 (2 keeps half the trials at each rung)")
-    data_cfg = data_config(opts)
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
     path = storage_uri(opts.storage).rstrip("/") + "/" + name
     init_ray(opts.address)
     if opts.address:
         check_storage(opts.storage)
     metric = search_metric(opts, space)
-    trainable = build_trainable(opts, space, data_cfg, max_epochs, name, metric)
+    trainable = build_trainable(opts, space, max_epochs, name, metric)
     write_experiment_meta(path, opts, max_epochs, metric)
     if not opts.max_concurrent:
         # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
-        opts = SearchOptions(**{**opts.__dict__, "max_concurrent": trials_that_fit(opts)})
+        opts = dataclasses.replace(opts, max_concurrent=trials_that_fit(opts))
     if opts.searcher == "random":
         scheduler: Any = tune.schedulers.FIFOScheduler()
     else:
@@ -344,10 +326,9 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         raise SearchError(f"{path}: Tune cannot restore this experiment")
     meta = _experiment_meta(path)
     space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
-    keys = ("preset", "split", "data_path", "target_transform", "seasonal_lags", "report_every", "checkpoint_every")
-    opts = SearchOptions(**{**opts.__dict__, **{k: meta[k] for k in keys if k in meta}})
-    trainable = build_trainable(opts, space, data_config(opts), meta["max_epochs"], Path(path).name,
-                                meta.get("metric", METRIC))
+    keys = ("preset", "data_path", "report_every", "checkpoint_every")
+    opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys})
+    trainable = build_trainable(opts, space, meta["max_epochs"], Path(path).name, meta.get("metric", METRIC))
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
     log.info("resuming %s", path)
     return tuner.fit(), path
@@ -363,9 +344,8 @@ def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int, metri
     if "://" in path:
         return
     Path(path).mkdir(parents=True, exist_ok=True)
-    meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "split": opts.split,
-            "data_path": opts.data_path, "max_epochs": max_epochs, "target_transform": opts.target_transform,
-            "seasonal_lags": list(opts.seasonal_lags), "report_every": opts.report_every,
+    meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "data": opts.data.to_dict(),
+            "data_path": opts.data_path, "max_epochs": max_epochs, "report_every": opts.report_every,
             "checkpoint_every": opts.checkpoint_every, "metric": metric}
     (Path(path) / META_FILE).write_text(json.dumps(meta, indent=1))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -36,27 +35,20 @@ def bikes(hour_csv: Path):
     return load(DataConfig(), hour_csv)
 
 
-KILL_MARKER_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / f"rnn-search-test-{os.getpid()}"
-
-
 @pytest.fixture(scope="session")
 def ray_local():
     """One embedded Ray for the session (tests run inside a private network namespace).
 
     4 logical CPUs and 1 logical GPU: the fractional-GPU test packs four 0.25-GPU trials on it (they
-    train on the CPU where CUDA is absent). The worker-kill hook is armed for the experiment named
-    'killtest' only; workers inherit it from this environment.
+    train on the CPU where CUDA is absent).
     """
     import ray
 
-    KILL_MARKER_DIR.mkdir(parents=True, exist_ok=True)
-    os.environ["RNN_SEARCH_TEST_KILL"] = f"killtest:2:{KILL_MARKER_DIR / 'killed'}"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
-    shutil.rmtree(KILL_MARKER_DIR, ignore_errors=True)
 
 
 def write_space(path: Path, text: str) -> Path:
@@ -89,8 +81,3 @@ def experiment(ray_local, hour_csv: Path, tmp_path_factory: pytest.TempPathFacto
                          seed=3, max_concurrent=1, progress_interval_s=60)
     grid, path = run_search(opts)
     return {"grid": grid, "path": path, "storage": str(root / "runs"), "opts": opts}
-
-
-def copytree(src: str, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst

@@ -30,17 +30,40 @@ def test_rnn_core_imports_without_ray() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_the_clis_choices_are_the_librarys() -> None:
-    # The CLI spells them out so that --help stays free of torch; they must not drift from what the library accepts.
-    from rnn_core import data, model, train
-    from search import cli, space
+def test_help_is_fast_and_imports_neither_torch_nor_ray() -> None:
+    import sys
 
-    assert cli.CELLS == model.CELLS
-    assert cli.TARGET_TRANSFORMS == data.TARGET_TRANSFORMS
-    assert cli.LOSSES == tuple(train.LOSSES)
-    assert cli.LR_SCHEDULES == train.LR_SCHEDULES
-    assert cli.PRESETS == space.PRESETS
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.choices and "tune" in a.choices).choices
-    assert sub["train"]._option_string_actions["--loss"].choices == cli.LOSSES
-    assert sub["tune"]._option_string_actions["--target-transform"].choices == cli.TARGET_TRANSFORMS
+    code = ("import sys, time; t = time.perf_counter(); from search.cli import build_parser; build_parser()\n"
+            "assert not {'torch', 'ray', 'pandas', 'optuna'} & set(sys.modules), sorted(sys.modules)\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_flags_are_the_config_fields() -> None:
+    """Every user-facing field of the three configs is a `train` flag whose help is the field's docstring."""
+    from rnn_core.config import CONFIGS, SPLIT_FIELDS, settings
+    from search import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.choices and "train" in a.choices).choices
+    train = {a.dest: a for a in sub["train"]._actions}
+    for cls in CONFIGS:
+        for s in settings(cls):
+            if s.name in SPLIT_FIELDS:
+                continue
+            action = train[s.name]
+            assert action.help.startswith(s.help.split(" (default")[0][:40]) or s.help in action.help, s.name
+            if s.type is not bool:
+                assert action.default == s.default and tuple(action.choices or ()) == tuple(s.choices or ()), s.name
+    assert set(train["split_fields"].option_strings) == {"--split"}
+    assert "--lr" in train["learning_rate"].option_strings and "--epochs" in train["max_epochs"].option_strings
+    assert train["future_calendar"].option_strings == ["--no-future-calendar"]
+
+
+def test_a_bad_flag_value_is_one_line(capsys) -> None:
+    import pytest
+
+    from search.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "--preset", "quik"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "invalid choice: 'quik'" in err

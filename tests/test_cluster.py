@@ -14,13 +14,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT, TINY_SPACE, write_space
+
+pytestmark = pytest.mark.ray
 
 BIN = Path(sys.executable).parent
 
@@ -54,7 +55,6 @@ def cluster():
     token.write_text(secrets.token_hex(32))
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AIR_NEW_OUTPUT="0")
-    env.pop("RNN_SEARCH_TEST_KILL", None)
     port, dash = _free_port(), _free_port()
     ray = str(BIN / "ray")
     try:

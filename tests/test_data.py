@@ -16,7 +16,7 @@ import torch
 
 from rnn_core.data import (
     CNT_TOTAL, FEATURES, GRID_ROWS, DataConfig, DataError, build, cache_dir, feature_names, find_data,
-    load, load_frame, read_raw,
+    load, load_frame, n_features, read_raw,
 )
 from search.cli import main
 
@@ -41,7 +41,7 @@ def test_grid_is_complete_and_filled_hours_are_marked(hour_csv: Path) -> None:
 def test_features_are_listed_once_in_order(bikes) -> None:
     assert bikes.feature_names[: len(FEATURES)] == list(FEATURES)
     assert bikes.feature_names == feature_names(bikes.config)
-    assert bikes["train"].X.shape[2] == len(bikes.feature_names) == bikes.config.n_features
+    assert bikes["train"].X.shape[2] == len(bikes.feature_names) == n_features(bikes.config)
     no_future = DataConfig(future_calendar=False)
     assert feature_names(no_future) == list(FEATURES)
 

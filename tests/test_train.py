@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from rnn_core.checkpoint import CheckpointError, load_bundle, load_model, save_bundle, write_bundle
-from rnn_core.model import ModelConfig, RNNForecaster
-from rnn_core.train import TrainConfig, evaluate, fit
+from rnn_core.config import ModelConfig, TrainConfig
+from rnn_core.model import RNNForecaster
+from rnn_core.train import evaluate, fit
 from search.cli import main
 
 
@@ -34,8 +35,8 @@ def test_configs_are_validated() -> None:
 
 
 def _tiny(data, **kw):
-    mcfg = ModelConfig(n_features=data.config.n_features, cell=kw.pop("cell", "gru"), hidden_size=8,
-                       num_layers=kw.pop("num_layers", 1), dropout=kw.pop("dropout", 0.0))
+    mcfg = data.model_config(cell=kw.pop("cell", "gru"), hidden_size=8, num_layers=kw.pop("num_layers", 1),
+                             dropout=kw.pop("dropout", 0.0))
     tcfg = TrainConfig(batch_size=512, max_epochs=kw.pop("max_epochs", 2), seed=kw.pop("seed", 7), num_threads=1, **kw)
     return mcfg, tcfg
 
@@ -60,11 +61,9 @@ def test_resume_gives_the_same_per_epoch_metrics(bikes, tmp_path: Path) -> None:
     full = fit(bikes, mcfg, tcfg)
     ckpt = tmp_path / "model.pt"
 
-    def stop_after_2(epoch, metrics, state):
+    def stop_after_2(epoch, metrics, snapshot):
         if epoch == 2:
-            save_bundle(ckpt, state, model_config=mcfg, train_config=tcfg, data_config=bikes.config,
-                        feature_scaler=bikes.feature_scaler, target_scaler=bikes.target_scaler,
-                        feature_names=bikes.feature_names)
+            save_bundle(ckpt, snapshot(), bikes, mcfg, tcfg)
             raise _Stop
 
     with pytest.raises(_Stop):
@@ -99,9 +98,7 @@ def test_non_finite_loss_ends_the_run_with_a_status(bikes) -> None:
 def saved(bikes, tmp_path_factory) -> Path:
     mcfg, tcfg = _tiny(bikes, max_epochs=1)
     res = fit(bikes, mcfg, tcfg)
-    return save_bundle(tmp_path_factory.mktemp("ck") / "model.pt", res.state, model_config=mcfg, train_config=tcfg,
-                       data_config=bikes.config, feature_scaler=bikes.feature_scaler,
-                       target_scaler=bikes.target_scaler, feature_names=bikes.feature_names)
+    return save_bundle(tmp_path_factory.mktemp("ck") / "model.pt", res.state, bikes, mcfg, tcfg)
 
 
 def test_load_model_rebuilds_from_the_file_alone(saved: Path, bikes) -> None:

@@ -18,8 +18,9 @@ from ray import tune
 
 from search.cli import main
 from search.results import best_trial, load_experiment, summarize
+from search import tuner
 from search.tuner import AshaAwareOptunaSearch, SearchOptions, run_search
-from tests.conftest import KILL_MARKER_DIR, write_space
+from tests.conftest import write_space
 
 pytestmark = pytest.mark.ray
 
@@ -74,12 +75,40 @@ def test_each_trial_reports_its_node(experiment) -> None:
     assert all(s.nodes and all(len(n) > 20 for n in s.nodes) for s in summarize(ea, grid))
 
 
-def test_worker_killed_at_epoch_2_resumes_at_epoch_3(ray_local, hour_csv: Path, tmp_path: Path) -> None:
+def _killed_once_after_report(epoch: int, marker: Path):
+    """The trainable, wrapped so that its worker process is SIGKILLed right after it reports ``epoch``, once
+    (the marker file is created atomically, across restarts)."""
+    real = tuner.train_bikes
+
+    def killed_once(config, **params):  # runs in the trial's worker; cloudpickle ships it by value
+        report = tune.report
+
+        def report_then_die(metrics, *args, **kwargs):
+            report(metrics, *args, **kwargs)
+            if metrics["epoch"] == epoch:
+                try:
+                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    return
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        tune.report = report_then_die  # the trainable calls ray.tune.report
+        try:
+            real(config, **params)
+        finally:
+            tune.report = report
+
+    return killed_once
+
+
+def test_worker_killed_at_epoch_2_resumes_at_epoch_3(ray_local, hour_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "killed"
+    monkeypatch.setattr(tuner, "train_bikes", _killed_once_after_report(2, marker))
     space = write_space(tmp_path / "one.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\nlearning_rate: 0.003\n")
     opts = SearchOptions(preset="quick", space_file=str(space), num_samples=1, max_epochs=3, storage=str(tmp_path / "runs"),
                          name="killtest", data_path=str(hour_csv), max_failures=2, progress_interval_s=60)
     grid, path = run_search(opts)
-    assert (KILL_MARKER_DIR / "killed").exists(), "the test hook did not fire"
+    assert marker.exists(), "the worker was not killed"
     res = grid[0]
     assert res.error is None
     df = res.metrics_dataframe
@@ -187,8 +216,7 @@ def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: 
     cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", "4", "--max-epochs", "3",
            "--grace-period", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "killed",
            "--data", str(hour_csv), "--progress-interval", "60"]
-    env = {k: v for k, v in os.environ.items() if k != "RNN_SEARCH_TEST_KILL"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     path = storage / "killed"
     deadline = time.monotonic() + 240
     finished: set[str] = set()

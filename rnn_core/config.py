@@ -1,0 +1,302 @@
+"""Every setting of the data, the model and the training, declared once: torch-free and pandas-free.
+
+A setting is one field of :class:`DataConfig`, :class:`ModelConfig` or :class:`TrainConfig` with a
+docstring under it. Everything else follows from the fields (:func:`settings`): the ``train`` command's
+flags and their help text, the search-space keys with their types and allowed values, and the mapping of
+a trial's flat config onto the three configs. Validation lives in each ``__post_init__`` and nowhere else.
+
+Field metadata (all optional): ``choices`` (allowed values), ``flags`` (extra command-line spellings),
+``search=False`` (not a search-space key), ``derived=True`` (set from another config, never by the user).
+
+This module imports nothing heavy, so ``rnn-search --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import math
+import typing
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+CELLS = ("rnn", "lstm", "gru")
+TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
+LOSSES = ("mse", "l1", "huber")
+LR_SCHEDULES = ("constant", "cosine")
+SPLIT_PRESETS = ("default", "lecture", "custom")
+#: The fields that ``--split`` sets together (one flag, one parser: :func:`split_kwargs`).
+SPLIT_FIELDS = ("split", "val_start", "test_start", "test_end")
+
+
+class UserError(Exception):
+    """An error caused by input (a file, a flag, a setting) whose message says what is wrong and what to do.
+
+    The command line prints it as one line, without a traceback. Every package's own errors derive from it.
+    """
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _require(value in allowed, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def parse_lags(text: str) -> tuple[int, ...]:
+    """Seasonal lags as text (a flag, a YAML value, a trial's config) -> hours: '24,168' -> (24, 168); 'none' -> ().
+
+    The one parser of lags. Text is their form outside rnn_core because Optuna's categorical
+    distributions (and its storages) take only plain values, not tuples.
+    """
+    text = str(text).strip().lower()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"seasonal lags: expected hours such as 24,168 or none, got {text!r}") from None
+
+
+def lags_text(lags: tuple[int, ...]) -> str:
+    """(24, 168) -> '24,168'; () -> 'none' (the inverse of :func:`parse_lags`)."""
+    return ",".join(map(str, lags)) or "none"
+
+
+def split_kwargs(text: str) -> dict[str, Any]:
+    """'default', 'lecture' or 'VAL_START,TEST_START[,TEST_END]' -> the DataConfig fields of ``--split``."""
+    if text in ("default", "lecture"):
+        return {"split": text, "val_start": None, "test_start": None, "test_end": None}
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"split {text!r}: expected default, lecture or VAL_START,TEST_START[,TEST_END]")
+    return {"split": "custom", "val_start": parts[0], "test_start": parts[1], "test_end": parts[2] if len(parts) == 3 else None}
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(str(text))
+
+
+class _Config:
+    """Shared tails of the three configs: plain-dict round trips (what checkpoints store)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Config):
+    """How hours become windows and splits. Stored in every checkpoint so that a split can be rebuilt."""
+
+    sequence_size: int = 24
+    """Input hours per window (L), ending with the forecast origin t."""
+    horizon: int = field(default=1, metadata={"search": False})
+    """Hours forecast per window: cnt at t+1 ... t+horizon (1 to 24)."""
+    split: str = field(default="default", metadata={"choices": SPLIT_PRESETS, "search": False})
+    """'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 windows test, 96 before val) or 'custom'."""
+    val_start: str | None = field(default=None, metadata={"search": False})
+    """Custom split: first validation target hour (e.g. '2012-07-01')."""
+    test_start: str | None = field(default=None, metadata={"search": False})
+    """Custom split: first test target hour."""
+    test_end: str | None = field(default=None, metadata={"search": False})
+    """Custom split: last test target hour (default: end of data)."""
+    future_calendar: bool = True
+    """Append the calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
+    seasonal_lags: tuple[int, ...] = ()
+    """Seasonal count lags in hours, e.g. 24,168: step s also sees log1p(cnt) at hour s+1-lag (the same hour
+    a day or a week before the hour after s); only hours <= t are used, so nothing after t leaks."""
+    target_transform: str = field(default="log1p", metadata={"choices": TARGET_TRANSFORMS})
+    """Target scaling: 'log1p' (log1p then standardise), 'standard' (standardise the counts) or 'scale100' (/100)."""
+
+    def __post_init__(self) -> None:
+        _require(_integer(self.sequence_size) and self.sequence_size >= 1,
+                 f"sequence_size must be a positive integer, got {self.sequence_size!r}")
+        _require(_integer(self.horizon) and 1 <= self.horizon <= 24,
+                 f"horizon must be an integer from 1 to 24, got {self.horizon!r}")
+        _one_of("split", self.split, SPLIT_PRESETS)
+        _one_of("target_transform", self.target_transform, TARGET_TRANSFORMS)
+        if isinstance(self.seasonal_lags, str):
+            object.__setattr__(self, "seasonal_lags", parse_lags(self.seasonal_lags))
+        elif isinstance(self.seasonal_lags, list):
+            object.__setattr__(self, "seasonal_lags", tuple(self.seasonal_lags))  # from a stored dict
+        _require(all(_integer(k) and 2 <= k <= 24 * 28 for k in self.seasonal_lags),
+                 f"seasonal_lags must be integers from 2 to 672 hours, got {self.seasonal_lags!r}")
+        if self.split == "custom":
+            _require(bool(self.val_start and self.test_start),
+                     "a custom split needs val_start and test_start (dates such as 2012-07-01)")
+            bounds = [self.val_start, self.test_start] + ([self.test_end] if self.test_end else [])
+            try:
+                stamps = [_timestamp(b) for b in bounds]
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"custom split boundaries must be dates, got {bounds}: {exc}") from None
+            _require(all(a < b for a, b in zip(stamps, stamps[1:])), f"custom split boundaries must increase: {bounds}")
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """Architecture of the forecaster. Defaults are the lecture's model (RNN 128 x 2)."""
+
+    n_features: int = field(default=1, metadata={"derived": True})
+    """F: input features per step (set from the DataConfig)."""
+    horizon: int = field(default=1, metadata={"derived": True})
+    """H: hours forecast per window, outputs of the linear head (set from the DataConfig)."""
+    cell: str = field(default="rnn", metadata={"choices": CELLS})
+    """Recurrent cell: 'rnn' (tanh, the lecture's), 'lstm' or 'gru'."""
+    hidden_size: int = 128
+    """Units per recurrent layer."""
+    num_layers: int = 2
+    """Stacked recurrent layers."""
+    dropout: float = 0.0
+    """Dropout between recurrent layers (has no effect with one layer)."""
+    bidirectional: bool = False
+    """Run each layer forwards and backwards over the window."""
+
+    def __post_init__(self) -> None:
+        _one_of("cell", self.cell, CELLS)
+        for name in ("n_features", "horizon", "hidden_size", "num_layers"):
+            v = getattr(self, name)
+            _require(_integer(v) and v >= 1, f"{name} must be a positive integer, got {v!r}")
+        _require(_number(self.dropout) and 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """How one model is trained."""
+
+    learning_rate: float = field(default=1e-3, metadata={"flags": ("--lr",)})
+    """Adam(W) step size."""
+    batch_size: int = 32
+    """Mini-batch size (the lecture's 32)."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay (0 = plain Adam)."""
+    max_epochs: int = field(default=50, metadata={"flags": ("--epochs",), "search": False})
+    """Upper bound on epochs (in a search: --max-epochs, ASHA's max_t)."""
+    patience: int = 10
+    """Early stopping: epochs without a validation-loss improvement before stopping."""
+    min_delta: float = 1e-5
+    """Early stopping: an improvement must lower the validation loss by more than this."""
+    clip_norm: float = 1.0
+    """Gradient-norm clip (RNN gradients explode); 0 disables."""
+    loss: str = field(default="mse", metadata={"choices": LOSSES})
+    """Training loss in target space: 'mse', 'l1' (optimises MAE directly) or 'huber' (delta 1.0)."""
+    lr_schedule: str = field(default="constant", metadata={"choices": LR_SCHEDULES})
+    """Learning-rate schedule: 'constant' or 'cosine' (cosine annealing over max_epochs)."""
+    ema_decay: float = 0.0
+    """Per-step exponential moving average of the weights (e.g. 0.999), validated, early-stopped on and saved;
+    it smooths the epoch-to-epoch noise of RNN training. 0 = off."""
+    seed: int = 0
+    """Seeds torch, numpy, random and the batch shuffle."""
+    device: str = field(default="auto", metadata={"search": False})
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    num_threads: int = field(default=0, metadata={"flags": ("--threads",), "search": False})
+    """CPU threads for torch (0 = torch's default; Ray trials pass their CPU allotment)."""
+
+    def __post_init__(self) -> None:
+        _require(_number(self.learning_rate) and self.learning_rate > 0,
+                 f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        for name in ("batch_size", "max_epochs", "patience"):
+            v = getattr(self, name)
+            _require(_integer(v) and v > 0, f"{name} must be a positive integer, got {v!r}")
+        for name in ("weight_decay", "min_delta", "clip_norm"):
+            v = getattr(self, name)
+            _require(_number(v) and v >= 0, f"{name} must be a number >= 0, got {v!r}")
+        _require(_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        _require(_integer(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        _one_of("loss", self.loss, LOSSES)
+        _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _require(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
+                 f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _require(_integer(self.num_threads) and self.num_threads >= 0,
+                 f"num_threads must be an integer >= 0, got {self.num_threads!r}")
+
+
+CONFIGS = (DataConfig, ModelConfig, TrainConfig)
+
+
+# --------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of a config, as the CLI and the search space see it."""
+
+    name: str
+    owner: type
+    type: Any
+    """The field's type: int, float, bool, str, str | None, or tuple (seasonal lags)."""
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None
+    flags: tuple[str, ...]
+    """Command-line spellings: --field-name first, then any extra ones."""
+    searchable: bool
+
+
+@cache
+def _docstrings(cls: type) -> dict[str, str]:
+    """Field name -> the docstring written under it (attribute docstrings, as simple-parsing reads them)."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source shipped: help texts fall back to the names
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+@cache
+def settings(cls: type) -> tuple[Setting, ...]:
+    """The user-facing settings of one config class (derived fields left out), in declaration order."""
+    hints = typing.get_type_hints(cls)
+    docs = _docstrings(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("derived"):
+            continue
+        typ = hints[f.name]
+        if typing.get_origin(typ) is tuple:
+            typ = tuple
+        out.append(Setting(
+            name=f.name, owner=cls, type=typ, default=f.default, help=docs.get(f.name, f.name),
+            choices=f.metadata.get("choices"), flags=("--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())),
+            searchable=f.metadata.get("search", True),
+        ))
+    return tuple(out)
+
+
+def search_keys() -> dict[str, Setting]:
+    """Search-space key -> setting: every searchable field of the three configs (names are unique)."""
+    return {s.name: s for cls in CONFIGS for s in settings(cls) if s.searchable}
+
+
+def pick(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a flat mapping (a trial config, parsed flags) that are fields of ``cls``."""
+    names = {s.name for s in settings(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def check(name: str, value: Any) -> None:
+    """Validate one setting's value with its config's own ``__post_init__`` (raises ValueError)."""
+    cls = search_keys()[name].owner
+    cls(**{name: value})
