@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,16 +83,40 @@ def write_bundle(path: str | os.PathLike[str], bundle: dict[str, Any]) -> Path:
     return path
 
 
+def _kind(head: bytes) -> str:
+    """What a file's first bytes say it is."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a PyTorch file"
+    if head[:1] == b"\x80":
+        return "a pickle"
+    if head and all(32 <= c < 127 or c in b"\t\r\n" for c in head):
+        return "a text file"
+    return "not a PyTorch file"
+
+
 def _safe_load(src: Any, what: str) -> Any:
+    """torch.load with weights_only=True; every failure is a CheckpointError that never suggests loading unsafely."""
+    head = src.getvalue()[:64] if isinstance(src, io.BytesIO) else Path(src).open("rb").read(64)
+    kind = _kind(head)
+    if kind in ("a text file", "not a PyTorch file"):
+        raise CheckpointError(f"{what}: not a model file ({kind}); expected a model.pt written by rnn-search "
+                              "(train, export or a trial checkpoint)")
     try:
-        return torch.load(src, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols on the way to refusing
+            return torch.load(src, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{what}: refused to load: it holds objects other than tensors and plain data "
-            f"(a pickle that could run code). Only rnn-search bundles are accepted. ({str(exc).splitlines()[0]})"
+            f"{what}: refused to load: {kind} that holds objects other than tensors and plain data, which could "
+            "run code when loaded. Only rnn-search model files are accepted."
         ) from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, struct, EOF, ...)
-        raise CheckpointError(f"{what}: not a readable checkpoint (truncated or corrupted?): {exc}") from None
+        raise CheckpointError(f"{what}: not a readable model file (truncated or corrupted?): {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:

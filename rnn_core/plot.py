@@ -53,11 +53,23 @@ def _forecast_axes(ax: plt.Axes, s: Series, title: str, lw: float) -> None:
     ax.legend(loc="upper left")
 
 
+#: A panel longer than this (hours) shows only its last LAST_HOURS: 14,592 training hours in one panel are a solid block.
+LONGEST_PANEL = 62 * 24
+LAST_HOURS = 28 * 24
+
+
 def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
-    """Stacked panels, one per split: prediction against target (the lecture's predict_all figure)."""
+    """Stacked panels, one per split: prediction against target (the lecture's predict_all figure). A split
+    longer than two months (the training split) shows its last four weeks, so that hours can be told apart."""
     fig, axs = plt.subplots(len(series), 1, figsize=(11, 3.2 * len(series)), squeeze=False)
     for ax, s in zip(axs[:, 0], series):
-        _forecast_axes(ax, s, f"{s.name} ({len(s.target):,} hours)", lw=0.6)
+        n = len(s.target)
+        if n > LONGEST_PANEL:
+            s = Series(s.name, s.times[-LAST_HOURS:], s.prediction[-LAST_HOURS:], s.target[-LAST_HOURS:])
+            label = f"{s.name}: last {LAST_HOURS // (7 * 24)} weeks of {n:,} hours"
+        else:
+            label = f"{s.name} ({n:,} hours)"
+        _forecast_axes(ax, s, label, lw=0.6)
         ax.set_xlabel("time")
     fig.suptitle(title)
     fig.tight_layout()

@@ -74,6 +74,10 @@ def _config(cls: type, args: argparse.Namespace) -> Any:
     return cls(**values)
 
 
+def _add_storage(p: argparse.ArgumentParser, what: str = "where RUN names are looked up") -> None:
+    p.add_argument("--storage", metavar="DIR|URI", help=f"{what} (default: $RNN_SEARCH_STORAGE, else ./runs)")
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="hour.csv to use (else $RNN_SEARCH_DATA, the cache, or a download)")
 
@@ -135,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch_end(epoch: int, m: dict[str, Any], snapshot: Any) -> None:
         if m["best_epoch"] == epoch:
-            msg = f"V_loss improved to {m['val_loss']:.4f}, saved {ckpt}"
+            msg = f"best V_loss so far (early stopping follows V_loss, not V_MAE), saved {ckpt}"
             save_bundle(ckpt, snapshot(), data, mcfg, tcfg, meta={"command": "train"})
         elif m["status"] == "non_finite":
             msg = "loss is not finite: stopping"
@@ -213,14 +217,23 @@ def _search_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _shown(config: dict[str, Any], key: str) -> str:
+    """A config value for the table; dropout acts only between layers, so a one-layer trial shows '-'."""
+    if key == "dropout" and config.get("num_layers") == 1:
+        return "-"
+    return _fmt(config.get(key, ""))
+
+
 def _print_table(summaries: list[Any], top: int) -> None:
     keys = sorted({k for s in summaries for k in s.config if k != "seed"})
     head = ["trial", "val_loss", "MAE", "RMSE", "best ep", "epochs", "stopped by"] + keys
     rows = [[s.trial_id, f"{s.best_val_loss:.4f}", f"{s.best_val_mae:.2f}", f"{s.best_val_rmse:.2f}", str(s.best_epoch),
-             str(s.epochs), s.stop_reason] + [_fmt(s.config.get(k, "")) for k in keys] for s in summaries[:top]]
+             str(s.epochs), s.stop_reason] + [_shown(s.config, k) for k in keys] for s in summaries[:top]]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     for r in [head] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    if any(r[head.index("dropout")] == "-" for r in rows if "dropout" in head):
+        print("(dropout '-': a one-layer trial; dropout acts between layers, so the sampled value had no effect)")
 
 
 def _print_best(best: Any) -> None:
@@ -275,17 +288,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    import tempfile
+
     from rnn_core import plot
     from rnn_core.checkpoint import CheckpointError, load_model, model_from_bundle
     from rnn_core.metrics import evaluate_model, forecast
 
-    target = Path(args.target)
+    from search import storage
+
     found = None  # (best, summaries) when the experiment has been read already
-    if target.suffix == ".pt" and not target.exists():
-        raise CheckpointError(f"{target}: no such model file")
-    if target.is_file():
-        lm = load_model(target)
-        title = target.name
+    if args.target.endswith(".pt"):  # a model file, local or in a bucket
+        if not storage.exists(args.target):
+            raise CheckpointError(f"{args.target}: no such model file")
+        with tempfile.TemporaryDirectory() as tmp:
+            lm = load_model(storage.download(args.target, tmp))
+        lm.source = title = args.target
         experiment = lm.bundle.get("meta", {}).get("experiment_path")
     else:
         from search.results import best_bundle
@@ -293,7 +310,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         bundle, best, summaries, experiment = best_bundle(args.target, args.storage)
         found = (best, summaries)
         lm = model_from_bundle(bundle, str(best.checkpoint))
-        title = f"{Path(experiment).name} / trial {best.trial_id}"
+        title = f"{storage.name(experiment)} / trial {best.trial_id}"
     ev = evaluate_model(lm, args.data, args.split)
     split = ev.data[args.split]
     print(f"{title}: {args.split} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
@@ -322,11 +339,17 @@ def cmd_test(args: argparse.Namespace) -> int:
             best, summaries = found
             history = [plot.TrialHistory(s.trial_id, [h["epoch"] for h in s.history], [h["val_mae"] for h in s.history],
                                          s.stop_reason == "ASHA") for s in summaries]
-            written.append(plot.plot_history(history, best.trial_id, f"search history: {Path(experiment).name}",
+            written.append(plot.plot_history(history, best.trial_id, f"search history: {storage.name(experiment)}",
                                              out / "search_history.png"))
         for w in written:
             print(f"wrote {w}")
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from search.dashboard import serve
+
+    return serve(args.run, args.storage, host=args.host, port=args.port)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -402,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--max-concurrent", type=int, default=0, help="trials at once, 0 = as resources allow (default: %(default)s)")
     tu.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: %(default)s)")
     tu.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs four trials per GPU (default: %(default)s)")
-    tu.add_argument("--storage", default="./runs", help="local dir or s3://... / gs://... (default: %(default)s)")
+    _add_storage(tu, "where the experiment is written: a local folder, s3://BUCKET/PATH or gs://BUCKET/PATH")
     tu.add_argument("--name", help="experiment name (default: PRESET-DATE-TIME)")
     tu.add_argument("--keep-checkpoints", type=int, default=2, help="best N checkpoints kept per trial, by the search metric (default: %(default)s)")
     tu.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its checkpoint (default: %(default)s)")
@@ -429,13 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("run", help="run name under --storage, or an experiment path (local or s3://)")
     b.add_argument("--top", type=int, default=5, help="(default: %(default)s)")
     b.add_argument("--json", action="store_true", help="machine-readable output")
-    b.add_argument("--storage", default="./runs", help="(default: %(default)s)")
+    _add_storage(b)
     b.set_defaults(func=cmd_best)
 
     e = sub.add_parser("export", help="write the best trial's best checkpoint as one standalone model file")
     e.add_argument("run", help="run name under --storage, or an experiment path")
     e.add_argument("--out", required=True, help="output file, e.g. model.pt")
-    e.add_argument("--storage", default="./runs", help="(default: %(default)s)")
+    _add_storage(e)
     e.set_defaults(func=cmd_export)
 
     te = sub.add_parser("test", help="test-set MAE/RMSE against naive baselines, with plots")
@@ -444,8 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
     te.add_argument("--plots", metavar="DIR", help="write PNG figures here")
     te.add_argument("--list", action="store_true", help="print every forecast: idx: prediction <--> target (Loss: ...)")
-    te.add_argument("--storage", default="./runs", help="(default: %(default)s)")
+    _add_storage(te)
     te.set_defaults(func=cmd_test)
+
+    db = sub.add_parser("dashboard", help="optuna-dashboard on an experiment's Optuna study (local or s3://), on loopback")
+    db.add_argument("run", help="run name under --storage, or an experiment path or URI")
+    _add_storage(db)
+    db.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s: this machine only)")
+    db.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
+    db.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("submit", help="run a search on a Ray cluster as a Ray Job")
     s.add_argument("--address", required=True, help="the head's dashboard, e.g. http://HEAD:8265")

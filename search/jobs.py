@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from rnn_core.config import UserError
+from search.storage import IN_JOB_ENV
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,41 @@ class JobsError(UserError):
     """The job server could not be reached or refused the request."""
 
 
+#: What to set when a cluster asks for its token (Ray 2.60 token authentication).
+AUTH_HINT = ("authentication required: set RAY_AUTH_MODE=token and the cluster's token "
+             "(RAY_AUTH_TOKEN_PATH=FILE, RAY_AUTH_TOKEN=TOKEN, or ~/.ray/auth_token)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def explain(exc: BaseException, address: str) -> str:
+    """One line for a failed call to a Ray job server or cluster: what went wrong, and what to do."""
+    text = str(getattr(exc, "message", None) or exc)
+    low = text.lower()
+    if "authentication" in low or "unauthorized" in low or " 401" in low or "status code 401" in low:
+        return f"{address}: {AUTH_HINT}"
+    if "does not exist" in low or "status code 404" in low:
+        return f"{address}: {_first_line(exc).split(': ', 1)[-1]}"
+    if any(w in low for w in ("connection refused", "cannot connect", "failed to connect", "timed out", "timeout",
+                              "name or service not known", "no route")):
+        return (f"cannot reach the Ray job server at {address}: is the head up, and its dashboard port forwarded "
+                "(ray dashboard cluster.yaml)?")
+    return f"the Ray job server at {address}: {_first_line(exc)}"
+
+
+def check_address(address: str) -> None:
+    """A job server is the head's dashboard, an http(s) URL; say so at once instead of letting Ray retry a GCS."""
+    if not address.startswith(("http://", "https://")):
+        host = address.split("://", 1)[-1]
+        raise JobsError(f"--address {address}: not a job server address: did you mean http://{host} "
+                        "(the head's dashboard, port 8265 by default) for submit and jobs?")
+
+
 def _client(address: str):  # -> JobSubmissionClient
+    check_address(address)
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError as exc:  # ray[default] is the `cluster` extra
@@ -31,8 +66,15 @@ def _client(address: str):  # -> JobSubmissionClient
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-        raise JobsError(f"cannot reach the Ray job server at {address}: {exc}. Is the head up, and its dashboard "
-                        "port forwarded (ray dashboard cluster.yaml)?") from None
+        raise JobsError(explain(exc, address)) from None
+
+
+def _call(address: str, fn, *args):  # noqa: ANN001, ANN202
+    """A job-server request whose failure becomes one JobsError line."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - RuntimeError with the HTTP status, aiohttp errors, ...
+        raise JobsError(explain(exc, address)) from None
 
 
 def submit(address: str, tune_args: list[str], *, follow: bool = False, working_dir: str = ".",
@@ -45,9 +87,8 @@ def submit(address: str, tune_args: list[str], *, follow: bool = False, working_
         tune_args = [*tune_args, "--address", "auto"]  # the job's driver runs on the head: join its cluster
     entrypoint = "python -m search.cli " + " ".join(shlex.quote(a) for a in tune_args)
     client = _client(address)
-    runtime_env: dict = {"working_dir": str(wd), "excludes": EXCLUDES}
-    if env:
-        runtime_env["env_vars"] = dict(env)
+    # The job's own marker: in a job, `tune` refuses storage that would land in Ray's temporary working_dir.
+    runtime_env: dict = {"working_dir": str(wd), "excludes": EXCLUDES, "env_vars": {IN_JOB_ENV: "1", **(env or {})}}
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
@@ -57,7 +98,7 @@ def submit(address: str, tune_args: list[str], *, follow: bool = False, working_
             # A head that has just started answers "No available agent to submit job, please try again
             # later" until its job agent registers: wait for it rather than fail.
             if "try again later" not in str(exc) or time.monotonic() > deadline:
-                raise JobsError(f"the job server at {address} refused the job: {exc}") from None
+                raise JobsError(explain(exc, address)) from None
             log.info("the job server has no agent yet; retrying")
             time.sleep(2)
     print(f"submitted job {job_id}: {entrypoint}")
@@ -81,17 +122,17 @@ def _follow(client, job_id: str) -> int:  # noqa: ANN001
 
 
 def job_status(address: str, job_id: str) -> int:
-    info = _client(address).get_job_info(job_id)
+    info = _call(address, _client(address).get_job_info, job_id)
     print(f"{job_id}: {info.status}" + (f" ({info.message})" if info.message else ""))
     return 0
 
 
 def job_logs(address: str, job_id: str) -> int:
-    sys.stdout.write(_client(address).get_job_logs(job_id))
+    sys.stdout.write(_call(address, _client(address).get_job_logs, job_id))
     return 0
 
 
 def job_stop(address: str, job_id: str) -> int:
-    stopped = _client(address).stop_job(job_id)
+    stopped = _call(address, _client(address).stop_job, job_id)
     print(f"{job_id}: {'stop requested' if stopped else 'already finished'}")
     return 0

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs
-from ray import tune
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from rnn_core.config import UserError
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, write_bundle
-from search.tuner import MODE, experiment_metric, experiment_path
+from search import storage
+from search.tuner import MODE, experiment_metric
 
 STOP_REASONS = {"early_stopped": "early stopping", "max_epochs": "max epochs", "non_finite": "non-finite loss"}
 
@@ -44,18 +43,12 @@ class TrialSummary:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _exists(path: str) -> bool:
-    if "://" in path:
-        fs, p = pyarrow.fs.FileSystem.from_uri(path)
-        return fs.get_file_info(p).type != pyarrow.fs.FileType.NotFound
-    return Path(path).exists()
-
-
-def load_experiment(run: str, storage: str = "./runs") -> tuple[ExperimentAnalysis, ResultGrid, str]:
-    """Read an experiment (finished or still running) from its storage, local or s3://."""
-    path = experiment_path(run, storage)
-    if not _exists(path):
-        raise ResultsError(f"unknown run {run!r}: {path} does not exist (give a run name under --storage {storage}, or a path)")
+def load_experiment(run: str, where: str | None = None) -> tuple[ExperimentAnalysis, ResultGrid, str]:
+    """Read an experiment (finished or still running) from its storage, local or s3:// / gs://."""
+    path = storage.experiment_path(run, where)
+    if not storage.exists(path):
+        raise ResultsError(f"unknown run {run!r}: {path} does not exist (give a run name under --storage "
+                           f"{storage.resolve(where)}, or the experiment's path or URI)")
     try:
         ea = ExperimentAnalysis(path, default_metric=experiment_metric(path), default_mode=MODE)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -63,8 +56,10 @@ def load_experiment(run: str, storage: str = "./runs") -> tuple[ExperimentAnalys
     return ea, ResultGrid(ea), path
 
 
-def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
-    """One summary per trial with at least one report, best first (min of the search metric over all epochs)."""
+def summarize(ea: ExperimentAnalysis, grid: ResultGrid, path: str | None = None) -> list[TrialSummary]:
+    """One summary per trial with at least one report, best first (min of the search metric over all epochs).
+
+    ``path``: the experiment's location as given (a URI keeps its scheme in the checkpoint locations)."""
     metric = ea.default_metric or "val_loss"  # the experiment's own search metric
     out = []
     status_by_id = {t.trial_id: t.status for t in ea.trials}
@@ -88,7 +83,7 @@ def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
         best_ckpts = [(c, m) for c, m in (res.best_checkpoints or []) if m.get(metric) is not None]
         if best_ckpts:
             c, _ = min(best_ckpts, key=lambda cm: (cm[1][metric], cm[1].get("epoch", 0)))
-            ckpt = c.path
+            ckpt = storage.location_of(path or ea.experiment_path, c.path)
         out.append(TrialSummary(
             trial_id=tid,
             metric=metric,
@@ -108,10 +103,10 @@ def summarize(ea: ExperimentAnalysis, grid: ResultGrid) -> list[TrialSummary]:
     return out
 
 
-def best_trial(run: str, storage: str = "./runs") -> tuple[TrialSummary, list[TrialSummary], str]:
+def best_trial(run: str, where: str | None = None) -> tuple[TrialSummary, list[TrialSummary], str]:
     """The best trial (min of the experiment's metric over all epochs of all trials), all summaries, and the path."""
-    ea, grid, path = load_experiment(run, storage)
-    summaries = summarize(ea, grid)
+    ea, grid, path = load_experiment(run, where)
+    summaries = summarize(ea, grid, path)
     if not summaries:
         raise ResultsError(f"{path}: no trial has reported a result yet")
     best = summaries[0]
@@ -120,27 +115,18 @@ def best_trial(run: str, storage: str = "./runs") -> tuple[TrialSummary, list[Tr
     return best, summaries, path
 
 
-def fetch_checkpoint(uri: str, dest: Path) -> Path:
-    """The bundle file of a checkpoint directory (local or remote) as a local path."""
-    ckpt = tune.Checkpoint(uri) if "://" in uri else None
-    if ckpt is None:
-        return Path(uri) / BUNDLE_FILE
-    local = ckpt.to_directory(str(dest))
-    return Path(local) / BUNDLE_FILE
-
-
-def best_bundle(run: str, storage: str = "./runs") -> tuple[dict[str, Any], TrialSummary, list[TrialSummary], str]:
+def best_bundle(run: str, where: str | None = None) -> tuple[dict[str, Any], TrialSummary, list[TrialSummary], str]:
     """The best trial's best checkpoint, loaded and verified, with the trial's identity in its ``meta``;
     also the summaries of all trials and the experiment path."""
-    best, summaries, path = best_trial(run, storage)
+    best, summaries, path = best_trial(run, where)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = load_bundle(fetch_checkpoint(best.checkpoint or "", Path(tmp)))
+        bundle = load_bundle(storage.download(storage.join(best.checkpoint or "", BUNDLE_FILE), tmp))
     bundle["meta"] = dict(bundle.get("meta", {}), experiment_path=path, trial_id=best.trial_id,
                           best_epoch=best.best_epoch, config=best.config)
     return bundle, best, summaries, path
 
 
-def export_best(run: str, out: str | Path, storage: str = "./runs") -> tuple[Path, TrialSummary]:
+def export_best(run: str, out: str | Path, where: str | None = None) -> tuple[Path, TrialSummary]:
     """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone)."""
-    bundle, best, _, _ = best_bundle(run, storage)
+    bundle, best, _, _ = best_bundle(run, where)
     return write_bundle(out, bundle), best

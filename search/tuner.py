@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import os
+import socket
+import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -20,8 +25,10 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from rnn_core.config import DataConfig, UserError
-from rnn_core.data import load
+from rnn_core.data import BikeData, cache_dir, load
 from search import space as spaces
+from search import storage
+from search.jobs import AUTH_HINT
 from search.trainable import train_bikes
 
 log = logging.getLogger(__name__)
@@ -89,7 +96,8 @@ class SearchOptions:
     """ASHA: 1/N of the trials go on at each rung (None: the preset's)."""
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    storage: str = "./runs"
+    storage: str | None = None
+    """Local folder or s3:// / gs:// URI (None: $RNN_SEARCH_STORAGE, else ./runs; see search.storage.resolve)."""
     name: str | None = None
     keep_checkpoints: int = 2
     max_failures: int = 2
@@ -120,21 +128,6 @@ class SearchOptions:
     """Extra Tune callbacks (tests use one to watch logical resources)."""
 
 
-def storage_uri(storage: str) -> str:
-    """Tune wants an absolute local path or a URI (s3://, gs://)."""
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
-
-
-def experiment_path(run: str, storage: str = "./runs") -> str:
-    """RUN is a path to an experiment directory, or a run name under the storage."""
-    if "://" in run:
-        return run
-    p = Path(run).expanduser()
-    if p.is_dir() or "/" in run:  # a path (existing or not) rather than a run name
-        return str(p.resolve())
-    return storage_uri(storage).rstrip("/") + "/" + run
-
-
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join a cluster (``--address``) or start an embedded local Ray, quietly."""
     # Quiet Tune: our ProgressLine replaces its tables; the snapshot warning fires on every checkpoint.
@@ -143,20 +136,70 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    if not address:
+        # "local": a new Ray of our own, never one left running on this machine by an earlier `ray start`
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        return
+    check_address(address)
+    # Ray retries a refused connection about once a second for ~20 s; give up sooner (the address answered, so a
+    # failure now is authentication or a wrong port). A user's own setting wins.
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "8")
+    # Ray's C++ core writes its connection errors straight to file descriptor 2, not through Python: hold them
+    # until we know whether the connection worked (then they are written out unchanged) or not (one line).
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            ray.init(address=address, **kwargs)
+            failure = None
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, RuntimeError, ...
+            failure = exc
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        said = held.read().decode(errors="replace")
+    if failure is None:
+        sys.stderr.write(said)
+        return
+    text = f"{failure} {said}".lower()
+    if "unauthenticated" in text or "authentication" in text or "invalidauthtoken" in text:
+        raise SearchError(f"--address {address}: {AUTH_HINT}")
+    raise SearchError(f"cannot reach the Ray cluster at {address}: {str(failure).strip().splitlines()[0]}")
 
 
-def check_storage(storage: str) -> None:
-    """A multi-node cluster needs shared storage: refuse a local path before any trial runs."""
-    if "://" in storage:
+def check_address(address: str, timeout_s: float = 3.0) -> None:
+    """One clear line, within seconds, for an address that is not a reachable Ray cluster (Ray itself would
+    retry for minutes)."""
+    if address == "auto":
+        return
+    if address.startswith(("http://", "https://")):
+        raise SearchError(f"--address {address}: not a Ray address: a job server (dashboard) URL is for "
+                          f"`rnn-search submit --address {address}`; tune takes HOST:6379, ray://HOST:10001 or auto")
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise SearchError(f"--address {address}: expected HOST:PORT (the head's port 6379), ray://HOST:10001 or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = conn.recv(16)
+    except OSError as exc:
+        raise SearchError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): is the head up "
+                          "(ray start --head) and the port open?") from None
+    if answer.startswith(b"HTTP/1"):
+        raise SearchError(f"--address {address}: not a Ray address: did you mean http://{host}:{port} for "
+                          "`rnn-search submit`? (tune takes the head's HOST:6379)")
+
+
+def check_shared(location: str) -> None:
+    """Before any trial: a multi-node cluster needs storage every node reaches (a URI, or a declared shared mount)."""
+    if storage.is_uri(location):
         return
     alive = [n for n in ray.nodes() if n.get("Alive")]
     if len(alive) > 1 and not os.environ.get("RNN_SEARCH_SHARED_STORAGE"):
         raise SearchError(
-            f"this Ray cluster has {len(alive)} nodes but --storage {storage} is a local path: trials on other "
+            f"this Ray cluster has {len(alive)} nodes but --storage {location} is a local path: trials on other "
             "nodes could not save their checkpoints there. Use --storage s3://BUCKET/PATH (or gs://), or, if "
             "this path is a shared filesystem mounted on every node, set RNN_SEARCH_SHARED_STORAGE=1."
         )
@@ -221,7 +264,56 @@ def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:
     return "val_mae" if varies else METRIC
 
 
-def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metric: str) -> Any:
+STUDY_FILE = "optuna.journal"
+
+
+def study_journal(path: str) -> Path:
+    """The local journal file of an experiment's Optuna study (an Optuna JournalStorage).
+
+    A local run keeps it inside the run. For a run on s3:// or gs:// it is a working copy in the cache at a
+    path derived from the run's URI (the restored searcher finds it there again on --resume), uploaded into
+    the run after every trial; --resume downloads it first.
+    """
+    if not storage.is_uri(path):
+        return Path(path) / STUDY_FILE
+    key = hashlib.sha256(path.encode()).hexdigest()[:16]
+    return cache_dir() / "studies" / f"{storage.name(path)}-{key}" / STUDY_FILE
+
+
+def study_summary(path: str) -> str:
+    """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = study_journal(path)
+    if not journal.is_file():
+        return "no study"
+    study = optuna.load_study(study_name=storage.name(path), storage=JournalStorage(JournalFileBackend(str(journal))))
+    states = [t.state for t in study.trials]
+    done = states.count(optuna.trial.TrialState.COMPLETE)
+    best = f", best {study.best_value:.4f}" if done else ""
+    return f"{len(states)} trials ({done} complete, {states.count(optuna.trial.TrialState.PRUNED)} pruned){best}"
+
+
+class StudySync(tune.Callback):
+    """Copies the study's journal into a remote run after every finished trial and at the end."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def upload(self) -> None:
+        journal = study_journal(self.path)
+        if storage.is_uri(self.path) and journal.is_file():
+            storage.upload(journal, storage.join(self.path, STUDY_FILE))
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.upload()
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self.upload()
+
+
+def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metric: str, path: str) -> Any:
     if opts.searcher == "random" or spaces.is_fixed(space):
         return None  # Tune's default BasicVariantGenerator: random sampling (or the one fixed config)
     # TPE samples at random for its first n_startup_trials (Optuna's default 10): with 8 trials it would
@@ -229,26 +321,55 @@ def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metr
     startup = opts.n_startup_trials or min(10, max(3, num_samples // 3))
     sampler = optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=startup)
     cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
-    alg = cls(sampler=sampler, metric=metric, mode=MODE)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = study_journal(path)  # durable: optuna-dashboard reads it, --resume continues it
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    alg = cls(sampler=sampler, metric=metric, mode=MODE, study_name=storage.name(path),
+              storage=JournalStorage(JournalFileBackend(str(journal))))
     return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
 
 
-def build_trainable(opts: SearchOptions, space: dict[str, Any], max_epochs: int, name: str, metric: str = METRIC) -> Any:
-    """Load the data ONCE on the driver (one BikeData per data variant of the space) and bind it with with_parameters."""
+def load_datasets(opts: SearchOptions, space: dict[str, Any]) -> dict[DataConfig, BikeData]:
+    """Every data variant the space can ask for, built ONCE on the driver (before Ray starts: a data error
+    needs no Ray)."""
     datasets = {}
     for cfg in spaces.data_variants(space, opts.data):
         data = load(cfg, opts.data_path)
         datasets[cfg] = data
         log.info("data: %s; L=%d, target %s, lags %s: windows train/val/test = %s", data.source, cfg.sequence_size,
                  cfg.target_transform, list(cfg.seasonal_lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
+    return datasets
+
+
+def build_trainable(opts: SearchOptions, datasets: dict[DataConfig, BikeData], max_epochs: int, name: str,
+                    metric: str = METRIC) -> Any:
+    """The trainable with the data bound through with_parameters (the object store), and its resources."""
     trainable = tune.with_parameters(train_bikes, datasets=datasets, base=opts.data, max_epochs=max_epochs,
                                      experiment=name, report_every=opts.report_every,
                                      checkpoint_every=opts.checkpoint_every, metric=metric)
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
 
 
-def _callbacks(opts: SearchOptions, name: str, metric: str) -> list[Any]:
-    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), *opts.callbacks]
+def check_wandb(mode: str) -> None:
+    """Refuse W&B settings that would fail inside the search, before anything is written.
+
+    Offline runs need no key; Ray's WandbLoggerCallback tells that from WANDB_MODE alone, so it is set here.
+    """
+    if mode == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+    elif mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        import wandb
+
+        if not wandb.api.api_key:
+            raise SearchError("--wandb online needs a W&B API key: run `wandb login` or set WANDB_API_KEY "
+                              "(or use --wandb offline, which needs none)")
+
+
+def _callbacks(opts: SearchOptions, path: str, metric: str) -> list[Any]:
+    name = storage.name(path)
+    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), StudySync(path), *opts.callbacks]
     if opts.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -268,14 +389,20 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         raise SearchError(f"--grace-period {grace}: expected 1 to --max-epochs ({max_epochs})")
     if reduction <= 1:
         raise SearchError(f"--reduction-factor {reduction:g}: expected a number above 1 (2 keeps half the trials at each rung)")
+    check_wandb(opts.wandb)
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
-    path = storage_uri(opts.storage).rstrip("/") + "/" + name
+    opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage))
+    path = storage.join(opts.storage, name)
+    datasets = load_datasets(opts, space)
+    if storage.is_uri(opts.storage):
+        storage.check_writable(opts.storage)  # a missing bucket or wrong credentials: one line, before Ray
     init_ray(opts.address)
-    if opts.address:
-        check_storage(opts.storage)
+    check_shared(opts.storage)
     metric = search_metric(opts, space)
-    trainable = build_trainable(opts, space, max_epochs, name, metric)
+    trainable = build_trainable(opts, datasets, max_epochs, name, metric)
     write_experiment_meta(path, opts, max_epochs, metric)
+    if opts.wandb == "offline":
+        log.info("W&B offline runs go to %s/<trial>/wandb/offline-run-*; upload them later with `wandb sync DIR`", path)
     if not opts.max_concurrent:
         # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
         opts = dataclasses.replace(opts, max_concurrent=trials_that_fit(opts))
@@ -285,7 +412,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         scheduler = ASHAScheduler(
             time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=reduction
         )
-    search_alg = _searcher(opts, space, num_samples, metric)
+    search_alg = _searcher(opts, space, num_samples, metric, path)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -297,57 +424,63 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=storage_uri(opts.storage),
+            storage_path=opts.storage,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=MODE
             ),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             stop=opts.stop,
-            callbacks=_callbacks(opts, name, metric),
+            callbacks=_callbacks(opts, path, metric),
             verbose=0,
         ),
     )
     log.info("search %s: preset %s, %d trials x <= %d epochs (ASHA grace %d, reduction %g), %s per trial, storage %s",
              name, opts.preset, num_samples, max_epochs, grace, reduction,
              f"{opts.cpus_per_trial:g} CPU" + (f" + {opts.gpus_per_trial:g} GPU" if opts.gpus_per_trial else ""),
-             storage_uri(opts.storage))
+             opts.storage)
     return tuner.fit(), path
 
 
 def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     """Continue an interrupted experiment (unfinished and errored trials; finished ones are kept)."""
-    path = experiment_path(run, opts.storage)
-    if "://" not in path and not (Path(path) / "tuner.pkl").is_file():
+    path = storage.experiment_path(run, opts.storage)
+    if not storage.exists(storage.join(path, "tuner.pkl")):
         raise SearchError(f"{path}: not a resumable experiment (no tuner.pkl); give a run name under "
                           f"--storage {opts.storage} or the experiment's path")
-    init_ray(opts.address)
-    # The trainable is rebuilt with the same data as the original run: read its param_space back.
-    if not tune.Tuner.can_restore(path):
-        raise SearchError(f"{path}: Tune cannot restore this experiment")
     meta = _experiment_meta(path)
     space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
     keys = ("preset", "data_path", "report_every", "checkpoint_every")
     opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys})
-    trainable = build_trainable(opts, space, meta["max_epochs"], Path(path).name, meta.get("metric", METRIC))
+    datasets = load_datasets(opts, space)  # the same data as the original run
+    init_ray(opts.address)
+    if not tune.Tuner.can_restore(path):
+        raise SearchError(f"{path}: Tune cannot restore this experiment")
+    trainable = build_trainable(opts, datasets, meta["max_epochs"], storage.name(path), meta.get("metric", METRIC))
+    if storage.is_uri(path):  # the restored searcher reads its study from the local working copy
+        remote = storage.join(path, STUDY_FILE)
+        if storage.exists(remote):
+            journal = study_journal(path)
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                os.replace(storage.download(remote, tmp), journal)
+    log.info("resuming %s; its Optuna study: %s", path, study_summary(path))
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    log.info("resuming %s", path)
-    return tuner.fit(), path
+    results = tuner.fit()
+    StudySync(path).upload()
+    log.info("study after the resume: %s", study_summary(path))
+    return results, path
 
 
 META_FILE = "rnn_search.json"
 
 
 def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int, metric: str = METRIC) -> None:
-    """Record how the experiment was made, so --resume can rebuild the same trainable."""
-    import json
-
-    if "://" in path:
-        return
-    Path(path).mkdir(parents=True, exist_ok=True)
+    """Record how the experiment was made (local or remote), so that --resume can rebuild the same trainable
+    and best/export/test rank trials by the metric it was searched on."""
     meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "data": opts.data.to_dict(),
             "data_path": opts.data_path, "max_epochs": max_epochs, "report_every": opts.report_every,
             "checkpoint_every": opts.checkpoint_every, "metric": metric}
-    (Path(path) / META_FILE).write_text(json.dumps(meta, indent=1))
+    storage.write_text(storage.join(path, META_FILE), json.dumps(meta, indent=1))
 
 
 def experiment_metric(path: str) -> str:
@@ -359,12 +492,10 @@ def experiment_metric(path: str) -> str:
 
 
 def _experiment_meta(path: str) -> dict[str, Any]:
-    import json
-
-    f = Path(path) / META_FILE
-    if not f.is_file():
+    text = storage.read_text(storage.join(path, META_FILE))
+    if text is None:
         raise SearchError(f"{path}: no {META_FILE}; it was not made by rnn-search tune")
-    return json.loads(f.read_text())
+    return json.loads(text)
 
 
 __all__ = ["AshaAwareOptunaSearch", "SearchError", "SearchOptions", "run_search", "resume_search"]

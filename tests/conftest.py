@@ -8,13 +8,41 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HOUR_CSV = Path(os.environ.get("RNN_SEARCH_TEST_DATA", ROOT.parent / "shared" / "data" / "bike-sharing" / "hour.csv"))
+#: Where this project's CI keeps the data (a checkout beside ../shared).
+SHARED_CSV = ROOT.parent / "shared" / "data" / "bike-sharing" / "hour.csv"
+
+
+def find_test_data(env: dict[str, str], shared: Path = SHARED_CSV) -> tuple[Path | None, str]:
+    """The real hour.csv for the tests: $RNN_SEARCH_TEST_DATA, then what `rnn-search` itself would use
+    ($RNN_SEARCH_DATA, then the cache), then ../shared. Never downloads. Returns (path or None, message)."""
+    if env.get("RNN_SEARCH_TEST_DATA"):
+        p = Path(env["RNN_SEARCH_TEST_DATA"])
+        return (p, "") if p.is_file() else (None, f"RNN_SEARCH_TEST_DATA={p}: no such file")
+    from rnn_core.data import DataError, find_data
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return find_data(download=False)[0], ""
+    except DataError:
+        pass
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if shared.is_file():
+        return shared, ""
+    return None, ("the tests need the real hour.csv and found none: run `rnn-search data info` once (it downloads "
+                  "and caches it), or set RNN_SEARCH_DATA or RNN_SEARCH_TEST_DATA to the file")
+
+
+HOUR_CSV, NO_DATA = find_test_data(dict(os.environ))  # before any test isolates the environment
 
 
 @pytest.fixture(scope="session")
 def hour_csv() -> Path:
-    if not HOUR_CSV.is_file():
-        pytest.fail(f"tests need the real hour.csv at {HOUR_CSV} (or set RNN_SEARCH_TEST_DATA)")
+    if HOUR_CSV is None:
+        pytest.exit(NO_DATA, returncode=2)  # once, not once per test
     return HOUR_CSV
 
 
@@ -44,6 +72,8 @@ def ray_local():
     """
     import ray
 
+    if ray.is_initialized():  # one that an in-process `rnn-search tune` started: not the shape this session needs
+        ray.shutdown()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
@@ -81,3 +111,58 @@ def experiment(ray_local, hour_csv: Path, tmp_path_factory: pytest.TempPathFacto
                          seed=3, max_concurrent=1, progress_interval_s=60)
     grid, path = run_search(opts)
     return {"grid": grid, "path": path, "storage": str(root / "runs"), "opts": opts}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API on loopback: moto's standalone server, with authentication on (a wrong secret is refused).
+
+    Returns the environment a process needs to use it (endpoint, credentials) and a bucket, 'runs', made
+    through the API.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    exe = str(Path(sys.executable).parent / "moto_server")
+    # The first 4 requests need no credentials: they make the IAM user, its policy and its key; then every
+    # request must be signed by a known key.
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="4"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        anon = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "x", "aws_secret_access_key": "x"}
+        iam = boto3.client("iam", **anon)
+        iam.create_user(UserName="rnn")
+        iam.put_user_policy(UserName="rnn", PolicyName="all", PolicyDocument='{"Version": "2012-10-17", "Statement": '
+                            '[{"Effect": "Allow", "Action": "*", "Resource": "*"}]}')
+        key = iam.create_access_key(UserName="rnn")["AccessKey"]
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+               "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket="runs")
+        yield {"endpoint": endpoint, "env": env, "bucket": "runs"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

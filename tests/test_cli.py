@@ -67,3 +67,46 @@ def test_a_bad_flag_value_is_one_line(capsys) -> None:
         main(["tune", "--preset", "quik"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "invalid choice: 'quik'" in err
+
+
+def test_tests_find_the_data_the_user_already_has(hour_csv: Path, tmp_path: Path) -> None:
+    from tests.conftest import find_test_data
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "hour.csv").symlink_to(hour_csv)
+    nowhere = tmp_path / "no-shared" / "hour.csv"
+    assert find_test_data({"RNN_SEARCH_CACHE": str(cache)}, nowhere) == (cache / "hour.csv", "")
+    assert find_test_data({"RNN_SEARCH_DATA": str(hour_csv), "RNN_SEARCH_CACHE": str(tmp_path)}, nowhere)[0] == hour_csv
+    path, message = find_test_data({"RNN_SEARCH_CACHE": str(tmp_path / "empty")}, nowhere)
+    assert path is None and "rnn-search data info" in message
+
+
+def test_no_data_stops_the_tests_once_with_one_message(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, RNN_SEARCH_TEST_DATA=str(tmp_path / "missing.csv"))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out = run.stdout + run.stderr
+    assert run.returncode == 2 and out.count("missing.csv: no such file") == 1, out[-2000:]
+    assert "error" not in out.lower().replace("exit: ", ""), out[-2000:]
+
+
+def test_one_layer_trials_show_no_dropout(capsys) -> None:
+    from search.cli import _print_table
+    from search.results import TrialSummary
+
+    def trial(tid: str, layers: int) -> TrialSummary:
+        return TrialSummary(trial_id=tid, metric="val_mae", best_score=30.0, config={"num_layers": layers, "dropout": 0.21},
+                            best_epoch=2, best_val_loss=0.05, best_val_mae=30.0, best_val_rmse=45.0, epochs=3,
+                            stop_reason="ASHA", checkpoint=None)
+
+    _print_table([trial("aaaa", 1), trial("bbbb", 2)], 5)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "0.21" not in rows["aaaa"] and rows["aaaa"].split()[-2] == "-"
+    assert "0.21" in rows["bbbb"]
+    assert "had no effect" in rows["(dropout"]

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,13 @@ def _kill_tree(marker: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(s3):
     tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's unix socket paths must fit in 107 bytes
     token = Path(tmp) / "token"
     token.write_text(secrets.token_hex(32))
+    # Every node reaches the loopback S3 server: the cluster's only shared storage.
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AIR_NEW_OUTPUT="0")
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AIR_NEW_OUTPUT="0", **s3["env"])
     port, dash = _free_port(), _free_port()
     ray = str(BIN / "ray")
     try:
@@ -85,44 +87,63 @@ def _cli(args: list[str], env: dict[str, str], timeout: float = 400) -> subproce
                           text=True, timeout=timeout)
 
 
-def test_search_runs_on_both_nodes_with_shared_storage(cluster, hour_csv: Path, tmp_path: Path) -> None:
+def test_search_runs_on_both_nodes_with_s3_storage(cluster, hour_csv: Path, tmp_path: Path) -> None:
+    import pyarrow.fs as pafs
+
+    from search import storage
+
     space = write_space(tmp_path / "space.yaml", TINY_SPACE)
-    storage = tmp_path / "shared"
+    local = tmp_path / "local"
     args = ["tune", "--address", cluster["address"], "--space", str(space), "--num-samples", "4", "--max-epochs", "2",
-            "--grace-period", "2", "--storage", str(storage), "--name", "twonode", "--data", str(hour_csv),
-            "--progress-interval", "60"]
+            "--grace-period", "2", "--name", "twonode", "--data", str(hour_csv), "--progress-interval", "60"]
     # A local --storage on a multi-node cluster is refused before any trial runs ...
-    refused = _cli(args, cluster["env"])
+    refused = _cli([*args, "--storage", str(local)], cluster["env"])
     assert refused.returncode == 2 and "2 nodes" in refused.stderr and "s3://" in refused.stderr, refused.stderr
-    assert not (storage / "twonode").exists()
-    # ... unless it is declared shared (here both nodes are on one machine, so it is).
-    done = _cli(args, dict(cluster["env"], RNN_SEARCH_SHARED_STORAGE="1"))
+    assert not (local / "twonode").exists()
+    # ... and s3:// works with no folder shared between the nodes.
+    done = _cli([*args, "--storage", "s3://runs/cluster"], cluster["env"])
     assert done.returncode == 0, _without_ray_noise(done.stdout + done.stderr)
-    path = storage / "twonode"
-    trials = sorted(p for p in path.iterdir() if p.name.startswith("train_bikes_"))
-    assert len(trials) == 4
-    nodes = set()
-    for t in trials:
-        lines = [json.loads(l) for l in (t / "result.json").read_text().splitlines()]
-        nodes |= {r["node_id"] for r in lines}
-        assert list(t.glob("checkpoint_*/model.pt")), f"{t.name}: no checkpoint in the shared storage"
-    assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
+    run = "s3://runs/cluster/twonode"
+    old = {k: os.environ.get(k) for k in cluster["env"] if k.startswith("AWS_")}
+    os.environ.update({k: cluster["env"][k] for k in old})
+    try:
+        fs, path = storage.filesystem(run)
+        trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
+        assert len(trials) == 4
+        nodes = set()
+        for t in trials:
+            lines = [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
+            nodes |= {r["node_id"] for r in lines}
+            ckpts = [i for i in fs.get_file_info(pafs.FileSelector(f"{path}/{t}", recursive=True))
+                     if i.base_name == "model.pt"]
+            assert ckpts, f"{t}: no checkpoint in the bucket"
+        assert len(nodes) == 2, f"trials ran on {len(nodes)} node(s)"
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def test_job_submission_follow_then_best(cluster, hour_csv: Path, tmp_path: Path) -> None:
     space = write_space(tmp_path / "space.yaml", TINY_SPACE)
-    storage = tmp_path / "jobruns"
-    sub = _cli(["submit", "--address", cluster["dashboard"], "--follow", "--env", "RNN_SEARCH_SHARED_STORAGE=1", "--env", "RNN_SEARCH_DEBUG=1", "--",
-                "tune", "--space", str(space), "--num-samples", "2", "--max-epochs", "1", "--storage", str(storage),
-                "--name", "jobrun", "--data", str(hour_csv), "--progress-interval", "60"], cluster["env"])
+    tune = ["tune", "--space", str(space), "--num-samples", "2", "--max-epochs", "1", "--name", "jobrun",
+            "--data", str(hour_csv), "--progress-interval", "60"]
+    # Without --storage, and with no storage declared by the cluster, the job is refused before any trial: its
+    # working directory is a temporary folder that Ray deletes.
+    refused = _cli(["submit", "--address", cluster["dashboard"], "--follow", "--", *tune], cluster["env"])
+    assert refused.returncode == 1 and "FAILED" in refused.stdout, _without_ray_noise(refused.stdout + refused.stderr)
+    assert "declares no storage" in refused.stdout and "trials" not in refused.stdout.split("declares no storage")[0][-300:]
+    # The storage the cluster declares (RNN_SEARCH_STORAGE, as cluster.yaml sets it) takes its place.
+    sub = _cli(["submit", "--address", cluster["dashboard"], "--follow", "--env", "RNN_SEARCH_STORAGE=s3://runs/jobs",
+                "--", *tune], cluster["env"])
     assert sub.returncode == 0, _without_ray_noise(sub.stdout + sub.stderr)
     assert "submitted job" in sub.stdout and "SUCCEEDED" in sub.stdout and "best trial:" in sub.stdout
+    assert "rnn-search test s3://runs/jobs/jobrun" in sub.stdout  # the next-step hints name the bucket
     job_id = sub.stdout.split("submitted job ", 1)[1].split(":", 1)[0]
     status = _cli(["jobs", "status", job_id, "--address", cluster["dashboard"]], cluster["env"])
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout
-    best = _cli(["best", str(storage / "jobrun"), "--json"], cluster["env"])
+    best = _cli(["best", "s3://runs/jobs/jobrun", "--json"], cluster["env"])
     assert best.returncode == 0, best.stderr
-    assert json.loads(best.stdout)["best"]["checkpoint"]
+    assert json.loads(best.stdout)["best"]["checkpoint"].startswith("s3://runs/jobs/jobrun/")
 
 
 def _validate(config: dict) -> None:
@@ -140,6 +161,7 @@ def test_cluster_yaml_passes_rays_schema_and_a_typo_is_rejected() -> None:
     workers = [v for k, v in config["available_node_types"].items() if k != config["head_node_type"]]
     assert workers and all(w["resources"].get("GPU") == 1 and w["min_workers"] == 0 for w in workers)
     assert "RAY_AUTH_MODE=token" in " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
+    assert "RNN_SEARCH_STORAGE=s3://" in " ".join(config["head_start_ray_commands"])  # where jobs without --storage write
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
     typo = copy.deepcopy(config)
     typo["max_worker"] = typo.pop("max_workers")
@@ -149,3 +171,54 @@ def test_cluster_yaml_passes_rays_schema_and_a_typo_is_rejected() -> None:
     typo["available_node_types"]["gpu_worker"]["min_worker"] = 0
     with pytest.raises(jsonschema.ValidationError, match="min_worker"):
         _validate(typo)
+
+
+def _one_line_error(run: subprocess.CompletedProcess) -> str:
+    err = run.stderr.strip()
+    assert run.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, run.stderr[-3000:]
+    return err
+
+
+def test_job_errors_are_one_line(cluster, tmp_path: Path) -> None:
+    dash = cluster["dashboard"]
+    err = _one_line_error(_cli(["jobs", "status", "raysubmit_nope", "--address", dash], cluster["env"]))
+    assert "raysubmit_nope does not exist" in err
+    # Without the token: the server was reached, it asks for authentication; say what to set.
+    no_token = {k: v for k, v in cluster["env"].items() if not k.startswith("RAY_AUTH")}
+    no_token["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    err = _one_line_error(_cli(["submit", "--address", dash, "--", "tune", "--preset", "quick"], no_token, timeout=120))
+    assert "authentication required: set RAY_AUTH_MODE=token" in err
+    # A host:port without http:// is not a job server address: refused at once, not after retries.
+    start = time.monotonic()
+    err = _one_line_error(_cli(["submit", "--address", dash.removeprefix("http://"), "--", "tune"], cluster["env"], timeout=60))
+    assert f"did you mean {dash}" in err and time.monotonic() - start < 20
+
+
+def test_tune_address_errors_are_one_line_and_quick(cluster, hour_csv: Path, tmp_path: Path) -> None:
+    host, port = cluster["address"].split(":")
+    dash_port = cluster["dashboard"].rsplit(":", 1)[1]
+    cases = [
+        (["--address", f"127.0.0.1:{_free_port()}"], cluster["env"], "cannot reach the Ray cluster"),
+        (["--address", cluster["dashboard"]], cluster["env"], "not a Ray address"),
+        (["--address", f"{host}:{dash_port}"], cluster["env"], f"did you mean {cluster['dashboard']}"),
+    ]
+    no_token = {k: v for k, v in cluster["env"].items() if not k.startswith("RAY_AUTH")}
+    no_token["HOME"] = str(tmp_path)
+    cases.append((["--address", cluster["address"]], no_token, "authentication required"))
+    for args, env, pattern in cases:
+        start = time.monotonic()
+        run = _cli(["tune", *args, "--num-samples", "1", "--max-epochs", "1", "--storage", "s3://runs/addr",
+                    "--data", str(hour_csv)], env, timeout=120)
+        err = _one_line_error(run)
+        assert pattern in err and time.monotonic() - start < 30, (args, err)
+
+
+def test_tune_without_address_starts_its_own_ray(cluster, hour_csv: Path, tmp_path: Path) -> None:
+    # RAY_ADDRESS names the running two-node cluster: a plain ray.init() would attach to it, and its two nodes
+    # would then refuse the local --storage. Without --address the search must start a Ray of its own.
+    space = write_space(tmp_path / "one.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\n")
+    env = dict(cluster["env"], RAY_ADDRESS=cluster["address"])
+    run = _cli(["tune", "--space", str(space), "--num-samples", "1", "--max-epochs", "1", "--storage",
+                str(tmp_path / "runs"), "--name", "own", "--data", str(hour_csv), "--progress-interval", "60"], env)
+    assert run.returncode == 0, _without_ray_noise(run.stdout + run.stderr)
+    assert (tmp_path / "runs" / "own" / "rnn_search.json").is_file()

@@ -123,8 +123,17 @@ def test_foreign_checkpoint(tmp_path: Path) -> None:
         load_model(foreign)
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"not a model file \(a text file\)"):
         load_model(text)
+
+
+def test_a_text_file_given_as_a_model_is_one_line_that_never_suggests_an_unsafe_load(tmp_path: Path, capsys) -> None:
+    text = tmp_path / "model.pt"
+    text.write_text("hello world, not a model\n")
+    assert main(["test", str(text)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a model file" in err
+    assert "weights_only" not in err and "Traceback" not in err
 
 
 def test_tampered_checkpoint(saved: Path, tmp_path: Path) -> None:
@@ -154,8 +163,9 @@ def test_code_executing_pickle_is_refused_and_does_not_run(tmp_path: Path, via: 
         torch.save({"format": "rnn-search-bundle", "x": _Evil(str(marker))}, evil)
     else:
         evil.write_bytes(pickle.dumps({"format": "rnn-search-bundle", "x": _Evil(str(marker))}))
-    with pytest.raises(CheckpointError, match="refused|not a readable"):
+    with pytest.raises(CheckpointError, match="refused to load") as exc:
         load_bundle(evil)
+    assert "weights_only" not in str(exc.value)
     assert not marker.exists()
 
 
@@ -179,6 +189,7 @@ def test_train_then_predict(hour_csv: Path, tmp_path: Path, capsys) -> None:
                  "--out", str(out)]) == 0
     log = capsys.readouterr().out
     assert "[Epoch   1] T_loss:" in log and "V_MAE:" in log and "T_speed:" in log and "samples/s" in log
+    assert "best V_loss so far (early stopping follows V_loss, not V_MAE)" in log and "improved" not in log
     ckpt = out / "model.pt"
     lm = load_model(ckpt)
     assert lm.model_config.cell == "rnn" and lm.model_config.hidden_size == 8 and lm.model_config.num_layers == 2

@@ -173,6 +173,28 @@ def test_the_presets_grace_period_shrinks_to_a_shorter_max_epochs(tmp_path: Path
     assert "/nonexistent.csv" in err and "--grace-period" not in err
 
 
+def test_wandb_offline_needs_no_key_and_no_wandb_mode(hour_csv: Path, tmp_path: Path) -> None:
+    """The installed command, as a user runs it: no WANDB_API_KEY, no WANDB_MODE, no ~/.netrc."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path / "home")  # no wandb login, no netrc
+    space = write_space(tmp_path / "w.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\n")
+    run = subprocess.run([sys.executable, "-m", "search.cli", "tune", "--wandb", "offline", "--space", str(space),
+                          "--num-samples", "1", "--max-epochs", "1", "--storage", str(tmp_path / "runs"), "--name", "wb1",
+                          "--data", str(hour_csv), "--progress-interval", "60"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "W&B offline runs go to" in run.stdout and "wandb sync" in run.stdout
+    assert list((tmp_path / "runs" / "wb1").rglob("offline-run-*"))
+
+
+def test_a_data_error_comes_before_ray_starts(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "search.cli", "tune", "--storage", str(tmp_path / "runs"),
+                          "--data", str(tmp_path / "missing.csv")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "missing.csv: no such file" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr  # no Ray start-up lines before it
+    assert not (tmp_path / "runs").exists()
+
+
 def test_wandb_offline_writes_run_files(ray_local, hour_csv: Path, tmp_path: Path) -> None:
     space = write_space(tmp_path / "w.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\n")
     opts = SearchOptions(preset="quick", space_file=str(space), num_samples=2, max_epochs=1, storage=str(tmp_path / "runs"),
