@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line
 from rnn_core.data import BikeData, FeatureScaler, TargetScaler
 from rnn_core.model import RNNForecaster
 
@@ -111,12 +111,8 @@ def _safe_load(src: Any, what: str) -> Any:
             "run code when loaded. Only rnn-search model files are accepted."
         ) from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (zip, struct, EOF, ...)
-        raise CheckpointError(f"{what}: not a readable model file (truncated or corrupted?): {_first_line(exc)}") from None
+        raise CheckpointError(f"{what}: not a readable model file (truncated or corrupted?): {first_line(exc)}") from None
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:

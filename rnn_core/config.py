@@ -39,6 +39,12 @@ class UserError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries append advice and tracebacks below it)."""
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _integer(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

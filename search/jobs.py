@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from rnn_core.config import UserError
+from rnn_core.config import UserError, first_line
 from search.storage import IN_JOB_ENV
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,6 @@ AUTH_HINT = ("authentication required: set RAY_AUTH_MODE=token and the cluster's
              "(RAY_AUTH_TOKEN_PATH=FILE, RAY_AUTH_TOKEN=TOKEN, or ~/.ray/auth_token)")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
 
 def explain(exc: BaseException, address: str) -> str:
     """One line for a failed call to a Ray job server or cluster: what went wrong, and what to do."""
@@ -41,12 +37,12 @@ def explain(exc: BaseException, address: str) -> str:
     if "authentication" in low or "unauthorized" in low or " 401" in low or "status code 401" in low:
         return f"{address}: {AUTH_HINT}"
     if "does not exist" in low or "status code 404" in low:
-        return f"{address}: {_first_line(exc).split(': ', 1)[-1]}"
+        return f"{address}: {first_line(exc).split(': ', 1)[-1]}"
     if any(w in low for w in ("connection refused", "cannot connect", "failed to connect", "timed out", "timeout",
                               "name or service not known", "no route")):
         return (f"cannot reach the Ray job server at {address}: is the head up, and its dashboard port forwarded "
                 "(ray dashboard cluster.yaml)?")
-    return f"the Ray job server at {address}: {_first_line(exc)}"
+    return f"the Ray job server at {address}: {first_line(exc)}"
 
 
 def check_address(address: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from rnn_core.config import UserError
+from rnn_core.config import UserError, first_line
 
 #: Storage when --storage is not given (outside a Ray job).
 DEFAULT = "./runs"
@@ -84,7 +84,7 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(location)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, ValueError, OSError ...
-        raise StorageError(f"{location}: not a usable storage URI ({_first_line(exc)})") from None
+        raise StorageError(f"{location}: not a usable storage URI ({first_line(exc)})") from None
 
 
 def exists(location: str) -> bool:
@@ -92,7 +92,7 @@ def exists(location: str) -> bool:
     try:
         return fs.get_file_info(path).type != pafs.FileType.NotFound
     except OSError as exc:
-        raise StorageError(f"{location}: cannot be read: {_first_line(exc)}") from None
+        raise StorageError(f"{location}: cannot be read: {first_line(exc)}") from None
 
 
 def read_text(location: str) -> str | None:
@@ -104,7 +104,7 @@ def read_text(location: str) -> str | None:
         with fs.open_input_stream(path) as f:
             return f.read().decode()
     except OSError as exc:
-        raise StorageError(f"{location}: cannot be read: {_first_line(exc)}") from None
+        raise StorageError(f"{location}: cannot be read: {first_line(exc)}") from None
 
 
 def write_text(location: str, text: str) -> None:
@@ -119,7 +119,7 @@ def write_text(location: str, text: str) -> None:
         if tmp != path:
             fs.move(tmp, path)
     except OSError as exc:
-        raise StorageError(f"{location}: cannot be written: {_first_line(exc)}") from None
+        raise StorageError(f"{location}: cannot be written: {first_line(exc)}") from None
 
 
 def location_of(reference: str, fs_path: str) -> str:
@@ -144,7 +144,7 @@ def download(location: str, dest: str | os.PathLike[str]) -> Path:
         (target.parent if kind == pafs.FileType.File else target).mkdir(parents=True, exist_ok=True)
         pafs.copy_files(path, str(target), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     except OSError as exc:
-        raise StorageError(f"{location}: cannot be downloaded: {_first_line(exc)}") from None
+        raise StorageError(f"{location}: cannot be downloaded: {first_line(exc)}") from None
     return target
 
 
@@ -160,7 +160,7 @@ def upload(local: str | os.PathLike[str], location: str) -> None:
             pafs.copy_files(str(local), tmp, destination_filesystem=fs)
             fs.move(tmp, path)
     except OSError as exc:
-        raise StorageError(f"{location}: cannot be written: {_first_line(exc)}") from None
+        raise StorageError(f"{location}: cannot be written: {first_line(exc)}") from None
 
 
 def check_writable(storage: str) -> None:
@@ -174,12 +174,7 @@ def check_writable(storage: str) -> None:
             f.write(b"ok")
         fs.delete_file(path)
     except OSError as exc:
-        why = _first_line(exc).split(" To create buckets")[0].rstrip(".")  # pyarrow's advice to let it create buckets
+        why = first_line(exc).split(" To create buckets")[0].rstrip(".")  # pyarrow's advice to let it create buckets
         raise StorageError(f"--storage {storage}: cannot write there: {why}. Check that the bucket "
                            "exists and that the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
                            "instance profile) may write to it") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -280,15 +280,20 @@ def study_journal(path: str) -> Path:
     return cache_dir() / "studies" / f"{storage.name(path)}-{key}" / STUDY_FILE
 
 
-def study_summary(path: str) -> str:
-    """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal."""
-    from optuna.storages import JournalStorage
+def study_storage(path: str) -> optuna.storages.JournalStorage:
+    """The Optuna storage of an experiment's study: its journal file (made, with its folder, if new)."""
     from optuna.storages.journal import JournalFileBackend
 
     journal = study_journal(path)
-    if not journal.is_file():
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+
+
+def study_summary(path: str) -> str:
+    """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal."""
+    if not study_journal(path).is_file():
         return "no study"
-    study = optuna.load_study(study_name=storage.name(path), storage=JournalStorage(JournalFileBackend(str(journal))))
+    study = optuna.load_study(study_name=storage.name(path), storage=study_storage(path))
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
     best = f", best {study.best_value:.4f}" if done else ""
@@ -321,13 +326,8 @@ def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metr
     startup = opts.n_startup_trials or min(10, max(3, num_samples // 3))
     sampler = optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=startup)
     cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    journal = study_journal(path)  # durable: optuna-dashboard reads it, --resume continues it
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    alg = cls(sampler=sampler, metric=metric, mode=MODE, study_name=storage.name(path),
-              storage=JournalStorage(JournalFileBackend(str(journal))))
+    # A durable study: optuna-dashboard reads it, --resume continues it.
+    alg = cls(sampler=sampler, metric=metric, mode=MODE, study_name=storage.name(path), storage=study_storage(path))
     return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
 
 
