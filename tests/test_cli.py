@@ -110,3 +110,19 @@ def test_one_layer_trials_show_no_dropout(capsys) -> None:
     assert "0.21" not in rows["aaaa"] and rows["aaaa"].split()[-2] == "-"
     assert "0.21" in rows["bbbb"]
     assert "had no effect" in rows["(dropout"]
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    # YAML 1.1 reads 1e-4 (no dot) as text; the space takes it as the number it means.
+    from search.space import SpaceError, build_space
+
+    space = tmp_path / "s.yaml"
+    space.write_text("learning_rate: {loguniform: [1e-4, 1e-2]}\nweight_decay: 1e-5\n")
+    built = build_space("quick", space)
+    assert (built["learning_rate"].lower, built["learning_rate"].upper) == (1e-4, 1e-2)
+    assert built["weight_decay"] == 1e-5
+    space.write_text("learning_rate: {loguniform: [tiny, 1e-2]}\n")
+    import pytest
+
+    with pytest.raises(SpaceError, match="'learning_rate' takes float values, got 'tiny'"):
+        build_space("quick", space)
