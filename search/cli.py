@@ -37,10 +37,11 @@ def _argtype(fn: Any, what: str) -> Any:
 
 
 def _add_setting(p: argparse.ArgumentParser, s: Setting, note: str = "") -> None:
-    text = s.help + note
+    text = s.help.rstrip(".") + note
     if s.type is bool:
         if s.default:  # a switch that turns an on-by-default setting off
-            p.add_argument("--no-" + s.flags[0][2:], dest=s.name, action="store_false", help=f"do not: {text}")
+            p.add_argument("--no-" + s.flags[0][2:], dest=s.name, action="store_false",
+                           help=f"turn off (on by default): {text[:1].lower()}{text[1:]}")
         else:
             p.add_argument(*s.flags, dest=s.name, action="store_true", help=text)
         return

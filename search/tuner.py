@@ -24,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.config import DataConfig, UserError
+from rnn_core.config import DataConfig, UserError, split_kwargs
 from rnn_core.data import BikeData, cache_dir, load
 from search import space as spaces
 from search import storage
@@ -450,7 +450,7 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     meta = _experiment_meta(path)
     space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
     keys = ("preset", "data_path", "report_every", "checkpoint_every")
-    opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys})
+    opts = dataclasses.replace(opts, data=_meta_data_config(meta), **{k: meta[k] for k in keys})
     datasets = load_datasets(opts, space)  # the same data as the original run
     init_ray(opts.address)
     if not tune.Tuner.can_restore(path):
@@ -489,6 +489,14 @@ def experiment_metric(path: str) -> str:
         return str(_experiment_meta(path).get("metric", METRIC))
     except SearchError:
         return METRIC
+
+
+def _meta_data_config(meta: dict[str, Any]) -> DataConfig:
+    """The run's DataConfig; runs made before it was stored whole kept three of its fields at the top level."""
+    if "data" in meta:
+        return DataConfig.from_dict(meta["data"])
+    return DataConfig(target_transform=meta.get("target_transform", "log1p"), seasonal_lags=tuple(meta.get("seasonal_lags", ())),
+                      **split_kwargs(meta.get("split", "default")))
 
 
 def _experiment_meta(path: str) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_train_flags_are_the_config_fields() -> None:
             if s.name in SPLIT_FIELDS:
                 continue
             action = train[s.name]
-            assert action.help.startswith(s.help.split(" (default")[0][:40]) or s.help in action.help, s.name
+            assert s.help.rstrip(".").lower() in action.help.lower(), (s.name, action.help)
             if s.type is not bool:
                 assert action.default == s.default and tuple(action.choices or ()) == tuple(s.choices or ()), s.name
     assert set(train["split_fields"].option_strings) == {"--split"}
@@ -126,3 +126,14 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path: Path) -> None:
 
     with pytest.raises(SpaceError, match="'learning_rate' takes float values, got 'tiny'"):
         build_space("quick", space)
+
+
+def test_runs_made_before_the_data_config_was_stored_whole_still_resume() -> None:
+    from rnn_core.config import DataConfig
+    from search.tuner import _meta_data_config
+
+    old = {"preset": "quick", "split": "2012-06-01,2012-07-01", "target_transform": "standard", "seasonal_lags": [24]}
+    assert _meta_data_config(old) == DataConfig(split="custom", val_start="2012-06-01", test_start="2012-07-01",
+                                                target_transform="standard", seasonal_lags=(24,))
+    new = {"data": DataConfig(horizon=3).to_dict()}
+    assert _meta_data_config(new) == DataConfig(horizon=3)
