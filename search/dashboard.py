@@ -41,8 +41,11 @@ def serve(run: str, where: str | None = None, host: str = "127.0.0.1", port: int
     exe = _executable()
     with tempfile.TemporaryDirectory(prefix="rnn-search-dashboard-") as tmp:
         local = storage.download(remote, tmp)
-        proc = subprocess.Popen([exe, str(local), "--host", host, "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Its request log goes to a file (a pipe nobody reads would fill and stall it); read only if it fails.
+        errors = Path(tmp) / "optuna-dashboard.log"
+        with errors.open("w") as err:
+            proc = subprocess.Popen([exe, str(local), "--host", host, "--port", str(port)],
+                                    stdout=subprocess.DEVNULL, stderr=err)
         log.info("optuna-dashboard for study %s (%s) at http://%s:%d%s; Ctrl-C stops it", storage.name(path), path,
                  host, port, f", refreshed from storage every {refresh_s:g} s" if storage.is_uri(path) else "")
         start = last = time.monotonic()
@@ -62,7 +65,7 @@ def serve(run: str, where: str | None = None, host: str = "127.0.0.1", port: int
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=10)
-        if proc.returncode not in (0, None, -15) and proc.stderr is not None:
-            err = proc.stderr.read().strip().splitlines()
-            raise ResultsError(f"optuna-dashboard stopped: {err[-1] if err else proc.returncode}")
+        if proc.returncode not in (0, None, -15):
+            said = errors.read_text().strip().splitlines()
+            raise ResultsError(f"optuna-dashboard stopped: {said[-1] if said else f'exit status {proc.returncode}'}")
     return 0
