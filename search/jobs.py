@@ -30,11 +30,18 @@ AUTH_HINT = ("authentication required: set RAY_AUTH_MODE=token and the cluster's
 
 
 
+def is_auth_failure(text: str) -> bool:
+    """Whether what a Ray job server, GCS or core worker said means a missing or wrong token."""
+    low = text.lower()
+    return any(w in low for w in ("authentication", "unauthenticated", "invalidauthtoken", "unauthorized",
+                                  "status code 401", " 401"))
+
+
 def explain(exc: BaseException, address: str) -> str:
     """One line for a failed call to a Ray job server or cluster: what went wrong, and what to do."""
     text = str(getattr(exc, "message", None) or exc)
     low = text.lower()
-    if "authentication" in low or "unauthorized" in low or " 401" in low or "status code 401" in low:
+    if is_auth_failure(text):
         return f"{address}: {AUTH_HINT}"
     if "does not exist" in low or "status code 404" in low:
         return f"{address}: {first_line(exc).split(': ', 1)[-1]}"

@@ -107,7 +107,7 @@ def read_text(location: str) -> str | None:
         raise StorageError(f"{location}: cannot be read: {first_line(exc)}") from None
 
 
-def write_text(location: str, text: str) -> None:
+def write_bytes(location: str, data: bytes) -> None:
     """Write a small file whole: a local one through a temporary file and a rename (never half-written);
     an object store's PUT is whole by itself."""
     fs, path = filesystem(location)
@@ -115,11 +115,15 @@ def write_text(location: str, text: str) -> None:
         fs.create_dir(posixpath.dirname(path), recursive=True)
         tmp = f"{path}.{uuid.uuid4().hex}.tmp" if not is_uri(location) else path
         with fs.open_output_stream(tmp) as f:
-            f.write(text.encode())
+            f.write(data)
         if tmp != path:
             fs.move(tmp, path)
     except OSError as exc:
         raise StorageError(f"{location}: cannot be written: {first_line(exc)}") from None
+
+
+def write_text(location: str, text: str) -> None:
+    write_bytes(location, text.encode())
 
 
 def location_of(reference: str, fs_path: str) -> str:
@@ -149,18 +153,8 @@ def download(location: str, dest: str | os.PathLike[str]) -> Path:
 
 
 def upload(local: str | os.PathLike[str], location: str) -> None:
-    """Copy a local file to ``location`` (local or remote), whole."""
-    fs, path = filesystem(location)
-    try:
-        fs.create_dir(posixpath.dirname(path), recursive=True)
-        if is_uri(location):
-            pafs.copy_files(str(local), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-        else:
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            pafs.copy_files(str(local), tmp, destination_filesystem=fs)
-            fs.move(tmp, path)
-    except OSError as exc:
-        raise StorageError(f"{location}: cannot be written: {first_line(exc)}") from None
+    """Copy a small local file (a study journal, a model) to ``location`` (local or remote), whole."""
+    write_bytes(location, Path(local).read_bytes())
 
 
 def check_writable(storage: str) -> None:

@@ -28,7 +28,7 @@ from rnn_core.config import DataConfig, UserError, split_kwargs
 from rnn_core.data import BikeData, cache_dir, load
 from search import space as spaces
 from search import storage
-from search.jobs import AUTH_HINT
+from search.jobs import AUTH_HINT, is_auth_failure
 from search.trainable import train_bikes
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if failure is None:
         sys.stderr.write(said)
         return
-    text = f"{failure} {said}".lower()
-    if "unauthenticated" in text or "authentication" in text or "invalidauthtoken" in text:
+    if is_auth_failure(f"{failure} {said}"):
         raise SearchError(f"--address {address}: {AUTH_HINT}")
     raise SearchError(f"cannot reach the Ray cluster at {address}: {str(failure).strip().splitlines()[0]}")
 
