@@ -16,15 +16,19 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line
-from rnn_core.data import BikeData, FeatureScaler, TargetScaler
+from rnn_core.data import BikeData, FeatureScaler, Split, TargetScaler, features_for, make_windows
 from rnn_core.model import RNNForecaster
+from rnn_core.train import predict
 
 FORMAT = "rnn-search-bundle"
+ENSEMBLE_FORMAT = "rnn-search-ensemble"  # rnn_core.ensemble: the same envelope around several members
 VERSION = 1
 BUNDLE_FILE = "model.pt"  # the file name inside a Tune checkpoint directory
 
@@ -59,13 +63,13 @@ def save_bundle(
     return write_bundle(path, bundle)
 
 
-def write_bundle(path: str | os.PathLike[str], bundle: dict[str, Any]) -> Path:
+def write_bundle(path: str | os.PathLike[str], bundle: dict[str, Any], fmt: str = FORMAT) -> Path:
     """Serialise a bundle dict with its checksum header, atomically (temp file + rename)."""
     buf = io.BytesIO()
     torch.save(bundle, buf)
     payload = buf.getvalue()
     outer = {
-        "format": FORMAT,
+        "format": fmt,
         "version": VERSION,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
@@ -115,15 +119,18 @@ def _safe_load(src: Any, what: str) -> Any:
 
 
 
-def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load and verify a bundle written by :func:`save_bundle`. Raises :class:`CheckpointError`."""
+def read_verified(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
+    """Read any rnn-search file (a model bundle or an ensemble): check its header, version and checksum.
+
+    Returns (format, payload dict). Raises :class:`CheckpointError`."""
     path = Path(path)
     if path.is_dir():
         path = path / BUNDLE_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     outer = _safe_load(str(path), str(path))
-    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+    fmt = outer.get("format") if isinstance(outer, dict) else None
+    if fmt not in (FORMAT, ENSEMBLE_FORMAT):
         raise CheckpointError(f"{path}: not an rnn-search checkpoint (no '{FORMAT}' header); a foreign file?")
     if outer.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {outer.get('version')!r}; this rnn-search reads version {VERSION}")
@@ -133,12 +140,31 @@ def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
     raw = payload.numpy().tobytes()
     if hashlib.sha256(raw).hexdigest() != outer.get("sha256"):
         raise CheckpointError(f"{path}: checksum mismatch: the checkpoint was modified or corrupted after it was saved")
-    bundle = _safe_load(io.BytesIO(raw), str(path))
-    required = ("model", "best_model", "model_config", "data_config", "train_config", "target_scaler", "feature_scaler")
-    missing = [k for k in required if k not in bundle]
+    inner = _safe_load(io.BytesIO(raw), str(path))
+    if not isinstance(inner, dict):
+        raise CheckpointError(f"{path}: checkpoint payload is not a mapping")
+    return fmt, inner
+
+
+#: What every model bundle holds (an ensemble's members included).
+REQUIRED = ("best_model", "model_config", "data_config", "train_config", "target_scaler", "feature_scaler")
+
+
+def check_bundle(bundle: dict[str, Any], what: str) -> dict[str, Any]:
+    """Refuse a bundle that lacks a part :func:`model_from_bundle` needs."""
+    missing = [k for k in REQUIRED if k not in bundle]
     if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+        raise CheckpointError(f"{what}: checkpoint lacks {', '.join(missing)}")
     return bundle
+
+
+def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and verify a bundle written by :func:`save_bundle`. Raises :class:`CheckpointError`."""
+    fmt, bundle = read_verified(path)
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path}: an ensemble of models, not a single model's checkpoint "
+                              "(rnn_core.load_model reads both; `rnn-search export --single` writes one model)")
+    return check_bundle(bundle, str(path))
 
 
 @dataclass
@@ -154,10 +180,39 @@ class LoadedModel:
     source: str = ""
     """Where it was loaded from (for messages)."""
 
+    @property
+    def first_origin(self) -> int:
+        """The earliest forecast origin (an index into the hourly frame) with a full input window."""
+        return self.data_config.sequence_size - 1
 
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model from the stored config and load its weights; Ray is not needed."""
-    return model_from_bundle(load_bundle(path), str(path), device)
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """Forecasts in bikes per hour [N, H] from consecutive origins [N] (indices of the last input hour)."""
+        feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
+        X = make_windows(feats, np.asarray(origins), self.data_config.sequence_size)  # [N, L, F]
+        return self.target_scaler.inverse(predict(self.model, X).double()).numpy()
+
+    def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """Forecasts [N, H] of a split built from this model's own data config (its windows are ready)."""
+        return self.target_scaler.inverse(predict(self.model, split.X).double()).numpy()
+
+
+if TYPE_CHECKING:
+    from rnn_core.ensemble import LoadedEnsemble
+
+    #: Either kind of model file, loaded: both have .forecast(frame, origins) and .forecast_split(split, frame).
+    Forecaster = LoadedModel | LoadedEnsemble
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Forecaster:
+    """Load a model file or an ensemble file (rnn_core.ensemble) written by rnn-search; Ray is not needed.
+
+    Both kinds forecast with ``.forecast(frame, origins)``; a single model is a :class:`LoadedModel`."""
+    fmt, payload = read_verified(path)
+    if fmt == ENSEMBLE_FORMAT:
+        from rnn_core.ensemble import ensemble_from_payload  # the ensemble module builds on this one
+
+        return ensemble_from_payload(payload, str(path), device)
+    return model_from_bundle(check_bundle(payload, str(path)), str(path), device)
 
 
 def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedModel:

@@ -28,6 +28,8 @@ TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
 LOSSES = ("mse", "l1", "huber")
 LR_SCHEDULES = ("constant", "cosine")
 SPLIT_PRESETS = ("default", "lecture", "custom")
+#: Ensemble selection steps (greedy, with replacement: weights are multiples of 1/K); rnn_core.ensemble.
+ENSEMBLE_SIZE = 20
 #: The fields that ``--split`` sets together (one flag, one parser: :func:`split_kwargs`).
 SPLIT_FIELDS = ("split", "val_start", "test_start", "test_end")
 

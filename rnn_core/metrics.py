@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
-from rnn_core.checkpoint import CheckpointError, LoadedModel, load_model
-from rnn_core.data import BikeData, DataError, Split, load
-from rnn_core.train import predict
+from rnn_core.checkpoint import CheckpointError, load_model
+from rnn_core.data import BikeData, DataError, Split, build, load_frame
+
+if TYPE_CHECKING:
+    from rnn_core.checkpoint import Forecaster
 
 #: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
 BASELINES = {"persistence": 0, "seasonal_24h": 24, "seasonal_168h": 168}
@@ -56,18 +60,22 @@ def baseline_metrics(cnt: np.ndarray, split: Split) -> dict[str, dict[str, float
     return out
 
 
-def forecast(model: LoadedModel, split: Split) -> np.ndarray:
-    """The model's forecasts of a split's targets: [N, H] bikes per hour."""
-    return model.target_scaler.inverse(predict(model.model, split.X).double()).numpy()
+def forecast(model: Forecaster, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
+    """The forecasts of a split's targets: [N, H] bikes per hour. ``split`` was built from the model's data
+    config (an ensemble's reference member's); an ensemble also needs the hourly ``frame``."""
+    return model.forecast_split(split, frame)
 
 
 @dataclass
 class Evaluation:
     """A model scored on one split against the naive baselines, in bikes per hour."""
 
-    model: LoadedModel
+    model: Forecaster
     data: BikeData
-    """The windows rebuilt from the model's stored data config and scalers (every split)."""
+    """The windows rebuilt from the model's stored data config and scalers (every split); for an ensemble,
+    its reference member's."""
+    frame: pd.DataFrame
+    """The hourly data the windows come from."""
     split: str
     prediction: np.ndarray
     """[N, H] forecasts."""
@@ -83,21 +91,24 @@ class Evaluation:
 
 
 def evaluate_model(
-    model: LoadedModel | str | os.PathLike[str],
+    model: Forecaster | str | os.PathLike[str],
     data_path: str | os.PathLike[str] | None = None,
     split: str = "test",
 ) -> Evaluation:
-    """Load a model file (or take a loaded model), rebuild its windows from the stored data config and scalers,
-    and score its forecasts on ``split`` next to the baselines."""
-    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    """Load a model or ensemble file (or take a loaded one), rebuild its windows from the stored data config
+    and scalers, and score its forecasts on ``split`` next to the baselines."""
+    lm = load_model(model) if isinstance(model, (str, os.PathLike)) else model
+    ref = getattr(lm, "reference", lm)  # an ensemble's splits are its first member's (all share them)
+    frame, source, n_filled, raw_rows = load_frame(data_path)
     try:
-        data = load(lm.data_config, data_path, scalers=(lm.feature_scaler, lm.target_scaler))
+        data = build(frame, ref.data_config, source=source, n_filled=n_filled, raw_rows=raw_rows,
+                     scalers=(ref.feature_scaler, ref.target_scaler))
     except DataError as exc:
         raise DataError(f"{lm.source}: its data config cannot be rebuilt: {exc}") from None
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{lm.source}: its data config cannot be rebuilt: {exc}") from None
     s = data[split]
-    pred = forecast(lm, s)
+    pred = forecast(lm, s, frame)
     truth = s.y_raw.numpy()
-    return Evaluation(model=lm, data=data, split=split, prediction=pred, target=truth, mae=mae(pred, truth),
-                      rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s))
+    return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth,
+                      mae=mae(pred, truth), rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s))

@@ -79,6 +79,17 @@ def _add_storage(p: argparse.ArgumentParser, what: str = "where RUN names are lo
     p.add_argument("--storage", metavar="DIR|URI", help=f"{what} (default: $RNN_SEARCH_STORAGE, else ./runs)")
 
 
+def _add_ensemble(p: argparse.ArgumentParser, with_size_default: bool = False) -> None:
+    from rnn_core.config import ENSEMBLE_SIZE as DEFAULT_SIZE
+
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE if with_size_default else None, metavar="K",
+                   help=f"greedy selection steps with replacement: weights are multiples of 1/K "
+                        f"(default: {DEFAULT_SIZE}{'' if with_size_default else ', or the size of the ensemble already chosen'})")
+    p.add_argument("--refit", action="store_true",
+                   help="also retrain the chosen members on training + validation hours, each for its best epoch count")
+    p.add_argument("--jobs", type=int, help="refits at once, one thread each (default: one per CPU)")
+
+
 def _add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="hour.csv to use (else $RNN_SEARCH_DATA, the cache, or a download)")
 
@@ -167,16 +178,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
     import pandas as pd
-    import torch
 
     from rnn_core.checkpoint import load_model
-    from rnn_core.data import DataError, features_for, load_frame
+    from rnn_core.data import DataError, load_frame
 
-    lm = load_model(args.file)
+    lm = load_model(args.file)  # a model or an ensemble file
     frame, _, _, _ = load_frame(args.data)
-    cfg = lm.data_config
-    feats = features_for(frame, cfg, lm.feature_scaler)  # [T, F]
     hours = pd.DatetimeIndex(frame.index)
     if args.at:
         try:
@@ -188,12 +197,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         origin = int(hours.get_loc(at))
     else:
         origin = len(hours) - 1
-    if origin < cfg.sequence_size - 1:
-        raise DataError(f"--at {hours[origin]}: needs {cfg.sequence_size} hours of history ending there; "
-                        f"the earliest possible origin is {hours[cfg.sequence_size - 1]}")
-    x = torch.from_numpy(feats[origin - cfg.sequence_size + 1 : origin + 1][None])  # [1, L, F]
-    with torch.no_grad():
-        bikes = lm.target_scaler.inverse(lm.model(x).double())[0]  # [H]
+    if origin < lm.first_origin:
+        raise DataError(f"--at {hours[origin]}: needs {lm.first_origin + 1} hours of history ending there; "
+                        f"the earliest possible origin is {hours[lm.first_origin]}")
+    bikes = lm.forecast(frame, np.array([origin]))[0]  # [H] bikes per hour
     print(f"# origin {hours[origin]} (last input hour); {len(bikes)} hour(s) ahead")
     for k, v in enumerate(bikes.tolist(), start=1):
         print(f"{hours[origin] + pd.Timedelta(hours=k)}  {v:9.2f}")
@@ -262,7 +269,35 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"{summaries[0].metric} over all epochs:")
     _print_table(summaries, 5)
     _print_best(best)
+    if args.ensemble:
+        from search.results import build_ensemble
+
+        _print_ensemble(build_ensemble(path, data_path=args.data))
     print(f"\nnext: rnn-search test {path} --plots plots/   |   rnn-search export {path} --out model.pt")
+    return 0
+
+
+def _print_ensemble(rep: Any) -> None:
+    print(f"\nensemble: {len(rep.members)} trial(s) of {rep.candidates} chosen greedily on validation {rep.metric.upper()} "
+          f"({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} bikes/hour "
+          f"(best trial alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
+    for m in rep.members:
+        print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  "
+              f"{_shown(m['config'], 'cell')} {_shown(m['config'], 'hidden_size')}x{_shown(m['config'], 'num_layers')}, "
+              f"{_shown(m['config'], 'sequence_size')} h")
+    print(f"ensemble file: {rep.file}")
+    if rep.refit_file:
+        print(f"refit on training + validation hours in {_hms(rep.refit_s)}: {rep.refit_file} "
+              "(its validation score is not measurable: those hours are training hours now)")
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from search.results import build_ensemble
+
+    _print_ensemble(build_ensemble(args.run, args.storage, size=args.size, refit=args.refit, data_path=args.data,
+                                   jobs=args.jobs))
+    print(f"\nnext: rnn-search test {args.run} {'--refit ' if args.refit else ''}  |   rnn-search export {args.run} "
+          f"{'--refit ' if args.refit else ''}--out ensemble.pt")
     return 0
 
 
@@ -271,20 +306,47 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     best, summaries, path = best_trial(args.run, args.storage)
     if args.json:
-        print(json.dumps({"experiment": path, "best": best.to_json(), "trials": [s.to_json() for s in summaries[: args.top]]},
-                         indent=1, default=str))
+        from search.results import read_ensemble_report
+
+        rep = read_ensemble_report(path)
+        print(json.dumps({"experiment": path, "best": best.to_json(), "trials": [s.to_json() for s in summaries[: args.top]],
+                          "ensemble": rep.to_json() if rep else None}, indent=1, default=str))
         return 0
+    from search.results import current_ensemble, read_ensemble_report
+
     print(f"experiment: {path}  ({len(summaries)} trials with results)")
     _print_table(summaries, args.top)
     _print_best(best)
+    rep = read_ensemble_report(path)
+    if rep is not None:
+        _print_ensemble(rep)
+        if current_ensemble(path, summaries) is None:
+            print(f"(chosen before the latest trials: `rnn-search ensemble {args.run}` chooses again)")
+    else:
+        print(f"\nno ensemble yet: rnn-search ensemble {args.run}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from search.results import export_best
 
-    out, best = export_best(args.run, args.out, args.storage)
-    print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {best.best_val_mae:.2f} bikes/hour")
+    if args.single:
+        out, best = export_best(args.run, args.out, args.storage)
+        print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {best.best_val_mae:.2f} bikes/hour")
+        return 0
+    import shutil
+    import tempfile
+
+    from search import storage
+    from search.results import chosen_model
+
+    model, what = chosen_model(args.run, args.storage, refit=args.refit, data_path=args.data, size=args.size, jobs=args.jobs)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = storage.download(model.source, tmp)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, Path(args.out).with_name(f".{Path(args.out).name}.part"))
+        os.replace(Path(args.out).with_name(f".{Path(args.out).name}.part"), args.out)  # never a half-written file
+    print(f"wrote {args.out}: {what}")
     return 0
 
 
@@ -292,7 +354,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     import tempfile
 
     from rnn_core import plot
-    from rnn_core.checkpoint import CheckpointError, load_model, model_from_bundle
+    from rnn_core.checkpoint import CheckpointError, load_model
     from rnn_core.metrics import evaluate_model, forecast
 
     from search import storage
@@ -306,12 +368,13 @@ def cmd_test(args: argparse.Namespace) -> int:
         lm.source = title = args.target
         experiment = lm.bundle.get("meta", {}).get("experiment_path")
     else:
-        from search.results import best_bundle
+        from search.results import best_trial, chosen_model
 
-        bundle, best, summaries, experiment = best_bundle(args.target, args.storage)
+        best, summaries, experiment = best_trial(args.target, args.storage)
         found = (best, summaries)
-        lm = model_from_bundle(bundle, str(best.checkpoint))
-        title = f"{storage.name(experiment)} / trial {best.trial_id}"
+        lm, what = chosen_model(experiment, single=args.single, refit=args.refit, data_path=args.data)
+        title = f"{storage.name(experiment)} / {what.split(':')[0]}"
+        print(what)
     ev = evaluate_model(lm, args.data, args.split)
     split = ev.data[args.split]
     print(f"{title}: {args.split} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
@@ -327,7 +390,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             print("{0:4}: {1:8,.2f} <--> {2:8,.2f} (Loss: {3:>10,.2f})".format(i, p, t, abs(p - t)))
     if args.plots:
         out = Path(args.plots)
-        series = [plot.Series(n, s.target_time[:, 0], (ev.prediction if n == args.split else forecast(lm, s))[:, 0],
+        series = [plot.Series(n, s.target_time[:, 0], (ev.prediction if n == args.split else forecast(lm, s, ev.frame))[:, 0],
                               s.y_raw.numpy()[:, 0]) for n, s in ev.data.splits.items()]
         written = [plot.plot_splits(series, f"{title}: forecast vs actual", out / "predictions_by_split.png"),
                    plot.plot_test(series[list(ev.data.splits).index(args.split)], f"{title}: {args.split} period",
@@ -434,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--resume", metavar="RUN", help="continue an interrupted experiment (run name under --storage, or a path)")
     tu.add_argument("--searcher", choices=("optuna-asha", "optuna", "random"), default="optuna-asha",
                     help="optuna-asha: TPE told ASHA-stopped trials as PRUNED (default); optuna: Ray's stock OptunaSearch; random: random search + FIFO")
-    tu.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed (default: %(default)s)")
+    tu.add_argument("--seed", type=int, default=0, help="the sampler's seed; each trial trains with it plus a hash of its settings, so that neighbouring trials differ (default: %(default)s)")
     tu.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="one W&B run per trial (default: %(default)s)")
     tu.add_argument("--progress-interval", type=float, default=15.0, help="seconds between progress lines (default: %(default)s)")
     tu.add_argument("--report-every", type=int, default=1, help="report to Tune every N epochs (default: %(default)s)")
@@ -445,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--metric", choices=("val_loss", "val_mae", "val_rmse"),
                     help="what the search minimises (default: val_loss, or val_mae when the space varies the target transform or loss)")
     tu.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop the search after this long (default: no limit)")
+    tu.add_argument("--no-ensemble", dest="ensemble", action="store_false",
+                    help="skip choosing an ensemble of the trials at the end (default: choose one; see `ensemble`)")
     _add_data(tu)
     _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
     tu.set_defaults(func=cmd_tune)
@@ -456,9 +521,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(b)
     b.set_defaults(func=cmd_best)
 
-    e = sub.add_parser("export", help="write the best trial's best checkpoint as one standalone model file")
+    en = sub.add_parser("ensemble", help="choose a weighted ensemble of an experiment's trials on their validation forecasts")
+    en.add_argument("run", help="run name under --storage, or an experiment path (finished or running; local or s3://)")
+    _add_ensemble(en, with_size_default=True)
+    _add_data(en)
+    _add_storage(en)
+    en.set_defaults(func=cmd_ensemble)
+
+    e = sub.add_parser("export", help="write the experiment's model as one standalone file: its ensemble, or --single")
     e.add_argument("run", help="run name under --storage, or an experiment path")
     e.add_argument("--out", required=True, help="output file, e.g. model.pt")
+    e.add_argument("--single", action="store_true", help="the best trial's best checkpoint instead of the ensemble")
+    _add_ensemble(e)
+    _add_data(e)
     _add_storage(e)
     e.set_defaults(func=cmd_export)
 
@@ -468,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
     te.add_argument("--plots", metavar="DIR", help="write PNG figures here")
     te.add_argument("--list", action="store_true", help="print every forecast: idx: prediction <--> target (Loss: ...)")
+    te.add_argument("--single", action="store_true", help="for an experiment: its best trial instead of its ensemble")
+    te.add_argument("--refit", action="store_true", help="for an experiment: its ensemble refit on training + validation hours")
     _add_storage(te)
     te.set_defaults(func=cmd_test)
 

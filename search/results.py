@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ray.tune import ExperimentAnalysis, ResultGrid
 
-from rnn_core.config import UserError
-from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, write_bundle
+from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle, write_bundle
+from rnn_core.config import ENSEMBLE_SIZE, UserError
+from rnn_core.metrics import mae, rmse
 from search import storage
-from search.tuner import MODE, experiment_metric
+from search.tuner import META_FILE, MODE, experiment_metric
+
+log = logging.getLogger(__name__)
 
 STOP_REASONS = {"early_stopped": "early stopping", "max_epochs": "max epochs", "non_finite": "non-finite loss"}
 
@@ -130,3 +137,167 @@ def export_best(run: str, out: str | Path, where: str | None = None) -> tuple[Pa
     """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone)."""
     bundle, best, _, _ = best_bundle(run, where)
     return write_bundle(out, bundle), best
+
+
+# ------------------------------------------------------------------------------------------ ensembles
+
+ENSEMBLE_FILE = "ensemble.pt"
+REFIT_FILE = "ensemble_refit.pt"
+ENSEMBLE_SUMMARY = "ensemble.json"
+DEFAULT_SIZE = ENSEMBLE_SIZE
+
+
+@dataclass
+class EnsembleReport:
+    """What :func:`build_ensemble` chose and measured (also written to the experiment as ensemble.json)."""
+
+    file: str
+    """The ensemble file in the experiment (ensemble.pt, or ensemble_refit.pt with refit)."""
+    members: list[dict[str, Any]]
+    """trial_id, weight, config, val_mae, val_rmse (each member alone) per member, heaviest first."""
+    size: int
+    metric: str
+    candidates: int
+    val_mae: float
+    val_rmse: float
+    """The ensemble on the validation hours, bikes/hour (before any refit: afterwards they are training hours)."""
+    best_val_mae: float
+    best_val_rmse: float
+    """The best trial's checkpoint on the same hours."""
+    trials: list[list[Any]]
+    """(trial_id, best score) of every trial it chose from: an ensemble is stale when these change."""
+    select_s: float
+    refit: bool = False
+    refit_s: float = 0.0
+    refit_file: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _fingerprint(summaries: list[TrialSummary]) -> list[list[Any]]:
+    return sorted([s.trial_id, round(s.best_score, 10)] for s in summaries if s.checkpoint)
+
+
+def read_ensemble_report(path: str) -> EnsembleReport | None:
+    """The experiment's ensemble.json, or None when there is none (or it cannot be read)."""
+    text = storage.read_text(storage.join(path, ENSEMBLE_SUMMARY))
+    if not text:
+        return None
+    try:
+        return EnsembleReport(**json.loads(text))
+    except (ValueError, TypeError):
+        return None
+
+
+def current_ensemble(path: str, summaries: list[TrialSummary], refit: bool = False) -> EnsembleReport | None:
+    """The experiment's ensemble report when it was built from the trials as they are now (and refit if asked)."""
+    rep = read_ensemble_report(path)
+    if rep is None or rep.trials != _fingerprint(summaries) or (refit and not rep.refit_file):
+        return None
+    return rep
+
+
+def build_ensemble(
+    run: str,
+    where: str | None = None,
+    size: int = DEFAULT_SIZE,
+    refit: bool = False,
+    data_path: str | None = None,
+    jobs: int | None = None,
+    metric: str | None = None,
+) -> EnsembleReport:
+    """Choose an ensemble among the trials' best checkpoints on their validation forecasts (bikes/hour), write it
+    into the experiment as one standalone file, and with ``refit`` also a copy whose members were retrained on
+    training + validation hours. Works on finished and running experiments, local or s3:// / gs://."""
+    from rnn_core.data import build, load_frame
+    from rnn_core.ensemble import refit_bundles, save_ensemble, select
+
+    t0 = time.perf_counter()
+    best, summaries, path = best_trial(run, where)
+    candidates = [s for s in summaries if s.checkpoint]  # best first: ties in the selection go to better trials
+    metric = metric or ("rmse" if best.metric == "val_rmse" else "mae")
+    frame, *_ = load_frame(data_path or _recorded_data_path(path))
+    log.info("choosing an ensemble of up to %d picks among %d trials' best checkpoints, by validation %s",
+             size, len(candidates), metric.upper())
+    bundles, forecasts = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        val = None
+        for i, s in enumerate(candidates):
+            local = storage.download(storage.join(s.checkpoint or "", BUNDLE_FILE), Path(tmp) / str(i))
+            bundle = load_bundle(local)
+            lm = model_from_bundle(bundle, str(s.checkpoint))
+            if val is None:  # the validation windows and targets (every trial shares the split)
+                val = build(frame, lm.data_config, scalers=(lm.feature_scaler, lm.target_scaler))["val"]
+            forecasts.append(lm.forecast(frame, val.origin))  # [N, H] bikes/hour
+            bundles[s.trial_id] = dict(bundle, meta=dict(bundle.get("meta", {}), trial_id=s.trial_id, config=s.config,
+                                                         experiment_path=path, best_epoch=s.best_epoch))
+    assert val is not None
+    F = np.stack(forecasts)  # [M, N, H]
+    target = val.y_raw.numpy().astype(np.float64)  # [N, H]
+    weights, _ = select(F, target, size, metric)
+    chosen = [i for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
+    ens_pred = np.tensordot(weights, F, axes=1)  # [N, H]
+    members = [{"trial_id": candidates[i].trial_id, "weight": float(weights[i]), "config": candidates[i].config,
+                "val_mae": mae(F[i], target), "val_rmse": rmse(F[i], target)} for i in chosen]
+    meta = {"experiment_path": path, "size": size, "metric": metric, "val_mae": mae(ens_pred, target),
+            "val_rmse": rmse(ens_pred, target), "members": members}
+    picked = {candidates[i].trial_id: bundles[candidates[i].trial_id] for i in chosen}
+    w = {candidates[i].trial_id: float(weights[i]) for i in chosen}
+    file = storage.join(path, ENSEMBLE_FILE)
+    _write_model(file, lambda out: save_ensemble(out, picked, w, meta))
+    select_s = time.perf_counter() - t0
+    report = EnsembleReport(
+        file=file, members=members, size=size, metric=metric, candidates=len(candidates),
+        val_mae=meta["val_mae"], val_rmse=meta["val_rmse"], best_val_mae=mae(F[0], target),
+        best_val_rmse=rmse(F[0], target), trials=_fingerprint(summaries), select_s=round(select_s, 1))
+    if refit:
+        t1 = time.perf_counter()
+        refits = refit_bundles(picked, frame, jobs)
+        report.refit_file = storage.join(path, REFIT_FILE)
+        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True)))
+        report.refit, report.refit_s = True, round(time.perf_counter() - t1, 1)
+    storage.write_text(storage.join(path, ENSEMBLE_SUMMARY), json.dumps(report.to_json(), indent=1, default=str))
+    return report
+
+
+def _recorded_data_path(path: str) -> str | None:
+    """The hour.csv the search used, when it is a file on this machine (else the usual lookup applies)."""
+    try:
+        recorded = json.loads(storage.read_text(storage.join(path, META_FILE)) or "{}").get("data_path")
+    except ValueError:
+        return None
+    return recorded if recorded and Path(recorded).is_file() else None
+
+
+def _write_model(location: str, write: Any) -> None:
+    """Write a model file to a local path or a URI (through a local temporary file)."""
+    if not storage.is_uri(location):
+        write(location)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = write(Path(tmp) / storage.name(location))
+        storage.upload(local, location)
+
+
+def chosen_model(run: str, where: str | None = None, single: bool = False, refit: bool = False,
+                 data_path: str | None = None, size: int | None = None, jobs: int | None = None) -> tuple[Any, str]:
+    """What `export` and `test` serve from an experiment: its ensemble (chosen again when the trials changed
+    since it was built, or when ``size`` differs; ``refit``: the refit one), or with ``single`` the best trial's
+    best checkpoint. Returns (the loaded model or ensemble, a description)."""
+    from rnn_core.checkpoint import load_model
+
+    if single:
+        bundle, best, _, _ = best_bundle(run, where)
+        return model_from_bundle(bundle, str(best.checkpoint)), f"trial {best.trial_id} (epoch {best.best_epoch})"
+    _, summaries, path = best_trial(run, where)
+    rep = current_ensemble(path, summaries, refit)
+    if rep is None or (size is not None and rep.size != size):
+        rep = build_ensemble(path, size=size or DEFAULT_SIZE, refit=refit, data_path=data_path, jobs=jobs)
+    file = rep.refit_file if refit else rep.file
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(storage.download(file or "", tmp))
+    model.source = file or ""
+    what = (f"ensemble of {len(rep.members)} trial(s){' refit on train+val' if refit else ''}: "
+            + ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in rep.members))
+    return model, what

@@ -6,9 +6,11 @@ It converts the trial config, resumes from ``tune.get_checkpoint()``, and turns 
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,17 @@ def configs_from_trial(config: dict[str, Any], data: BikeData, max_epochs: int, 
             TrainConfig(max_epochs=max_epochs, num_threads=num_threads, **pick(TrainConfig, config)))
 
 
+def trial_seed(config: dict[str, Any]) -> int:
+    """The seed a trial trains with: the search's ``seed`` plus a hash of the trial's other settings.
+
+    Trials that the searcher places close together still start from different weights and batch orders,
+    which is what makes them worth combining in an ensemble. The searcher never sees it (it is not a
+    searched dimension), and a search run again with the same ``--seed`` proposes the same settings, so
+    its trials repeat exactly."""
+    rest = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+    return int(config.get("seed", 0)) + zlib.crc32(rest.encode()) % 2**31
+
+
 def train_bikes(
     config: dict[str, Any],
     datasets: dict[DataConfig, BikeData],
@@ -47,14 +60,15 @@ def train_bikes(
     started_at = time.time()
     data = datasets[data_config(config, base)]  # built once on the driver, shared via the object store
     cpus = int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)) or 1
-    mcfg, tcfg = configs_from_trial(config, data, max_epochs, num_threads=cpus)
+    trial_id = tune.get_context().get_trial_id()
+    mcfg, tcfg = configs_from_trial(dict(config, seed=trial_seed(config)), data, max_epochs, num_threads=cpus)
     ckpt = tune.get_checkpoint()
     resume = None
     if ckpt is not None:
         with ckpt.as_directory() as d:
             resume = load_bundle(Path(d) / BUNDLE_FILE)
     node_id = ray.get_runtime_context().get_node_id()
-    meta = {"experiment": experiment, "trial_id": tune.get_context().get_trial_id()}
+    meta = {"experiment": experiment, "trial_id": trial_id}
 
     best_score = min((h[metric] for h in resume["history"] if math.isfinite(h[metric])), default=math.inf) if resume else math.inf
 

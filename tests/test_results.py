@@ -51,8 +51,42 @@ def test_plain_ray_names_the_same_best_trial(experiment) -> None:
 @pytest.fixture(scope="module")
 def exported(experiment, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "model.pt"
-    assert main(["export", experiment["path"], "--out", str(out)]) == 0
+    assert main(["export", experiment["path"], "--out", str(out), "--single"]) == 0
     return out
+
+
+def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, tmp_path: Path, capsys) -> None:
+    """`ensemble` chooses among the trials' best checkpoints; `best` shows it beside the best trial; `export`
+    writes it as one file that loads with Ray absent and forecasts the weighted mean of those checkpoints."""
+    assert main(["ensemble", experiment["path"], "--size", "4", "--data", str(hour_csv)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"ensemble: \d+ trial\(s\) of 4 chosen greedily on validation MAE \(4 picks\): val MAE [\d.]+", out), out
+    rep = json.loads((Path(experiment["path"]) / "ensemble.json").read_text())
+    assert sum(m["weight"] for m in rep["members"]) == pytest.approx(1.0)
+    assert rep["val_mae"] <= rep["best_val_mae"] + 1e-9  # greedy starts from the best trial and only adds what helps
+    from search.results import best_trial
+
+    best, summaries, _ = best_trial(experiment["path"])
+    assert rep["members"][0]["trial_id"] == best.trial_id or len(rep["members"]) > 1
+    assert rep["best_val_mae"] == pytest.approx(best.best_val_mae, abs=1e-3)  # the same checkpoint, scored again
+    assert main(["best", experiment["path"]]) == 0
+    assert "ensemble:" in capsys.readouterr().out
+    exported = tmp_path / "ensemble.pt"
+    assert main(["export", experiment["path"], "--out", str(exported)]) == 0
+    assert "ensemble of" in capsys.readouterr().out
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import numpy as np\n"
+            "from rnn_core import load_model, evaluate_model\n"
+            f"ev = evaluate_model(load_model({str(exported)!r}), {str(hour_csv)!r}, 'val')\n"
+            f"np.save({str(tmp_path / 'p.npy')!r}, ev.prediction)")
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from rnn_core.metrics import evaluate_model
+
+    ckpt = {s.trial_id: Path(s.checkpoint) / "model.pt" for s in summaries}
+    expect = sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction for m in rep["members"])
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expect, rtol=1e-6, atol=1e-4)
+    assert main(["test", experiment["path"], "--data", str(hour_csv), "--single"]) == 0
+    assert f"trial {best.trial_id}" in capsys.readouterr().out
 
 
 def test_exported_bundle_loads_without_ray(exported: Path, experiment) -> None:

@@ -61,6 +61,7 @@ def s3_run(s3, hour_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
     assert "rnn-search test s3://runs/exp/s3q" in out  # the next-step hints keep the scheme
+    assert "ensemble file: s3://runs/exp/s3q/ensemble.pt" in out  # chosen at the end of the search, in the bucket
     return "s3://runs/exp/s3q"
 
 

@@ -1,0 +1,277 @@
+"""Weighted ensembles of model bundles: chosen on validation forecasts, optionally refit, saved as one file.
+
+Selection is greedy forward selection with replacement (Caruana et al., "Ensemble selection from libraries
+of models", ICML 2004; the final step of AutoGluon): start empty, and ``size`` times add the member whose
+addition gives the lowest validation error of the running mean. A member picked k times weighs k/size.
+It works on forecasts in bikes per hour, so members with different windows, target transforms, cells or
+lags combine; each member turns the hourly frame into its own inputs with its own stored config.
+
+An ensemble file has the envelope of a model bundle (rnn_core.checkpoint: two ``weights_only`` levels and
+a SHA-256 of the payload) around ``{"members": {name: bundle}, "weights": {name: w}, "meta": {...}}``; the
+members are complete model bundles without their optimizer state, so the file stands alone.
+
+Refit (:func:`refit_bundle`): retrain a member with its own settings and seed on the training and
+validation hours together, for as many epochs as its chosen checkpoint had (the same passes over the
+data; the larger data set gives each epoch proportionally more steps), keeping its scalers. This is
+NeuralForecast's ``refit_with_val``. The refit weights are the last epoch's: nothing is held out any more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnn_core.checkpoint import (
+    ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
+)
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig
+from rnn_core.data import FeatureScaler, Split, TargetScaler, build, make_windows, features_for
+
+log = logging.getLogger(__name__)
+
+#: Keys of a trial checkpoint that an ensemble member does not need (resumable training state).
+TRAINING_STATE = ("model", "ema", "optimizer", "scheduler", "rng", "bad_epochs")
+SELECTION_METRICS = ("mae", "rmse")
+
+
+# ------------------------------------------------------------------------------------------ selection
+
+
+def _score(pred: np.ndarray, target: np.ndarray, metric: str) -> np.ndarray:
+    """Errors of candidate forecasts pred [M, N, H] against target [N, H] -> [M]."""
+    err = pred - target[None]
+    if metric == "mae":
+        return np.abs(err).mean(axis=(1, 2))
+    return np.sqrt((err**2).mean(axis=(1, 2)))
+
+
+def select(forecasts: np.ndarray, target: np.ndarray, size: int, metric: str = "mae") -> tuple[np.ndarray, list[float]]:
+    """Greedy forward selection with replacement.
+
+    forecasts: [M, N, H] each candidate's validation forecasts in bikes per hour; target: [N, H].
+    Returns the weights [M] (picks / size, summing to 1) and the validation error after each step. Ties
+    go to the lower index, so candidates sorted best first make the first pick the best single model.
+    """
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"selection metric {metric!r}: expected one of {', '.join(SELECTION_METRICS)}")
+    if size < 1:
+        raise ValueError(f"ensemble size must be at least 1, got {size}")
+    forecasts = np.asarray(forecasts, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if forecasts.ndim != 3 or forecasts.shape[1:] != target.shape:
+        raise ValueError(f"forecasts {forecasts.shape} do not match the targets {target.shape} ([M, N, H] vs [N, H])")
+    picks = np.zeros(len(forecasts), dtype=np.int64)
+    running = np.zeros(target.shape)  # [N, H] sum of the picked forecasts
+    trace = []
+    for step in range(1, size + 1):
+        errors = _score((running[None] + forecasts) / step, target, metric)  # [M]: the mean with each candidate added
+        best = int(np.argmin(errors))
+        picks[best] += 1
+        running += forecasts[best]
+        trace.append(float(errors[best]))
+    return picks / size, trace
+
+
+# ------------------------------------------------------------------------------------------ the model
+
+
+@dataclass
+class LoadedEnsemble:
+    """Members (ready models) and their weights; forecasts are the weighted mean in bikes per hour."""
+
+    members: list[LoadedModel]
+    names: list[str]
+    weights: np.ndarray
+    """[M] positive, summing to 1."""
+    bundle: dict[str, Any]
+    """The file's payload (members, weights, meta)."""
+    source: str = ""
+
+    @property
+    def reference(self) -> LoadedModel:
+        """The member whose data config defines the splits an evaluation uses (all share split and horizon)."""
+        return self.members[0]
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.reference.data_config
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.reference.model_config
+
+    @property
+    def feature_scaler(self) -> FeatureScaler:
+        return self.reference.feature_scaler
+
+    @property
+    def target_scaler(self) -> TargetScaler:
+        return self.reference.target_scaler
+
+    @property
+    def first_origin(self) -> int:
+        return max(m.first_origin for m in self.members)
+
+    def describe(self) -> str:
+        parts = [f"{n} x{w:.2f} ({m.model_config.cell} {m.model_config.hidden_size}x{m.model_config.num_layers}, "
+                 f"{m.data_config.sequence_size} h)" for n, w, m in zip(self.names, self.weights, self.members)]
+        return f"ensemble of {len(self.members)}: " + "; ".join(parts)
+
+    def member_forecasts(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """[M, N, H] each member's forecasts in bikes per hour."""
+        return np.stack([m.forecast(frame, origins) for m in self.members])
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """[N, H] the weighted mean of the members' forecasts from consecutive origins [N]."""
+        return np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
+
+    def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
+        if frame is None:
+            raise ValueError("an ensemble forecasts from the hourly frame (each member builds its own windows)")
+        return self.forecast(frame, split.origin)
+
+
+def member_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A trial checkpoint without its resumable training state: what a member needs to forecast."""
+    return {k: v for k, v in bundle.items() if k not in TRAINING_STATE}
+
+
+def save_ensemble(
+    path: str | os.PathLike[str],
+    members: dict[str, dict[str, Any]],
+    weights: dict[str, float],
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write one standalone ensemble file (atomically). ``members``: name -> model bundle; ``weights``:
+    name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1)."""
+    kept = {n: float(w) for n, w in weights.items() if w > 0}
+    missing = [n for n in kept if n not in members]
+    if not kept or missing:
+        raise ValueError(f"an ensemble needs weighted members that it holds; missing: {missing or 'all'}")
+    total = sum(kept.values())
+    payload = {
+        "members": {n: member_bundle(members[n]) for n in kept},
+        "weights": {n: w / total for n, w in kept.items()},
+        "meta": dict(meta or {}),
+    }
+    return write_bundle(path, payload, fmt=ENSEMBLE_FORMAT)
+
+
+def ensemble_from_payload(payload: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedEnsemble:
+    """A verified ensemble payload (rnn_core.checkpoint.read_verified) -> ready members and weights."""
+    members, weights = payload.get("members"), payload.get("weights")
+    if not isinstance(members, dict) or not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"{source}: an ensemble file without members or weights")
+    for name, w in weights.items():
+        if name not in members:
+            raise CheckpointError(f"{source}: the ensemble names member {name!r}, which the file does not hold")
+        if not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise CheckpointError(f"{source}: member {name!r} has weight {w!r}; weights must be positive numbers")
+    if abs(sum(weights.values()) - 1.0) > 1e-6:
+        raise CheckpointError(f"{source}: the ensemble's weights sum to {sum(weights.values()):.6f}, not 1")
+    names = list(weights)
+    loaded = []
+    for name in names:
+        bundle = members[name]
+        if not isinstance(bundle, dict):
+            raise CheckpointError(f"{source}: member {name!r} is not a model bundle")
+        loaded.append(model_from_bundle(check_bundle(bundle, f"{source} (member {name})"), f"{source} (member {name})", device))
+    ref = loaded[0].data_config
+    for name, m in zip(names, loaded):
+        cfg = m.data_config
+        if cfg.horizon != ref.horizon or (cfg.split, cfg.val_start, cfg.test_start, cfg.test_end) != (
+                ref.split, ref.val_start, ref.test_start, ref.test_end):
+            raise CheckpointError(f"{source}: member {name!r} forecasts horizon {cfg.horizon} on split {cfg.split!r}, "
+                                  f"unlike member {names[0]!r} (horizon {ref.horizon}, split {ref.split!r})")
+    return LoadedEnsemble(members=loaded, names=names, weights=np.array([weights[n] for n in names], dtype=np.float64),
+                          bundle=payload, source=source)
+
+
+def load_ensemble(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedEnsemble:
+    """Load and verify an ensemble file; a single model's file is refused (rnn_core.load_model reads either)."""
+    fmt, payload = read_verified(path)
+    if fmt != ENSEMBLE_FORMAT:
+        raise CheckpointError(f"{path}: a single model's file, not an ensemble")
+    return ensemble_from_payload(payload, str(path), device)
+
+
+# ------------------------------------------------------------------------------------------ refit
+
+
+def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN201 - BikeData
+    """The member's windows with the training split extended over the validation hours (every origin whose
+    targets end before the test period), scaled with the member's own stored scalers."""
+    cfg = DataConfig.from_dict(bundle["data_config"])
+    fs = FeatureScaler.from_dict(bundle["feature_scaler"])
+    ts = TargetScaler(**bundle["target_scaler"])
+    data = build(frame, cfg, scalers=(fs, ts))
+    tr, va = data["train"], data["val"]
+    origins = np.arange(tr.origin[0], va.origin[-1] + 1)  # also the H-1 windows that straddle the boundary
+    cnt = data.cnt.astype(np.float64)
+    y_raw = np.lib.stride_tricks.sliding_window_view(cnt, cfg.horizon)[origins + 1]  # [N, H]
+    data.splits["train"] = Split(
+        X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]
+        y=torch.from_numpy(np.asarray(ts.forward(y_raw), dtype=np.float32)),
+        y_raw=torch.from_numpy(y_raw.astype(np.float32)),
+        origin=origins,
+        target_time=np.lib.stride_tricks.sliding_window_view(data.hours, cfg.horizon)[origins + 1].copy(),
+    )
+    return data
+
+
+def refit_bundle(bundle: dict[str, Any], frame: pd.DataFrame, num_threads: int = 1) -> dict[str, Any]:
+    """Retrain one member on training + validation hours (see the module docstring); returns its new bundle."""
+    from rnn_core.train import fit  # heavy; only a refit needs the trainer
+
+    started = time.perf_counter()
+    epochs = int(bundle.get("best_metrics", {}).get("epoch") or bundle.get("epoch") or 0)
+    if epochs < 1:
+        raise CheckpointError("cannot refit a member without a recorded best epoch")
+    data = train_through_val(frame, bundle)
+    mcfg = ModelConfig.from_dict(bundle["model_config"])
+    tcfg = TrainConfig.from_dict(bundle["train_config"])
+    # The member's own schedule (its cosine spans its max_epochs) and seed; no early stopping: the
+    # validation hours are training hours now, so it runs exactly ``epochs`` epochs.
+    tcfg = dataclasses.replace(tcfg, patience=tcfg.max_epochs + 1, num_threads=num_threads)
+    res = fit(data, mcfg, tcfg, epochs=epochs)
+    out = member_bundle(bundle)
+    out.update(weights=res.state["weights"], best_model=res.state["weights"], epoch=epochs, history=res.history,
+               meta=dict(bundle.get("meta", {}), refit={
+                   "epochs": epochs, "train_windows": len(data["train"]),
+                   "through": str(data["train"].target_time[-1, -1])[:16], "seconds": round(time.perf_counter() - started, 1),
+               }))
+    return out
+
+
+def _refit_one(args: tuple[dict[str, Any], pd.DataFrame]) -> dict[str, Any]:
+    bundle, frame = args
+    return refit_bundle(bundle, frame, num_threads=1)
+
+
+def refit_bundles(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, jobs: int | None = None) -> dict[str, dict[str, Any]]:
+    """Refit several members, ``jobs`` at a time in worker processes of one thread each (default: one per
+    CPU; small recurrent nets train faster side by side than one at a time on several threads)."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(bundles)))
+    names = list(bundles)
+    log.info("refitting %d member(s) on training + validation hours, %d at a time", len(names), jobs)
+    if jobs == 1:
+        return {n: refit_bundle(bundles[n], frame, num_threads=torch.get_num_threads()) for n in names}
+    out = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name, refit in zip(names, pool.map(_refit_one, [(bundles[n], frame) for n in names])):
+            log.info("  refit %s: %d epochs on %d windows in %.0f s", name, refit["meta"]["refit"]["epochs"],
+                     refit["meta"]["refit"]["train_windows"], refit["meta"]["refit"]["seconds"])
+            out[name] = refit
+    return out

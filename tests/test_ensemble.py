@@ -1,0 +1,169 @@
+"""Ensembles (rnn_core.ensemble): greedy selection, the one-file format and its refusals, refit. No Ray."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnn_core.checkpoint import ENSEMBLE_FORMAT, CheckpointError, load_bundle, load_model, save_bundle, write_bundle
+from rnn_core.config import TrainConfig
+from rnn_core.data import load_frame
+from rnn_core.ensemble import LoadedEnsemble, load_ensemble, refit_bundle, save_ensemble, select, train_through_val
+from rnn_core.train import fit
+from search.cli import main
+
+
+# ------------------------------------------------------------------ selection
+
+
+def test_selection_combines_members_whose_errors_cancel() -> None:
+    target = np.zeros((100, 1))
+    over, under = np.full((100, 1), 2.0), np.full((100, 1), -2.0)
+    worse = np.full((100, 1), 3.0)
+    weights, trace = select(np.stack([over, under, worse]), target, size=10)
+    assert weights.tolist() == [0.5, 0.5, 0.0]  # +2 and -2 cancel; +3 never helps
+    assert trace[0] == 2.0 and trace[1] == 0.0 and trace[-1] == 0.0
+    assert weights.sum() == pytest.approx(1.0)
+
+
+def test_selection_first_pick_is_the_best_single_model_and_ties_go_to_the_first() -> None:
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(50, 3))
+    cands = np.stack([target + rng.normal(scale=s, size=target.shape) for s in (1.0, 0.5, 0.5, 2.0)])
+    cands[2] = cands[1]  # an exact duplicate of candidate 1
+    weights, trace = select(cands, target, size=1, metric="rmse")
+    assert weights.tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert trace[0] == pytest.approx(np.sqrt(((cands[1] - target) ** 2).mean()))
+    with pytest.raises(ValueError, match="do not match"):
+        select(cands[:, :10], target, size=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        select(cands, target, size=0)
+
+
+# ------------------------------------------------------------------ two real members
+
+
+@pytest.fixture(scope="module")
+def members(bikes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two tiny models trained for 1-2 epochs (different cells and seeds), saved as model files."""
+    out = {}
+    root = tmp_path_factory.mktemp("members")
+    for name, cell, seed, epochs in (("a", "gru", 1, 2), ("b", "lstm", 2, 1)):
+        mcfg = bikes.model_config(cell=cell, hidden_size=8)
+        tcfg = TrainConfig(batch_size=512, max_epochs=epochs, seed=seed, num_threads=1, lr_schedule="cosine")
+        res = fit(bikes, mcfg, tcfg)
+        out[name] = save_bundle(root / f"{name}.pt", res.state, bikes, mcfg, tcfg, meta={"trial_id": name})
+    return out
+
+
+@pytest.fixture(scope="module")
+def ensemble_file(members: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundles = {n: load_bundle(p) for n, p in members.items()}
+    return save_ensemble(tmp_path_factory.mktemp("ens") / "ensemble.pt", bundles, {"a": 1.0, "b": 3.0}, {"note": "test"})
+
+
+def test_an_ensemble_loads_without_ray_and_predicts_the_weighted_mean(ensemble_file: Path, members, hour_csv: Path,
+                                                                      tmp_path: Path) -> None:
+    # In a process where any import of ray fails: the file alone, rnn_core alone.
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import numpy as np\n"
+            "from rnn_core import load_model, evaluate_model\n"
+            f"ens = load_model({str(ensemble_file)!r})\n"
+            f"ev = evaluate_model(ens, {str(hour_csv)!r}, 'test')\n"
+            f"np.save({str(tmp_path / 'pred.npy')!r}, ev.prediction)\n"
+            "print(type(ens).__name__, ens.names, ens.weights.tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == "LoadedEnsemble" and "[0.25, 0.75]" in out
+    pred = np.load(tmp_path / "pred.npy")  # [N, 1]
+    # The members, each loaded from its own file and forecasting on its own windows:
+    from rnn_core.metrics import evaluate_model
+
+    a, b = (evaluate_model(members[n], hour_csv, "test").prediction for n in ("a", "b"))
+    assert pred.shape == a.shape and not np.allclose(a, b)
+    np.testing.assert_allclose(pred, 0.25 * a + 0.75 * b, rtol=1e-6, atol=1e-4)
+
+
+def test_the_cli_tests_and_predicts_with_an_ensemble_file(ensemble_file: Path, members, hour_csv: Path, capsys) -> None:
+    assert main(["predict", str(ensemble_file), "--data", str(hour_csv), "--at", "2012-12-01 08:00"]) == 0
+    ens_line = capsys.readouterr().out.splitlines()[-1]
+    lines = []
+    for n in ("a", "b"):
+        assert main(["predict", str(members[n]), "--data", str(hour_csv), "--at", "2012-12-01 08:00"]) == 0
+        lines.append(capsys.readouterr().out.splitlines()[-1])
+    (when, *_), values = ens_line.split("  "), [float(x.split()[-1]) for x in lines]
+    assert when.startswith("2012-12-01 09:00")
+    assert float(ens_line.split()[-1]) == pytest.approx(0.25 * values[0] + 0.75 * values[1], abs=0.011)
+    assert main(["test", str(ensemble_file), "--data", str(hour_csv)]) == 0
+    assert "model" in capsys.readouterr().out
+
+
+def _resign(path: Path, out: Path, change) -> Path:
+    """Rewrite an ensemble file with a changed payload and a valid checksum (a crafted file, not a damaged one)."""
+    outer = torch.load(path, weights_only=True)
+    payload = torch.load(io.BytesIO(outer["payload"].numpy().tobytes()), weights_only=True)
+    change(payload)
+    return write_bundle(out, payload, fmt=ENSEMBLE_FORMAT)
+
+
+def test_damaged_or_inconsistent_ensemble_files_are_refused(ensemble_file: Path, tmp_path: Path, hour_csv: Path, capsys) -> None:
+    raw = ensemble_file.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    tampered = tmp_path / "tampered.pt"
+    flipped = bytearray(raw)
+    i = raw.index(b"hidden_size") if b"hidden_size" in raw else len(raw) // 2
+    flipped[i] ^= 0xFF
+    tampered.write_bytes(bytes(flipped))
+    missing = _resign(ensemble_file, tmp_path / "missing.pt", lambda p: p["members"].pop("b"))
+    renamed = _resign(ensemble_file, tmp_path / "weights.pt", lambda p: p["weights"].update(a=0.5))
+    cases = [(truncated, "truncated or corrupted"), (missing, "names member 'b', which the file does not hold"),
+             (renamed, "weights sum to 1.250000, not 1")]
+    for path, pattern in cases:
+        with pytest.raises(CheckpointError, match=pattern):
+            load_model(path)
+        assert main(["test", str(path), "--data", str(hour_csv)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(path) in err, err
+    with pytest.raises(CheckpointError, match="checksum mismatch|truncated or corrupted"):
+        load_model(tampered)
+    with pytest.raises(CheckpointError, match="an ensemble of models, not a single model"):
+        load_bundle(ensemble_file)
+    assert hashlib.sha256(ensemble_file.read_bytes()).hexdigest() == hashlib.sha256(raw).hexdigest()  # untouched
+
+
+def test_a_single_model_file_is_not_an_ensemble(members) -> None:
+    with pytest.raises(CheckpointError, match="a single model's file, not an ensemble"):
+        load_ensemble(members["a"])
+    assert not isinstance(load_model(members["a"]), LoadedEnsemble)
+
+
+# ------------------------------------------------------------------ refit
+
+
+def test_refit_trains_through_the_validation_hours_for_the_best_epoch_count(members, hour_csv: Path, bikes) -> None:
+    frame, *_ = load_frame(hour_csv)
+    bundle = load_bundle(members["a"])
+    data = train_through_val(frame, bundle)
+    tr = data["train"]
+    # Every window whose target lies before the test period, and none after: [N, L, F] as built by the pipeline.
+    assert len(tr) == len(bikes["train"]) + len(bikes["val"])
+    assert tr.target_time.max() < bikes["test"].target_time.min()
+    assert tr.origin[-1] == bikes["val"].origin[-1]
+    torch.testing.assert_close(tr.X[-len(bikes["val"]):], bikes["val"].X)
+    torch.testing.assert_close(tr.y[: len(bikes["train"])], bikes["train"].y)
+    refit = refit_bundle(bundle, frame)
+    epochs = bundle["best_metrics"]["epoch"]
+    assert refit["meta"]["refit"]["epochs"] == epochs >= 1
+    assert refit["meta"]["refit"]["through"] == "2012-10-31T23:00"
+    assert len(refit["history"]) == epochs and "optimizer" not in refit
+    changed = [k for k in refit["weights"] if not torch.equal(refit["weights"][k], bundle["weights"][k])]
+    assert changed  # retrained, not copied
+    again = refit_bundle(bundle, frame)  # the member's seed: a refit repeats exactly
+    assert all(torch.equal(again["weights"][k], refit["weights"][k]) for k in refit["weights"])
