@@ -187,8 +187,12 @@ class LoadedModel:
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
         """Forecasts in bikes per hour [N, H] from consecutive origins [N] (indices of the last input hour)."""
+        origins = np.asarray(origins)
+        if len(origins) and (origins[0] < self.first_origin or origins[-1] >= len(frame)):
+            raise ValueError(f"{self.source}: forecast origins {origins[0]}..{origins[-1]} outside "
+                             f"{self.first_origin}..{len(frame) - 1} (a window needs {self.first_origin + 1} hours of history)")
         feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
-        X = make_windows(feats, np.asarray(origins), self.data_config.sequence_size)  # [N, L, F]
+        X = make_windows(feats, origins, self.data_config.sequence_size)  # [N, L, F]
         return self.target_scaler.inverse(predict(self.model, X).double()).numpy()
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:

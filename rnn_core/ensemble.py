@@ -10,10 +10,17 @@ An ensemble file has the envelope of a model bundle (rnn_core.checkpoint: two ``
 a SHA-256 of the payload) around ``{"members": {name: bundle}, "weights": {name: w}, "meta": {...}}``; the
 members are complete model bundles without their optimizer state, so the file stands alone.
 
+Calibration (:func:`calibrate`): one factor on the weighted mean, fitted on the same validation forecasts
+(the least-absolute-deviation or least-squares fit of target = k * forecast, by the selection metric, k
+kept within [0.8, 1.25]). Members trained on log counts of earlier, quieter months forecast the level of
+later, busier ones too low; one parameter on ~1,500 validation hours corrects that without room to overfit.
+
 Refit (:func:`refit_bundle`): retrain a member with its own settings and seed on the training and
 validation hours together, for as many epochs as its chosen checkpoint had (the same passes over the
 data; the larger data set gives each epoch proportionally more steps), keeping its scalers. This is
-NeuralForecast's ``refit_with_val``. The refit weights are the last epoch's: nothing is held out any more.
+NeuralForecast's ``refit_with_val``. Its learning-rate schedule is compressed to those epochs (a cosine
+anneals to zero at the last one): nothing is held out any more, so the last weights are the ones kept,
+and they should be annealed ones rather than a mid-schedule state that a validation score picked.
 """
 
 from __future__ import annotations
@@ -84,6 +91,30 @@ def select(forecasts: np.ndarray, target: np.ndarray, size: int, metric: str = "
     return picks / size, trace
 
 
+CALIBRATION_RANGE = (0.8, 1.25)
+
+
+def calibrate(pred: np.ndarray, target: np.ndarray, metric: str = "mae") -> float:
+    """The factor k that minimises the error of k * pred on (pred, target) [N, H], within CALIBRATION_RANGE.
+
+    mae: the weighted median of target/pred with weights pred (sum |y - k p| = sum p |y/p - k|);
+    rmse: sum(p y) / sum(p^2). Hours forecast at (nearly) zero carry no weight."""
+    p = np.asarray(pred, np.float64).ravel()
+    y = np.asarray(target, np.float64).ravel()
+    keep = p > 1e-6
+    p, y = p[keep], y[keep]
+    if not len(p):
+        return 1.0
+    if metric == "rmse":
+        k = float(np.dot(p, y) / np.dot(p, p))
+    else:
+        ratio = y / p
+        order = np.argsort(ratio)
+        cum = np.cumsum(p[order])
+        k = float(ratio[order][np.searchsorted(cum, cum[-1] / 2)])
+    return float(np.clip(k, *CALIBRATION_RANGE))
+
+
 # ------------------------------------------------------------------------------------------ the model
 
 
@@ -95,18 +126,22 @@ class LoadedEnsemble:
     names: list[str]
     weights: np.ndarray
     """[M] positive, summing to 1."""
+    scale: float
+    """Calibration factor on the weighted mean (1.0: none)."""
     bundle: dict[str, Any]
     """The file's payload (members, weights, meta)."""
     source: str = ""
 
     @property
     def reference(self) -> LoadedModel:
-        """The member whose data config defines the splits an evaluation uses (all share split and horizon)."""
+        """The first member: its features and scalers build the splits an evaluation uses (all share split and horizon)."""
         return self.members[0]
 
     @property
     def data_config(self) -> DataConfig:
-        return self.reference.data_config
+        """The reference member's, with the longest member window: every split's first window has the history
+        that every member needs."""
+        return dataclasses.replace(self.reference.data_config, sequence_size=max(m.data_config.sequence_size for m in self.members))
 
     @property
     def model_config(self) -> ModelConfig:
@@ -134,8 +169,8 @@ class LoadedEnsemble:
         return np.stack([m.forecast(frame, origins) for m in self.members])
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
-        """[N, H] the weighted mean of the members' forecasts from consecutive origins [N]."""
-        return np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
+        """[N, H] the weighted mean of the members' forecasts from consecutive origins [N], times the calibration factor."""
+        return self.scale * np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
         if frame is None:
@@ -153,9 +188,11 @@ def save_ensemble(
     members: dict[str, dict[str, Any]],
     weights: dict[str, float],
     meta: dict[str, Any] | None = None,
+    scale: float = 1.0,
 ) -> Path:
     """Write one standalone ensemble file (atomically). ``members``: name -> model bundle; ``weights``:
-    name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1)."""
+    name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1); ``scale``:
+    the calibration factor (:func:`calibrate`)."""
     kept = {n: float(w) for n, w in weights.items() if w > 0}
     missing = [n for n in kept if n not in members]
     if not kept or missing:
@@ -164,6 +201,7 @@ def save_ensemble(
     payload = {
         "members": {n: member_bundle(members[n]) for n in kept},
         "weights": {n: w / total for n, w in kept.items()},
+        "scale": float(scale),
         "meta": dict(meta or {}),
     }
     return write_bundle(path, payload, fmt=ENSEMBLE_FORMAT)
@@ -181,6 +219,10 @@ def ensemble_from_payload(payload: dict[str, Any], source: str, device: str | to
             raise CheckpointError(f"{source}: member {name!r} has weight {w!r}; weights must be positive numbers")
     if abs(sum(weights.values()) - 1.0) > 1e-6:
         raise CheckpointError(f"{source}: the ensemble's weights sum to {sum(weights.values()):.6f}, not 1")
+    scale = payload.get("scale", 1.0)
+    lo, hi = CALIBRATION_RANGE
+    if not isinstance(scale, (int, float)) or not lo <= scale <= hi:
+        raise CheckpointError(f"{source}: calibration factor {scale!r} outside [{lo}, {hi}]")
     names = list(weights)
     loaded = []
     for name in names:
@@ -196,7 +238,7 @@ def ensemble_from_payload(payload: dict[str, Any], source: str, device: str | to
             raise CheckpointError(f"{source}: member {name!r} forecasts horizon {cfg.horizon} on split {cfg.split!r}, "
                                   f"unlike member {names[0]!r} (horizon {ref.horizon}, split {ref.split!r})")
     return LoadedEnsemble(members=loaded, names=names, weights=np.array([weights[n] for n in names], dtype=np.float64),
-                          bundle=payload, source=source)
+                          scale=float(scale), bundle=payload, source=source)
 
 
 def load_ensemble(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedEnsemble:
@@ -242,10 +284,10 @@ def refit_bundle(bundle: dict[str, Any], frame: pd.DataFrame, num_threads: int =
     data = train_through_val(frame, bundle)
     mcfg = ModelConfig.from_dict(bundle["model_config"])
     tcfg = TrainConfig.from_dict(bundle["train_config"])
-    # The member's own schedule (its cosine spans its max_epochs) and seed; no early stopping: the
-    # validation hours are training hours now, so it runs exactly ``epochs`` epochs.
-    tcfg = dataclasses.replace(tcfg, patience=tcfg.max_epochs + 1, num_threads=num_threads)
-    res = fit(data, mcfg, tcfg, epochs=epochs)
+    # The member's settings and seed, its schedule compressed to ``epochs`` and no early stopping: the
+    # validation hours are training hours now, so it runs exactly ``epochs`` epochs and keeps the last.
+    tcfg = dataclasses.replace(tcfg, max_epochs=epochs, patience=epochs + 1, num_threads=num_threads)
+    res = fit(data, mcfg, tcfg)
     out = member_bundle(bundle)
     out.update(weights=res.state["weights"], best_model=res.state["weights"], epoch=epochs, history=res.history,
                meta=dict(bundle.get("meta", {}), refit={

@@ -98,11 +98,10 @@ def evaluate_model(
     """Load a model or ensemble file (or take a loaded one), rebuild its windows from the stored data config
     and scalers, and score its forecasts on ``split`` next to the baselines."""
     lm = load_model(model) if isinstance(model, (str, os.PathLike)) else model
-    ref = getattr(lm, "reference", lm)  # an ensemble's splits are its first member's (all share them)
     frame, source, n_filled, raw_rows = load_frame(data_path)
-    try:
-        data = build(frame, ref.data_config, source=source, n_filled=n_filled, raw_rows=raw_rows,
-                     scalers=(ref.feature_scaler, ref.target_scaler))
+    try:  # an ensemble's splits: its first member's, from where every member has a full window
+        data = build(frame, lm.data_config, source=source, n_filled=n_filled, raw_rows=raw_rows,
+                     scalers=(lm.feature_scaler, lm.target_scaler))
     except DataError as exc:
         raise DataError(f"{lm.source}: its data config cannot be rebuilt: {exc}") from None
     except (TypeError, ValueError, KeyError) as exc:

@@ -244,12 +244,8 @@ def fit(
     train_cfg: TrainConfig,
     on_epoch_end: EpochCallback | None = None,
     resume: dict[str, Any] | None = None,
-    epochs: int | None = None,
 ) -> FitResult:
     """Train with early stopping; keep the best weights.
-
-    ``epochs``: stop after this many epochs although the schedule spans ``max_epochs`` (a refit replays
-    a run up to its best epoch; its last weights are ``state["weights"]``).
 
     With ``ema_decay`` an averaged copy of the weights is validated, early-stopped on and saved.
 
@@ -269,8 +265,7 @@ def fit(
     ema = (run.ema, train_cfg.ema_decay) if run.ema is not None else None
 
     start = time.perf_counter()
-    last_epoch = min(epochs or train_cfg.max_epochs, train_cfg.max_epochs)
-    while run.status == "running" and run.epoch < last_epoch:
+    while run.status == "running" and run.epoch < train_cfg.max_epochs:
         run.epoch += 1
         t0 = time.perf_counter()
         train_loss = train_epoch(run.model, run.optimizer, Xtr, ytr, train_cfg.batch_size, run.gen,

@@ -161,6 +161,10 @@ class EnsembleReport:
     val_mae: float
     val_rmse: float
     """The ensemble on the validation hours, bikes/hour (before any refit: afterwards they are training hours)."""
+    scale: float
+    """The calibration factor (rnn_core.ensemble.calibrate), fitted on the same hours."""
+    uncalibrated_val_mae: float
+    uncalibrated_val_rmse: float
     best_val_mae: float
     best_val_rmse: float
     """The best trial's checkpoint on the same hours."""
@@ -211,7 +215,7 @@ def build_ensemble(
     into the experiment as one standalone file, and with ``refit`` also a copy whose members were retrained on
     training + validation hours. Works on finished and running experiments, local or s3:// / gs://."""
     from rnn_core.data import build, load_frame
-    from rnn_core.ensemble import refit_bundles, save_ensemble, select
+    from rnn_core.ensemble import calibrate, refit_bundles, save_ensemble, select
 
     t0 = time.perf_counter()
     best, summaries, path = best_trial(run, where)
@@ -237,25 +241,29 @@ def build_ensemble(
     target = val.y_raw.numpy().astype(np.float64)  # [N, H]
     weights, _ = select(F, target, size, metric)
     chosen = [i for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
-    ens_pred = np.tensordot(weights, F, axes=1)  # [N, H]
+    mean = np.tensordot(weights, F, axes=1)  # [N, H]
+    scale = calibrate(mean, target, metric)
+    ens_pred = scale * mean
     members = [{"trial_id": candidates[i].trial_id, "weight": float(weights[i]), "config": candidates[i].config,
                 "val_mae": mae(F[i], target), "val_rmse": rmse(F[i], target)} for i in chosen]
     meta = {"experiment_path": path, "size": size, "metric": metric, "val_mae": mae(ens_pred, target),
-            "val_rmse": rmse(ens_pred, target), "members": members}
+            "val_rmse": rmse(ens_pred, target), "scale": scale, "uncalibrated_val_mae": mae(mean, target),
+            "uncalibrated_val_rmse": rmse(mean, target), "members": members}
     picked = {candidates[i].trial_id: bundles[candidates[i].trial_id] for i in chosen}
     w = {candidates[i].trial_id: float(weights[i]) for i in chosen}
     file = storage.join(path, ENSEMBLE_FILE)
-    _write_model(file, lambda out: save_ensemble(out, picked, w, meta))
+    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale))
     select_s = time.perf_counter() - t0
     report = EnsembleReport(
         file=file, members=members, size=size, metric=metric, candidates=len(candidates),
-        val_mae=meta["val_mae"], val_rmse=meta["val_rmse"], best_val_mae=mae(F[0], target),
+        val_mae=meta["val_mae"], val_rmse=meta["val_rmse"], scale=scale, uncalibrated_val_mae=meta["uncalibrated_val_mae"],
+        uncalibrated_val_rmse=meta["uncalibrated_val_rmse"], best_val_mae=mae(F[0], target),
         best_val_rmse=rmse(F[0], target), trials=_fingerprint(summaries), select_s=round(select_s, 1))
     if refit:
         t1 = time.perf_counter()
         refits = refit_bundles(picked, frame, jobs)
         report.refit_file = storage.join(path, REFIT_FILE)
-        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True)))
+        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale))
         report.refit, report.refit_s = True, round(time.perf_counter() - t1, 1)
     storage.write_text(storage.join(path, ENSEMBLE_SUMMARY), json.dumps(report.to_json(), indent=1, default=str))
     return report

@@ -167,3 +167,20 @@ def test_refit_trains_through_the_validation_hours_for_the_best_epoch_count(memb
     assert changed  # retrained, not copied
     again = refit_bundle(bundle, frame)  # the member's seed: a refit repeats exactly
     assert all(torch.equal(again["weights"][k], refit["weights"][k]) for k in refit["weights"])
+
+
+def test_calibration_fits_the_factor_that_minimises_the_error() -> None:
+    from rnn_core.ensemble import calibrate
+    from rnn_core.metrics import mae, rmse
+
+    rng = np.random.default_rng(1)
+    truth = rng.gamma(2.0, 100.0, size=(500, 2))
+    pred = truth / 1.1 * rng.lognormal(0.0, 0.2, size=truth.shape)  # 10% too low, noisy
+    for metric, err in (("mae", mae), ("rmse", rmse)):
+        k = calibrate(pred, truth, metric)
+        grid = np.linspace(0.8, 1.25, 451)
+        best = grid[np.argmin([err(g * pred, truth) for g in grid])]
+        assert abs(k - best) <= 0.002, (metric, k, best)
+        assert err(k * pred, truth) < err(pred, truth)
+    assert calibrate(pred, truth * 10) == 1.25  # kept within its range
+    assert calibrate(np.zeros((3, 1)), np.ones((3, 1))) == 1.0
