@@ -68,8 +68,9 @@ def select(forecasts: np.ndarray, target: np.ndarray, size: int, metric: str = "
     """Greedy forward selection with replacement.
 
     forecasts: [M, N, H] each candidate's validation forecasts in bikes per hour; target: [N, H].
-    Returns the weights [M] (picks / size, summing to 1) and the validation error after each step. Ties
-    go to the lower index, so candidates sorted best first make the first pick the best single model.
+    Returns the weights [M] of the best prefix of the ``size`` steps (picks / steps kept, summing to 1) and
+    the validation error after each step. Ties go to the lower index, so candidates sorted best first make
+    the first pick the best single model, and the ensemble is never worse on validation than that model.
     """
     if metric not in SELECTION_METRICS:
         raise ValueError(f"selection metric {metric!r}: expected one of {', '.join(SELECTION_METRICS)}")
@@ -79,16 +80,20 @@ def select(forecasts: np.ndarray, target: np.ndarray, size: int, metric: str = "
     target = np.asarray(target, dtype=np.float64)
     if forecasts.ndim != 3 or forecasts.shape[1:] != target.shape:
         raise ValueError(f"forecasts {forecasts.shape} do not match the targets {target.shape} ([M, N, H] vs [N, H])")
-    picks = np.zeros(len(forecasts), dtype=np.int64)
+    picks = np.zeros((size, len(forecasts)), dtype=np.int64)  # [step, M]: picks after each step
     running = np.zeros(target.shape)  # [N, H] sum of the picked forecasts
     trace = []
     for step in range(1, size + 1):
         errors = _score((running[None] + forecasts) / step, target, metric)  # [M]: the mean with each candidate added
         best = int(np.argmin(errors))
-        picks[best] += 1
+        if step > 1:
+            picks[step - 1] = picks[step - 2]
+        picks[step - 1, best] += 1
         running += forecasts[best]
         trace.append(float(errors[best]))
-    return picks / size, trace
+    # The best prefix (Caruana et al.): picks beyond the lowest validation error are not kept.
+    keep = int(np.argmin(trace))
+    return picks[keep] / (keep + 1), trace
 
 
 CALIBRATION_RANGE = (0.8, 1.25)

@@ -184,3 +184,15 @@ def test_calibration_fits_the_factor_that_minimises_the_error() -> None:
         assert err(k * pred, truth) < err(pred, truth)
     assert calibrate(pred, truth * 10) == 1.25  # kept within its range
     assert calibrate(np.zeros((3, 1)), np.ones((3, 1))) == 1.0
+
+
+def test_selection_keeps_the_best_prefix() -> None:
+    target = np.zeros((10, 1))
+    good, bad = np.full((10, 1), 1.0), np.full((10, 1), 5.0)
+    weights, trace = select(np.stack([good, bad]), target, size=5)
+    assert weights.tolist() == [1.0, 0.0] and trace == [1.0] * 5  # the bad one never helps
+    # a candidate that helps only in pairs: +1 then -3 (the mean -1) is no better than +1 alone
+    weights, trace = select(np.stack([good, np.full((10, 1), -3.0), np.full((10, 1), -1.0)]), target, size=4)
+    assert trace[0] == 1.0 and min(trace) == 0.0
+    mean = (weights[:, None, None] * np.stack([good, np.full((10, 1), -3.0), np.full((10, 1), -1.0)])).sum(0)
+    assert np.abs(mean).mean() == pytest.approx(min(trace))
