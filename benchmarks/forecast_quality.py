@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(DEFAULT_CSV))
     ap.add_argument("--split", default="default",
                     help="the period: default (test 2012-11/12), or VAL_START,TEST_START[,TEST_END] as rnn-search takes it")
+    ap.add_argument("--val-windows", type=int, default=1,
+                    help="validation windows spread over the year before the test period (rnn-search --val-windows)")
     ap.add_argument("--run", help="an existing experiment to evaluate instead of running the search")
     ap.add_argument("--references-only", action="store_true",
                     help="only the naive baselines and the gradient-boosting reference on the split's test targets")
@@ -61,7 +63,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=ENSEMBLE_SIZE, help="ensemble selection steps")
     ap.add_argument("--no-refit", action="store_true", help="skip the refit on train+val")
     args = ap.parse_args()
-    data_cfg = DataConfig(**split_kwargs(args.split))
+    data_cfg = DataConfig(val_windows=args.val_windows, **split_kwargs(args.split))
     frame, *_ = load_frame(args.data)
     if args.references_only:
         te = build(frame, data_cfg)["test"]
@@ -129,7 +131,7 @@ def main() -> None:
         f"(wall {wall / 60:.1f} min), 2 trials at a time on 2 cores; experiment `{Path(path).name}`. Ensemble: "
         f"{ens.size} greedy picks by validation {ens.metric.upper()} among {ens.candidates} trials. "
         f"**Search + ensemble + refit: {total / 60:.1f} min.**\n\n"
-        f"Validation (split `{args.split}`), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
+        f"Validation (split `{args.split}`, {args.val_windows} window(s)), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
         f"ensemble {ens.uncalibrated_val_mae:.2f} / {ens.uncalibrated_val_rmse:.2f}, with its calibration factor "
         f"{ens.scale:.3f} {ens.val_mae:.2f} / {ens.val_rmse:.2f} (fitted on these hours).\n\n"
         f"Test period {period}, horizon 1, {len(te):,} hours (bikes per hour):\n\n"

@@ -125,6 +125,10 @@ class DataConfig(_Config):
     """Custom split: first test target hour."""
     test_end: str | None = field(default=None, metadata={"search": False})
     """Custom split: last test target hour (default: end of data)."""
+    val_windows: int = field(default=1, metadata={"search": False})
+    """Validation windows: 1 = every hour from the validation start to the test period; K > 1 = K windows of
+    the same total length spread evenly over the year before the test period, the last one ending where it
+    starts. Training windows whose inputs or targets touch a validation hour are left out."""
     future_calendar: bool = True
     """Append the calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
     seasonal_lags: tuple[int, ...] = ()
@@ -146,6 +150,10 @@ class DataConfig(_Config):
             object.__setattr__(self, "seasonal_lags", tuple(self.seasonal_lags))  # from a stored dict
         _require(all(_integer(k) and 2 <= k <= 24 * 28 for k in self.seasonal_lags),
                  f"seasonal_lags must be integers from 2 to 672 hours, got {self.seasonal_lags!r}")
+        _require(_integer(self.val_windows) and 1 <= self.val_windows <= 12,
+                 f"val_windows must be an integer from 1 to 12, got {self.val_windows!r}")
+        _require(self.val_windows == 1 or self.split != "lecture",
+                 "the lecture split has one validation window (its 96 hours before the test day)")
         if self.split == "custom":
             _require(bool(self.val_start and self.test_start),
                      "a custom split needs val_start and test_start (dates such as 2012-07-01)")

@@ -444,7 +444,7 @@ def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
-def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice) -> FeatureScaler:
+def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice | np.ndarray) -> FeatureScaler:
     """Mean/std of SCALED_FEATURES over the training hours only; identity elsewhere."""
     mean = np.zeros(len(names))
     std = np.ones(len(names))
@@ -496,11 +496,32 @@ def split_origins(hours: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
     te = np.datetime64(pd.Timestamp(test_end)) if test_end else hours[-1]
     if test_end and len(str(test_end)) <= 10:  # a bare date includes its whole day
         te = np.datetime64(pd.Timestamp(test_end) + pd.Timedelta(hours=23))
-    return {
-        "train": origins[last < vs],
-        "val": origins[(first >= vs) & (last < ts)],
-        "test": origins[(first >= ts) & (last <= te)],
-    }
+    test = origins[(first >= ts) & (last <= te)]
+    if cfg.val_windows == 1:
+        return {"train": origins[last < vs], "val": origins[(first >= vs) & (last < ts)], "test": test}
+    # K windows with the single window's total length, spread evenly over the year before the test period.
+    k = cfg.val_windows
+    length, spacing = (ts - vs) / k, np.timedelta64(365 * 24, "h") / k
+    if length > spacing:
+        raise ValueError(f"{k} validation windows of {length} each do not fit apart in the year before the test "
+                         "period: start validation at most a year before the test period")
+    start = hours[np.maximum(origins - cfg.sequence_size + 1, 0)]  # first input hour of each window
+    in_val = np.zeros(len(origins), dtype=bool)
+    touches = np.zeros(len(origins), dtype=bool)
+    for i in range(k):
+        b = ts - i * spacing
+        a = b - length
+        in_val |= (first >= a) & (last < b)
+        touches |= (start < b) & (last >= a)  # an input or target hour in [a, b)
+    return {"train": origins[(last < ts) & ~touches], "val": origins[in_val], "test": test}
+
+
+def covered_hours(origins: np.ndarray, n_hours: int, seq: int, horizon: int) -> np.ndarray:
+    """[T] bool: the hours that some window's inputs (t-L+1..t) or targets (t+1..t+H) cover."""
+    edges = np.zeros(n_hours + 1, dtype=np.int64)
+    np.add.at(edges, np.maximum(origins - seq + 1, 0), 1)
+    np.add.at(edges, np.minimum(origins + horizon + 1, n_hours), -1)
+    return np.cumsum(edges)[:n_hours] > 0
 
 
 def make_windows(features: np.ndarray, origins: np.ndarray, seq: int) -> torch.Tensor:
@@ -509,7 +530,12 @@ def make_windows(features: np.ndarray, origins: np.ndarray, seq: int) -> torch.T
     Vectorised: one strided view, no loop over windows.
     """
     if len(origins) > 1 and not np.all(np.diff(origins) == 1):
-        raise ValueError("make_windows expects consecutive origins (one chronological split)")
+        if not np.all(np.diff(origins) > 0):
+            raise ValueError("make_windows expects increasing origins")
+        # Runs of consecutive origins (validation windows spread over a year, the training hours between
+        # them): one view over the whole range, then the rows wanted (a copy, [N, L, F]).
+        full = make_windows(features, np.arange(origins[0], origins[-1] + 1), seq)
+        return full[torch.from_numpy(np.asarray(origins) - origins[0])]
     base = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # [T, F]
     n_feat = base.shape[1]
     first = int(origins[0]) - (seq - 1)  # first input hour of the first window
@@ -559,9 +585,9 @@ def build(
     for name in SPLIT_NAMES:
         if len(parts[name]) == 0:
             raise DataError(f"split {name!r} has no windows with {cfg}; check the split boundaries and sequence_size")
-    # Training hours: every hour up to the last training target (inputs and targets of the train split).
-    last_train_hour = int(parts["train"][-1]) + cfg.horizon
-    train_rows = slice(0, last_train_hour + 1)
+    # Training hours: every input and target hour of the train split (with one validation window, every
+    # hour up to the last training target).
+    train_rows = covered_hours(parts["train"], len(hours), cfg.sequence_size, cfg.horizon)
     if scalers is not None:
         fscaler, tscaler = scalers
         if list(fscaler.names) != names:

@@ -265,7 +265,9 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     ts = TargetScaler(**bundle["target_scaler"])
     data = build(frame, cfg, scalers=(fs, ts))
     tr, va = data["train"], data["val"]
-    origins = np.arange(tr.origin[0], va.origin[-1] + 1)  # also the H-1 windows that straddle the boundary
+    # Every origin from the first training window to the last validation one: also the H-1 windows that
+    # straddle the boundary, and with several validation windows the training hours left out around them.
+    origins = np.arange(min(tr.origin[0], va.origin[0]), max(tr.origin[-1], va.origin[-1]) + 1)
     cnt = data.cnt.astype(np.float64)
     y_raw = np.lib.stride_tricks.sliding_window_view(cnt, cfg.horizon)[origins + 1]  # [N, H]
     data.splits["train"] = Split(

@@ -109,6 +109,8 @@ def _fmt(v: Any) -> str:
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from rnn_core.data import load
 
     cfg = _config(DataConfig, args)
@@ -119,7 +121,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     print(f"hours filled:  {data.n_filled:,} (zero counts, forward-filled weather, is_missing=1)")
     print(f"windows:       sequence_size {cfg.sequence_size}, horizon {cfg.horizon}, split {cfg.split}")
     for name, s in data.splits.items():
-        print(f"  {name:<5} {len(s):>6,} windows, targets {str(s.target_time[0, 0])[:16]} .. {str(s.target_time[-1, -1])[:16]}")
+        runs = np.split(s.origin, np.where(np.diff(s.origin) > 1)[0] + 1)  # runs of consecutive windows
+        parts = ", ".join(f"{str(data.hours[r[0] + 1])[:16]} .. {str(data.hours[r[-1] + cfg.horizon])[:16]}" for r in runs)
+        print(f"  {name:<5} {len(s):>6,} windows, targets {parts}")
     print(f"target:        {data.target_scaler.transform} (train mean {data.target_scaler.mean:.4f}, std {data.target_scaler.std:.4f})")
     print(f"features ({len(data.feature_names)}): {', '.join(data.feature_names)}")
     return 0

@@ -65,6 +65,45 @@ def test_horizon_windows_never_straddle_splits(hour_csv: Path) -> None:
     assert data["test"].y.shape[1] == 3
 
 
+@pytest.mark.parametrize("split", ["default", "2012-05-01,2012-07-01,2012-08-31"])
+def test_validation_windows_spread_over_the_year_leak_nothing(hour_csv: Path, split: str) -> None:
+    """K validation windows: the single window's length in K parts over the year before the test period; no
+    training window has an input or target hour in a validation window; the scalers never see those hours."""
+    from rnn_core.config import split_kwargs
+    from rnn_core.data import FeatureScaler, build, load_frame, raw_features
+
+    frame, *_ = load_frame(hour_csv)
+    one = build(frame, DataConfig(sequence_size=48, horizon=3, **split_kwargs(split)))
+    four = build(frame, DataConfig(sequence_size=48, horizon=3, val_windows=4, **split_kwargs(split)))
+    va, tr, te = four["val"], four["train"], four["test"]
+    assert np.array_equal(te.origin, one["test"].origin)  # the test period does not move
+    runs = np.split(va.origin, np.where(np.diff(va.origin) > 1)[0] + 1)
+    assert len(runs) == 4 and abs(len(va) - len(one["val"])) <= 4 * 3
+    assert va.target_time[-1, -1] == one["val"].target_time[-1, -1]  # the last window ends where the test starts
+    span = va.target_time[-1, -1] - va.target_time[0, 0]
+    assert np.timedelta64(250, "D") < span < np.timedelta64(366, "D")  # spread over the year before the test
+    val_hours = set(va.target_time.ravel().tolist())
+    hours = four.hours
+    for o in tr.origin:  # every training window, inputs and targets
+        assert not val_hours & set(hours[o - 47 : o + 4].tolist())
+    assert not val_hours & set(te.target_time.ravel().tolist())
+    assert tr.target_time.max() < te.target_time.min()
+    # windows on the copied rows equal plain slices of the hourly feature matrix
+    feats = FeatureScaler.from_dict(four.feature_scaler.to_dict()).apply(raw_features(frame, four.config))
+    for i in (0, 400, len(va) - 1):
+        o = va.origin[i]
+        np.testing.assert_array_equal(va.X[i].numpy(), feats[o - 47 : o + 1])
+    # the target scaler saw only hours of training windows
+    rows = np.zeros(len(hours), dtype=bool)
+    for o in tr.origin[:: 1]:
+        rows[o - 47 : o + 4] = True
+    assert four.target_scaler.mean == pytest.approx(np.log1p(four.cnt[rows].astype(np.float64)).mean())
+    with pytest.raises(ValueError, match="val_windows must be an integer from 1 to 12"):
+        DataConfig(val_windows=0)
+    with pytest.raises(ValueError, match="lecture split has one validation window"):
+        DataConfig(split="lecture", val_windows=2)
+
+
 def test_lecture_and_custom_splits(hour_csv: Path) -> None:
     lec = load(DataConfig(split="lecture"), hour_csv)
     assert len(lec["test"]) == 24 and len(lec["val"]) == 96
