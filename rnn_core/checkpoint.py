@@ -24,6 +24,7 @@ import torch
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line
 from rnn_core.data import BikeData, FeatureScaler, Split, TargetScaler, features_for, make_windows
+from rnn_core.intervals import Intervals
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict
 
@@ -185,6 +186,11 @@ class LoadedModel:
         """The earliest forecast origin (an index into the hourly frame) with a full input window."""
         return self.data_config.sequence_size - 1
 
+    @property
+    def intervals(self) -> Intervals | None:
+        """The conformal intervals stored with the model (rnn_core.intervals), if any."""
+        return stored_intervals(self.bundle, self.source)
+
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
         """Forecasts in bikes per hour [N, H] from consecutive origins [N] (indices of the last input hour)."""
         origins = np.asarray(origins)
@@ -205,6 +211,16 @@ if TYPE_CHECKING:
 
     #: Either kind of model file, loaded: both have .forecast(frame, origins) and .forecast_split(split, frame).
     Forecaster = LoadedModel | LoadedEnsemble
+
+
+def stored_intervals(payload: dict[str, Any], source: str) -> Intervals | None:
+    """A model or ensemble file's stored intervals, checked; None when it has none."""
+    if not payload.get("intervals"):
+        return None
+    try:
+        return Intervals.from_dict(payload["intervals"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: its stored intervals cannot be read: {exc}") from None
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Forecaster:

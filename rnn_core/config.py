@@ -24,6 +24,7 @@ from functools import cache
 from typing import Any
 
 CELLS = ("rnn", "lstm", "gru")
+ARCHS = ("head", "seq2seq")
 TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
 LOSSES = ("mse", "l1", "huber")
 LR_SCHEDULES = ("constant", "cosine")
@@ -183,9 +184,20 @@ class ModelConfig(_Config):
     """Dropout between recurrent layers (has no effect with one layer)."""
     bidirectional: bool = False
     """Run each layer forwards and backwards over the window."""
+    arch: str = field(default="head", metadata={"choices": ARCHS})
+    """'head': many-to-one, the encoder's last state through a linear head to the H outputs; 'seq2seq': an
+    encoder-decoder whose decoder steps through the H target hours fed with their calendar (known in
+    advance), one output per step. seq2seq needs the future calendar features."""
+    future_features: int = field(default=0, metadata={"derived": True})
+    """Known-in-advance features per target hour at the end of each input step (set from the DataConfig)."""
 
     def __post_init__(self) -> None:
         _one_of("cell", self.cell, CELLS)
+        _one_of("arch", self.arch, ARCHS)
+        _require(_integer(self.future_features) and 0 <= self.future_features * self.horizon < self.n_features
+                 or self.future_features == 0, f"future_features {self.future_features!r} do not fit {self.n_features} inputs")
+        _require(self.arch != "seq2seq" or not self.bidirectional,
+                 "arch seq2seq hands the encoder's state to a forward decoder: use it without bidirectional")
         for name in ("n_features", "horizon", "hidden_size", "num_layers"):
             v = getattr(self, name)
             _require(_integer(v) and v >= 1, f"{name} must be a positive integer, got {v!r}")

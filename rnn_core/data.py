@@ -183,7 +183,11 @@ class BikeData:
 
     def model_config(self, **fields: Any) -> ModelConfig:
         """A ModelConfig for these windows: F and H from the data, the architecture from ``fields``."""
-        return ModelConfig(n_features=len(self.feature_names), horizon=self.config.horizon, **fields)
+        future = len(CALENDAR_FEATURES) if self.config.future_calendar else 0
+        if fields.get("arch") == "seq2seq" and not future:  # a constraint across the two configs
+            raise ValueError("arch seq2seq feeds its decoder the calendar of each target hour: it needs the future "
+                             "calendar features (drop --no-future-calendar)")
+        return ModelConfig(n_features=len(self.feature_names), horizon=self.config.horizon, future_features=future, **fields)
 
     def __getitem__(self, name: str) -> Split:
         if name not in self.splits:

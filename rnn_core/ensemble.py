@@ -41,10 +41,12 @@ import pandas as pd
 import torch
 
 from rnn_core.checkpoint import (
-    ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
+    ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, stored_intervals,
+    write_bundle,
 )
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
-from rnn_core.data import FeatureScaler, Split, TargetScaler, build, make_windows, features_for
+from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, make_windows
+from rnn_core.intervals import Intervals
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,15 @@ class LoadedEnsemble:
     def first_origin(self) -> int:
         return max(m.first_origin for m in self.members)
 
+    @property
+    def intervals(self) -> Intervals | None:
+        return stored_intervals(self.bundle, self.source)
+
+    @property
+    def refit(self) -> bool:
+        """True when the members were retrained on the validation hours (which then measure nothing)."""
+        return bool(self.bundle.get("meta", {}).get("refit"))
+
     def describe(self) -> str:
         parts = [f"{n} x{w:.2f} ({m.model_config.cell} {m.model_config.hidden_size}x{m.model_config.num_layers}, "
                  f"{m.data_config.sequence_size} h)" for n, w, m in zip(self.names, self.weights, self.members)]
@@ -194,10 +205,11 @@ def save_ensemble(
     weights: dict[str, float],
     meta: dict[str, Any] | None = None,
     scale: float = 1.0,
+    intervals: Intervals | None = None,
 ) -> Path:
     """Write one standalone ensemble file (atomically). ``members``: name -> model bundle; ``weights``:
     name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1); ``scale``:
-    the calibration factor (:func:`calibrate`)."""
+    the calibration factor (:func:`calibrate`); ``intervals``: conformal intervals of the ensemble's forecasts."""
     kept = {n: float(w) for n, w in weights.items() if w > 0}
     missing = [n for n in kept if n not in members]
     if not kept or missing:
@@ -207,6 +219,7 @@ def save_ensemble(
         "members": {n: member_bundle(members[n]) for n in kept},
         "weights": {n: w / total for n, w in kept.items()},
         "scale": float(scale),
+        "intervals": intervals.to_dict() if intervals is not None else None,
         "meta": dict(meta or {}),
     }
     return write_bundle(path, payload, fmt=ENSEMBLE_FORMAT)

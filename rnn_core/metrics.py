@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError, load_model
 from rnn_core.data import BikeData, DataError, Split, build, load_frame
+from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
 
 if TYPE_CHECKING:
     from rnn_core.checkpoint import Forecaster
@@ -60,6 +62,31 @@ def baseline_metrics(cnt: np.ndarray, split: Split) -> dict[str, dict[str, float
     return out
 
 
+def per_step(pred: np.ndarray, target: np.ndarray) -> dict[str, list[float]]:
+    """MAE and RMSE of each horizon step: {'mae': [H], 'rmse': [H]} from [N, H] forecasts and targets."""
+    err = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+    return {"mae": np.abs(err).mean(axis=0).tolist(), "rmse": np.sqrt((err**2).mean(axis=0)).tolist()}
+
+
+def validation_intervals(model: Forecaster, frame: pd.DataFrame, levels: Sequence[float] = LEVELS) -> Intervals:
+    """Split-conformal intervals (rnn_core.intervals) from the model's forecasts of its validation hours."""
+    if getattr(model, "refit", False):
+        raise CheckpointError(f"{model.source}: its members were refit on the validation hours, so intervals at new "
+                              "levels cannot be calibrated there; use its stored levels or the ensemble before refit")
+    data = build(frame, model.data_config, scalers=(model.feature_scaler, model.target_scaler))
+    va = data["val"]
+    return conformal(forecast(model, va, frame), va.y_raw.numpy(), levels)
+
+
+def intervals_for(model: Forecaster, frame: pd.DataFrame, levels: Sequence[float] | None = None) -> Intervals:
+    """The model's stored intervals when they have ``levels`` (None: whatever it stores), else new ones
+    from its validation hours."""
+    stored = model.intervals
+    if stored is not None and (levels is None or tuple(levels) == stored.levels):
+        return stored
+    return validation_intervals(model, frame, levels or LEVELS)
+
+
 def forecast(model: Forecaster, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
     """The forecasts of a split's targets: [N, H] bikes per hour. ``split`` was built from the model's data
     config (an ensemble's reference member's); an ensemble also needs the hourly ``frame``."""
@@ -85,6 +112,13 @@ class Evaluation:
     rmse: float
     baselines: dict[str, dict[str, float]]
     """name -> {'mae', 'rmse'} on the same targets."""
+    steps: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """'model' and each baseline -> per_step() of its forecasts."""
+    intervals: Intervals | None = None
+    bands: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """level -> (lower, upper) [N, H] around ``prediction``."""
+    coverage: dict[float, tuple[float, float]] = field(default_factory=dict)
+    """level -> (share of targets inside, mean width in bikes/hour)."""
 
     def best_baseline(self) -> tuple[str, dict[str, float]]:
         return min(self.baselines.items(), key=lambda kv: kv[1]["mae"])
@@ -94,9 +128,13 @@ def evaluate_model(
     model: Forecaster | str | os.PathLike[str],
     data_path: str | os.PathLike[str] | None = None,
     split: str = "test",
+    levels: Sequence[float] | None | bool = None,
 ) -> Evaluation:
     """Load a model or ensemble file (or take a loaded one), rebuild its windows from the stored data config
-    and scalers, and score its forecasts on ``split`` next to the baselines."""
+    and scalers, and score its forecasts on ``split`` next to the baselines, overall and per step.
+
+    ``levels``: the conformal intervals to report (their coverage and width on ``split``): None = the
+    model's stored ones (else 80% and 95% from its validation hours), a sequence = those levels, False = none."""
     lm = load_model(model) if isinstance(model, (str, os.PathLike)) else model
     frame, source, n_filled, raw_rows = load_frame(data_path)
     try:  # an ensemble's splits: its first member's, from where every member has a full window
@@ -109,5 +147,16 @@ def evaluate_model(
     s = data[split]
     pred = forecast(lm, s, frame)
     truth = s.y_raw.numpy()
-    return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth,
-                      mae=mae(pred, truth), rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s))
+    steps = {"model": per_step(pred, truth)}
+    for name in BASELINES:
+        try:
+            steps[name] = per_step(baseline_predictions(data.cnt, s, name), truth)
+        except ValueError:
+            continue
+    ev = Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth, mae=mae(pred, truth),
+                    rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s), steps=steps)
+    if levels is not False:
+        ev.intervals = intervals_for(lm, frame, None if levels is None else check_levels(levels))
+        ev.bands = ev.intervals.bands(pred)
+        ev.coverage = {a: coverage(lo, hi, truth) for a, (lo, hi) in ev.bands.items()}
+    return ev

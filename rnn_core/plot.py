@@ -6,7 +6,7 @@ matplotlib with the Agg backend (no display needed). Each function writes one PN
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -24,6 +24,20 @@ class Series:
     times: np.ndarray
     prediction: np.ndarray
     target: np.ndarray
+    bands: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """level -> (lower, upper) around ``prediction`` (drawn as shaded bands)."""
+
+
+@dataclass
+class DayAhead:
+    """One origin's forecast of the next H hours, with what happened and the interval bands."""
+
+    origin: np.datetime64
+    times: np.ndarray
+    """[H] target hours."""
+    prediction: np.ndarray
+    target: np.ndarray
+    bands: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,8 +58,17 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return path
 
 
+def _bands(ax: plt.Axes, times: np.ndarray, bands: dict[float, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Interval bands, the widest palest, under the lines."""
+    for a in sorted(bands, reverse=True):
+        lo, hi = bands[a]
+        ax.fill_between(times, lo, hi, color="tab:purple", alpha=0.12 + 0.18 * (1 - a) / 0.25, lw=0,
+                        label=f"{a:.0%} interval", step=None)
+
+
 def _forecast_axes(ax: plt.Axes, s: Series, title: str, lw: float) -> None:
     """Target and prediction of one series on one axis, with its title, y label and legend."""
+    _bands(ax, s.times, s.bands)
     ax.plot(s.times, s.target, lw=lw, label="target")
     ax.plot(s.times, s.prediction, lw=lw, label="prediction", alpha=0.85)
     ax.set_title(title)
@@ -65,7 +88,8 @@ def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
     for ax, s in zip(axs[:, 0], series):
         n = len(s.target)
         if n > LONGEST_PANEL:
-            s = Series(s.name, s.times[-LAST_HOURS:], s.prediction[-LAST_HOURS:], s.target[-LAST_HOURS:])
+            s = Series(s.name, s.times[-LAST_HOURS:], s.prediction[-LAST_HOURS:], s.target[-LAST_HOURS:],
+                       {a: (lo[-LAST_HOURS:], hi[-LAST_HOURS:]) for a, (lo, hi) in s.bands.items()})
             label = f"{s.name}: last {LAST_HOURS // (7 * 24)} weeks of {n:,} hours"
         else:
             label = f"{s.name} ({n:,} hours)"
@@ -110,5 +134,36 @@ def plot_history(trials: Sequence[TrialHistory], best_id: str, title: str, path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_steps(steps: dict[str, Sequence[float]], title: str, path: str | Path, what: str = "MAE") -> Path:
+    """Error against forecast step (hours ahead) for the model and each baseline."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, values in steps.items():
+        k = np.arange(1, len(values) + 1)
+        ax.plot(k, values, marker="o", ms=3, lw=2.5 if name == "model" else 1.2, label=name,
+                color="tab:red" if name == "model" else None, zorder=3 if name == "model" else 2)
+    ax.set_xlabel("hours ahead (step)")
+    ax.set_ylabel(f"{what}, bikes / hour")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_day_ahead(days: Sequence[DayAhead], title: str, path: str | Path) -> Path:
+    """One panel per origin: the forecast of the next H hours with its bands, against what happened."""
+    fig, axs = plt.subplots(len(days), 1, figsize=(10, 3.0 * len(days)), squeeze=False)
+    for ax, d in zip(axs[:, 0], days):
+        _bands(ax, d.times, d.bands)
+        ax.plot(d.times, d.target, marker=".", lw=1.2, label="target")
+        ax.plot(d.times, d.prediction, marker=".", lw=1.2, label="prediction")
+        ax.set_title(f"from origin {str(d.origin)[:16]} (last input hour)")
+        ax.set_ylabel("bikes / hour")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

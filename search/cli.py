@@ -79,6 +79,19 @@ def _add_storage(p: argparse.ArgumentParser, what: str = "where RUN names are lo
     p.add_argument("--storage", metavar="DIR|URI", help=f"{what} (default: $RNN_SEARCH_STORAGE, else ./runs)")
 
 
+def _levels(text: str) -> tuple[float, ...]:
+    from rnn_core.intervals import check_levels
+
+    try:
+        return check_levels([float(v) for v in text.split(",")])
+    except ValueError:
+        raise ValueError(f"expected levels between 0 and 1 such as 0.8,0.95, got {text!r}") from None
+
+
+def _texts(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _add_ensemble(p: argparse.ArgumentParser, with_size_default: bool = False) -> None:
     from rnn_core.config import ENSEMBLE_SIZE as DEFAULT_SIZE
 
@@ -171,6 +184,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     res = fit(data, mcfg, tcfg, on_epoch_end=on_epoch_end)
+    if ckpt.exists():  # conformal intervals of the kept model, from its validation hours
+        from rnn_core.checkpoint import load_bundle, model_from_bundle, write_bundle
+        from rnn_core.data import load_frame
+        from rnn_core.metrics import validation_intervals
+
+        bundle = load_bundle(ckpt)
+        bundle["intervals"] = validation_intervals(model_from_bundle(bundle, str(ckpt)), load_frame(args.data)[0]).to_dict()
+        write_bundle(ckpt, bundle)
     if run is not None:
         run.summary.update({f"best_{k}": v for k, v in res.best_metrics.items()})
         run.finish()
@@ -187,6 +208,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from rnn_core.checkpoint import load_model
     from rnn_core.data import DataError, load_frame
+    from rnn_core.metrics import intervals_for
 
     lm = load_model(args.file)  # a model or an ensemble file
     frame, _, _, _ = load_frame(args.data)
@@ -204,10 +226,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if origin < lm.first_origin:
         raise DataError(f"--at {hours[origin]}: needs {lm.first_origin + 1} hours of history ending there; "
                         f"the earliest possible origin is {hours[lm.first_origin]}")
-    bikes = lm.forecast(frame, np.array([origin]))[0]  # [H] bikes per hour
-    print(f"# origin {hours[origin]} (last input hour); {len(bikes)} hour(s) ahead")
-    for k, v in enumerate(bikes.tolist(), start=1):
-        print(f"{hours[origin] + pd.Timedelta(hours=k)}  {v:9.2f}")
+    pred = lm.forecast(frame, np.array([origin]))  # [1, H] bikes per hour
+    iv = intervals_for(lm, frame, args.levels)
+    bands = iv.bands(pred)
+    print(f"# origin {hours[origin]} (last input hour); {pred.shape[1]} hour(s) ahead; bikes per hour with "
+          f"{', '.join(f'{a:.0%}' for a in bands)} intervals (split conformal, {iv.scale} scale)")
+    print(f"{'hour':<20}{'forecast':>9}" + "".join(f"{f'{a:.0%} from':>10}{'to':>8}" for a in bands))
+    for k in range(pred.shape[1]):
+        print(f"{str(hours[origin] + pd.Timedelta(hours=k + 1)):<20}{pred[0, k]:9.2f}"
+              + "".join(f"{lo[0, k]:10.1f}{hi[0, k]:8.1f}" for lo, hi in bands.values()))
     return 0
 
 
@@ -336,7 +363,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from search.results import export_best
 
     if args.single:
-        out, best = export_best(args.run, args.out, args.storage)
+        out, best = export_best(args.run, args.out, args.storage, args.data)
         print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {best.best_val_mae:.2f} bikes/hour")
         return 0
     import shutil
@@ -355,8 +382,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _origin_rows(split: Any, origins: list[str] | None) -> list[int]:
+    """Rows of a split for --origins (timestamps of last input hours); default: four evenly spread days,
+    each from 23:00, so that the forecast covers the next calendar day."""
+    import numpy as np
+    import pandas as pd
+
+    from rnn_core.data import DataError
+
+    first = split.target_time[:, 0]  # [N] the hour after each origin
+    if origins:
+        rows = []
+        for text in origins:
+            try:
+                at = np.datetime64(pd.Timestamp(text) + pd.Timedelta(hours=1))
+            except ValueError:
+                raise DataError(f"--origins: {text!r} is not a timestamp (e.g. 2012-11-14 23:00)") from None
+            hits = np.nonzero(first == at)[0]
+            if not len(hits):
+                raise DataError(f"--origins: {text} is not an origin of this split ({str(first[0] - np.timedelta64(1, 'h'))[:16]} "
+                                f".. {str(first[-1] - np.timedelta64(1, 'h'))[:16]})")
+            rows.append(int(hits[0]))
+        return rows
+    midnight = np.nonzero(pd.DatetimeIndex(first).hour == 0)[0]
+    candidates = midnight if len(midnight) else np.arange(len(first))
+    return [int(candidates[i]) for i in np.linspace(0, len(candidates) - 1, min(4, len(candidates))).round().astype(int)]
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     import tempfile
+
+    import numpy as np
 
     from rnn_core import plot
     from rnn_core.checkpoint import CheckpointError, load_model
@@ -380,26 +436,50 @@ def cmd_test(args: argparse.Namespace) -> int:
         lm, what = chosen_model(experiment, single=args.single, refit=args.refit, data_path=args.data)
         title = f"{storage.name(experiment)} / {what.split(':')[0]}"
         print(what)
-    ev = evaluate_model(lm, args.data, args.split)
+    ev = evaluate_model(lm, args.data, args.split, levels=args.levels)
     split = ev.data[args.split]
+    horizon = lm.data_config.horizon
     print(f"{title}: {args.split} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
-          f"{str(split.target_time[-1, -1])[:16]}, horizon {lm.data_config.horizon}")
-    print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   (bikes/hour)")
+          f"{str(split.target_time[-1, -1])[:16]}, horizon {horizon}")
+    print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   (bikes/hour{', mean over the steps' if horizon > 1 else ''})")
     print(f"{'model':<16}{ev.mae:>9.2f}{ev.rmse:>9.2f}")
     for name, m in ev.baselines.items():
         print(f"{name:<16}{m['mae']:>9.2f}{m['rmse']:>9.2f}")
     base_name, base = ev.best_baseline()
     print(f"improvement over the best baseline ({base_name}): {100 * (1 - ev.mae / base['mae']):.1f}% lower MAE")
+    if ev.intervals is not None:
+        iv = ev.intervals
+        print(f"intervals (split conformal on the {iv.scale} scale, from {iv.n:,} validation windows):")
+        for a, (cov, width) in ev.coverage.items():
+            print(f"  {a:.0%}: {cov:.1%} of the {args.split} targets inside, mean width {width:.1f} bikes/hour")
+    if horizon > 1:
+        names = list(ev.steps)
+        print("per step (hours ahead), MAE / RMSE:")
+        print("step " + "".join(f"{n:>22}" for n in names))
+        for k in range(horizon):
+            print(f"{k + 1:>4} " + "".join(f"{ev.steps[n]['mae'][k]:>13.2f} /{ev.steps[n]['rmse'][k]:>7.2f}" for n in names))
     if args.list:
         for i, (p, t) in enumerate(zip(ev.prediction[:, 0], ev.target[:, 0])):
             print("{0:4}: {1:8,.2f} <--> {2:8,.2f} (Loss: {3:>10,.2f})".format(i, p, t, abs(p - t)))
     if args.plots:
         out = Path(args.plots)
-        series = [plot.Series(n, s.target_time[:, 0], (ev.prediction if n == args.split else forecast(lm, s, ev.frame))[:, 0],
-                              s.y_raw.numpy()[:, 0]) for n, s in ev.data.splits.items()]
-        written = [plot.plot_splits(series, f"{title}: forecast vs actual", out / "predictions_by_split.png"),
+        def step1(n: str, s: Any) -> Any:
+            pred = ev.prediction if n == args.split else forecast(lm, s, ev.frame)
+            bands = ev.intervals.bands(pred) if ev.intervals is not None else {}
+            return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
+                               {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
+
+        series = [step1(n, s) for n, s in ev.data.splits.items()]
+        written = [plot.plot_splits(series, f"{title}: forecast vs actual (1 hour ahead)", out / "predictions_by_split.png"),
                    plot.plot_test(series[list(ev.data.splits).index(args.split)], f"{title}: {args.split} period",
                                   out / f"{args.split}_period.png")]
+        if horizon > 1:
+            written.append(plot.plot_steps({n: v["mae"] for n, v in ev.steps.items()}, f"{title}: error by step",
+                                           out / "error_by_step.png"))
+            rows = _origin_rows(split, args.origins)
+            days = [plot.DayAhead(split.target_time[i, 0] - np.timedelta64(1, "h"), split.target_time[i], ev.prediction[i],
+                                  ev.target[i], {a: (lo[i], hi[i]) for a, (lo, hi) in ev.bands.items()}) for i in rows]
+            written.append(plot.plot_day_ahead(days, f"{title}: {horizon}-hour forecasts", out / "forecasts_from_origins.png"))
         if experiment:
             if found is None:  # a bundle that records its experiment
                 from search.results import best_trial
@@ -479,6 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("file", help="model.pt (from train, export or a trial checkpoint)")
     _add_data(pr)
     pr.add_argument("--at", metavar="TIMESTAMP", help="forecast origin, the last input hour (default: the data's last hour)")
+    pr.add_argument("--levels", type=_argtype(_levels, "levels"), metavar="A,B",
+                    help="interval levels, e.g. 0.8,0.95 (default: the model's stored ones, else 0.8,0.95)")
     pr.set_defaults(func=cmd_predict)
 
     tu = sub.add_parser("tune", help="run (or resume) a Ray Tune search: Optuna TPE + ASHA")
@@ -548,6 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
     te.add_argument("--plots", metavar="DIR", help="write PNG figures here")
     te.add_argument("--list", action="store_true", help="print every forecast: idx: prediction <--> target (Loss: ...)")
+    te.add_argument("--levels", type=_argtype(_levels, "levels"), metavar="A,B",
+                    help="interval levels to report, e.g. 0.8,0.95 (default: the model's stored ones, else 0.8,0.95)")
+    te.add_argument("--origins", type=_argtype(_texts, "origins"), metavar="T,T",
+                    help="with --plots and horizon > 1: origins (last input hours) of the forecasts drawn, e.g. "
+                         "'2012-11-14 23:00,2012-12-24 23:00' (default: four days spread over the split)")
     te.add_argument("--single", action="store_true", help="for an experiment: its best trial instead of its ensemble")
     te.add_argument("--refit", action="store_true", help="for an experiment: its ensemble refit on training + validation hours")
     _add_storage(te)

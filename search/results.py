@@ -133,9 +133,15 @@ def best_bundle(run: str, where: str | None = None) -> tuple[dict[str, Any], Tri
     return bundle, best, summaries, path
 
 
-def export_best(run: str, out: str | Path, where: str | None = None) -> tuple[Path, TrialSummary]:
-    """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone)."""
-    bundle, best, _, _ = best_bundle(run, where)
+def export_best(run: str, out: str | Path, where: str | None = None, data_path: str | None = None) -> tuple[Path, TrialSummary]:
+    """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone), with
+    conformal intervals from its validation hours."""
+    from rnn_core.data import load_frame
+    from rnn_core.metrics import validation_intervals
+
+    bundle, best, _, path = best_bundle(run, where)
+    frame, *_ = load_frame(data_path or _recorded_data_path(path))
+    bundle["intervals"] = validation_intervals(model_from_bundle(bundle, str(best.checkpoint)), frame).to_dict()
     return write_bundle(out, bundle), best
 
 
@@ -216,6 +222,7 @@ def build_ensemble(
     training + validation hours. Works on finished and running experiments, local or s3:// / gs://."""
     from rnn_core.data import build, load_frame
     from rnn_core.ensemble import calibrate, refit_bundles, save_ensemble, select
+    from rnn_core.intervals import conformal
 
     t0 = time.perf_counter()
     best, summaries, path = best_trial(run, where)
@@ -252,7 +259,8 @@ def build_ensemble(
     picked = {candidates[i].trial_id: bundles[candidates[i].trial_id] for i in chosen}
     w = {candidates[i].trial_id: float(weights[i]) for i in chosen}
     file = storage.join(path, ENSEMBLE_FILE)
-    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale))
+    intervals = conformal(ens_pred, target)  # from these validation hours; a refit keeps them (its own are in-sample)
+    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale, intervals))
     select_s = time.perf_counter() - t0
     report = EnsembleReport(
         file=file, members=members, size=size, metric=metric, candidates=len(candidates),
@@ -263,7 +271,7 @@ def build_ensemble(
         t1 = time.perf_counter()
         refits = refit_bundles(picked, frame, jobs)
         report.refit_file = storage.join(path, REFIT_FILE)
-        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale))
+        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale, intervals))
         report.refit, report.refit_s = True, round(time.perf_counter() - t1, 1)
     storage.write_text(storage.join(path, ENSEMBLE_SUMMARY), json.dumps(report.to_json(), indent=1, default=str))
     return report

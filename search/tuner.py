@@ -389,6 +389,10 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     if reduction <= 1:
         raise SearchError(f"--reduction-factor {reduction:g}: expected a number above 1 (2 keeps half the trials at each rung)")
     check_wandb(opts.wandb)
+    # The preset's data settings (day-ahead: horizon 24) where the command line left the default.
+    defaults = DataConfig()
+    opts = dataclasses.replace(opts, data=dataclasses.replace(opts.data, **{
+        k: v for k, v in budget.data.items() if getattr(opts.data, k) == getattr(defaults, k)}))
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
     opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage))
     path = storage.join(opts.storage, name)

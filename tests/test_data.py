@@ -145,10 +145,10 @@ def test_scalers_come_from_the_training_split_only(hour_csv: Path) -> None:
     assert np.allclose(base.target_scaler.inverse(z), [0.0, 10.0, 977.0])
 
 
-@pytest.mark.parametrize("horizon", [1, 3])
+@pytest.mark.parametrize("horizon", [1, 3, 24])
 def test_no_count_after_t_enters_the_window(hour_csv: Path, horizon: int) -> None:
     """Changing cnt/casual/registered at hours >= t+1 leaves every window whose first target is t+1
-    unchanged; changing them at hour t changes it."""
+    unchanged (the encoder-decoder's decoder inputs are part of it); changing them at hour t changes it."""
     cfg = DataConfig(horizon=horizon)
     frame, *_ = load_frame(hour_csv)
     base = build(frame, cfg)
@@ -160,6 +160,13 @@ def test_no_count_after_t_enters_the_window(hour_csv: Path, horizon: int) -> Non
         later.iloc[t + 1 :, [later.columns.get_loc(c) for c in ("cnt", "casual", "registered")]] += 1000
         after = build(later, cfg, scalers=scalers)
         assert torch.equal(after[split].X[i], s.X[i]), f"{split} window {i}: a count after t leaked into the input"
+        if horizon == 24:  # an encoder-decoder sees nothing else: its forecast is unchanged
+            from rnn_core.model import RNNForecaster
+
+            torch.manual_seed(0)
+            model = RNNForecaster(base.model_config(arch="seq2seq", cell="gru", hidden_size=8, num_layers=1)).eval()
+            with torch.no_grad():
+                assert torch.equal(model(after[split].X[i : i + 1]), model(s.X[i : i + 1]))
         assert not torch.equal(after[split].y_raw[i], s.y_raw[i])  # ... while its targets did change
         at_t = frame.copy()
         for col in ("cnt", "casual", "registered"):

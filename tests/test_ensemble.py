@@ -97,9 +97,9 @@ def test_the_cli_tests_and_predicts_with_an_ensemble_file(ensemble_file: Path, m
     for n in ("a", "b"):
         assert main(["predict", str(members[n]), "--data", str(hour_csv), "--at", "2012-12-01 08:00"]) == 0
         lines.append(capsys.readouterr().out.splitlines()[-1])
-    (when, *_), values = ens_line.split("  "), [float(x.split()[-1]) for x in lines]
-    assert when.startswith("2012-12-01 09:00")
-    assert float(ens_line.split()[-1]) == pytest.approx(0.25 * values[0] + 0.75 * values[1], abs=0.011)
+    values = [float(x.split()[2]) for x in lines]  # hour (2 tokens), forecast, interval bounds
+    assert ens_line.startswith("2012-12-01 09:00")
+    assert float(ens_line.split()[2]) == pytest.approx(0.25 * values[0] + 0.75 * values[1], abs=0.011)
     assert main(["test", str(ensemble_file), "--data", str(hour_csv)]) == 0
     assert "model" in capsys.readouterr().out
 

@@ -25,6 +25,32 @@ def test_forecaster_shapes(cell: str, bidirectional: bool) -> None:
     assert m(torch.randn(4, 24, 5)).shape == (4, 3)  # [B, L, F] -> [B, H]
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_encoder_decoder_shapes_and_decoder_inputs(cell: str) -> None:
+    """H = 24: [B, L, F] -> [B, 24]; the decoder reads only the origin step's calendar of t+1..t+24."""
+    f, h = 8, 24
+    n_features = 20 + f * h
+    m = RNNForecaster(ModelConfig(n_features=n_features, horizon=h, future_features=f, arch="seq2seq", cell=cell,
+                                  hidden_size=8, num_layers=2)).eval()
+    x = torch.randn(4, 48, n_features)
+    seen = []
+    m.decoder.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        assert m(x).shape == (4, h)
+    # decoder step k's input: the calendar of hour t+k, as the origin step carries it ([B, H, f])
+    torch.testing.assert_close(seen[0], x[:, -1, 20:].reshape(4, h, f))
+    with pytest.raises(ValueError, match="needs future_features"):
+        RNNForecaster(ModelConfig(n_features=20, horizon=24, arch="seq2seq"))
+
+
+def test_encoder_decoder_needs_the_future_calendar(hour_csv: Path) -> None:
+    from rnn_core.data import DataConfig, load
+
+    data = load(DataConfig(horizon=24, future_calendar=False), hour_csv)
+    with pytest.raises(ValueError, match="needs the future calendar features"):
+        data.model_config(arch="seq2seq")
+
+
 def test_configs_are_validated() -> None:
     with pytest.raises(ValueError, match="cell must be one of"):
         ModelConfig(n_features=3, cell="transformer")
@@ -36,7 +62,7 @@ def test_configs_are_validated() -> None:
 
 def _tiny(data, **kw):
     mcfg = data.model_config(cell=kw.pop("cell", "gru"), hidden_size=8, num_layers=kw.pop("num_layers", 1),
-                             dropout=kw.pop("dropout", 0.0))
+                             dropout=kw.pop("dropout", 0.0), arch=kw.pop("arch", "head"))
     tcfg = TrainConfig(batch_size=512, max_epochs=kw.pop("max_epochs", 2), seed=kw.pop("seed", 7), num_threads=1, **kw)
     return mcfg, tcfg
 
@@ -54,21 +80,31 @@ class _Stop(Exception):
     pass
 
 
-def test_resume_gives_the_same_per_epoch_metrics(bikes, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def day_ahead(hour_csv: Path):
+    from rnn_core.data import DataConfig, load
+
+    return load(DataConfig(horizon=24), hour_csv)
+
+
+@pytest.mark.parametrize("arch", ["head", "seq2seq"])
+def test_resume_gives_the_same_per_epoch_metrics(arch: str, bikes, day_ahead, tmp_path: Path) -> None:
     """Stopped after epoch 2 and resumed from its checkpoint == uninterrupted (dropout + cosine: RNG and
-    scheduler state must both travel)."""
-    mcfg, tcfg = _tiny(bikes, cell="lstm", num_layers=2, dropout=0.2, max_epochs=4, lr_schedule="cosine", ema_decay=0.9)
-    full = fit(bikes, mcfg, tcfg)
+    scheduler state must both travel); the encoder-decoder on 24-hour windows too."""
+    data = bikes if arch == "head" else day_ahead
+    mcfg, tcfg = _tiny(data, cell="lstm", num_layers=2, dropout=0.2, max_epochs=4, lr_schedule="cosine", ema_decay=0.9,
+                       arch=arch)
+    full = fit(data, mcfg, tcfg)
     ckpt = tmp_path / "model.pt"
 
     def stop_after_2(epoch, metrics, snapshot):
         if epoch == 2:
-            save_bundle(ckpt, snapshot(), bikes, mcfg, tcfg)
+            save_bundle(ckpt, snapshot(), data, mcfg, tcfg)
             raise _Stop
 
     with pytest.raises(_Stop):
-        fit(bikes, mcfg, tcfg, on_epoch_end=stop_after_2)
-    resumed = fit(bikes, mcfg, tcfg, resume=load_bundle(ckpt))
+        fit(data, mcfg, tcfg, on_epoch_end=stop_after_2)
+    resumed = fit(data, mcfg, tcfg, resume=load_bundle(ckpt))
     keys = ("epoch", "train_loss", "val_loss", "val_mae", "val_rmse", "lr")
     assert [{k: h[k] for k in keys} for h in resumed.history] == [{k: h[k] for k in keys} for h in full.history]
     assert resumed.best_epoch == full.best_epoch
@@ -193,12 +229,15 @@ def test_train_then_predict(hour_csv: Path, tmp_path: Path, capsys) -> None:
     ckpt = out / "model.pt"
     lm = load_model(ckpt)
     assert lm.model_config.cell == "rnn" and lm.model_config.hidden_size == 8 and lm.model_config.num_layers == 2
+    assert lm.intervals is not None and lm.intervals.levels == (0.8, 0.95)  # conformal, from the validation hours
     args = ["predict", str(ckpt), "--data", str(hour_csv), "--at", "2012-12-01 07:00"]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out == first  # deterministic
-    assert "2012-12-01 08:00:00" in first
+    assert "2012-12-01 08:00:00" in first and "80% from" in first and "95% from" in first
+    row = [float(v) for v in first.splitlines()[-1].split()[2:]]  # forecast, lo80, hi80, lo95, hi95
+    assert row[3] <= row[1] <= row[0] <= row[2] <= row[4]
     assert main(["predict", str(ckpt), "--data", str(hour_csv)]) == 0
     assert "2013-01-01 00:00:00" in capsys.readouterr().out  # default origin: the data's last hour
     assert main(["predict", str(ckpt), "--data", str(hour_csv), "--at", "2011-01-01 03:00"]) == 2
