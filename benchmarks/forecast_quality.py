@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--reduction-factor", type=float, default=3, help="ASHA: 1/N of the trials go on at each rung")
     ap.add_argument("--size", type=int, default=ENSEMBLE_SIZE, help="ensemble selection steps")
     ap.add_argument("--no-refit", action="store_true", help="skip the refit on train+val")
+    ap.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: one per CPU)")
+    ap.add_argument("--jobs", type=int, help="refits at once (default: one per CPU)")
     args = ap.parse_args()
     data_cfg = DataConfig(val_windows=args.val_windows, **split_kwargs(args.split))
     frame, *_ = load_frame(args.data)
@@ -83,7 +85,7 @@ def main() -> None:
         opts = SearchOptions(preset="default", max_epochs=args.max_epochs, grace_period=args.grace_period,
                              reduction_factor=args.reduction_factor, storage=args.storage, data=data_cfg,
                              name=time.strftime("quality-%Y%m%d-%H%M%S"), data_path=args.data,
-                             time_budget_s=args.minutes * 60, progress_interval_s=120)
+                             time_budget_s=args.minutes * 60, progress_interval_s=120, max_concurrent=args.max_concurrent)
         t0 = time.time()
         _, path = run_search(opts)
         wall = time.time() - t0
@@ -96,7 +98,7 @@ def main() -> None:
 
     # The three models the issue compares: the best trial, the ensemble, the ensemble refit on train+val.
     ens = build_ensemble(path, size=args.size, data_path=args.data)
-    refit = build_ensemble(path, size=args.size, refit=True, data_path=args.data) if not args.no_refit else None
+    refit = build_ensemble(path, size=args.size, refit=True, data_path=args.data, jobs=args.jobs) if not args.no_refit else None
     models = [("best single trial", Path(best.checkpoint) / "model.pt", wall, "the search"),
               (f"ensemble of {len(ens.members)} trials (validation-only)", Path(ens.file), ens.select_s, "selection")]
     if refit is not None:
@@ -128,7 +130,7 @@ def main() -> None:
         f"Search: preset `default`, {len(summaries)} trials ({stopped} stopped by ASHA), metric "
         f"`{best.metric}`, at most {meta.get('max_epochs', args.max_epochs)} epochs per trial, ASHA grace "
         f"{args.grace_period} / reduction {args.reduction_factor:g}, time budget {args.minutes:g} min "
-        f"(wall {wall / 60:.1f} min), 2 trials at a time on 2 cores; experiment `{Path(path).name}`. Ensemble: "
+        f"(wall {wall / 60:.1f} min), {args.max_concurrent or 2} trial(s) at a time on 2 cores; experiment `{Path(path).name}`. Ensemble: "
         f"{ens.size} greedy picks by validation {ens.metric.upper()} among {ens.candidates} trials. "
         f"**Search + ensemble + refit: {total / 60:.1f} min.**\n\n"
         f"Validation (split `{args.split}`, {args.val_windows} window(s)), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
