@@ -300,7 +300,9 @@ def study_summary(path: str) -> str:
 
 
 class StudySync(tune.Callback):
-    """Copies the study's journal into a remote run after every finished trial and at the end."""
+    """Copies the study's journal into a remote run when a trial starts (so that a trial in Tune's saved
+    state is in the saved study too, and a resumed searcher can tell its result), when one finishes, and
+    at the end."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -309,6 +311,9 @@ class StudySync(tune.Callback):
         journal = study_journal(self.path)
         if storage.is_uri(self.path) and journal.is_file():
             storage.upload(journal, storage.join(self.path, STUDY_FILE))
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self.upload()
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.upload()
