@@ -150,7 +150,6 @@ def export_best(run: str, out: str | Path, where: str | None = None, data_path: 
 ENSEMBLE_FILE = "ensemble.pt"
 REFIT_FILE = "ensemble_refit.pt"
 ENSEMBLE_SUMMARY = "ensemble.json"
-DEFAULT_SIZE = ENSEMBLE_SIZE
 
 
 @dataclass
@@ -211,7 +210,7 @@ def current_ensemble(path: str, summaries: list[TrialSummary], refit: bool = Fal
 def build_ensemble(
     run: str,
     where: str | None = None,
-    size: int = DEFAULT_SIZE,
+    size: int = ENSEMBLE_SIZE,
     refit: bool = False,
     data_path: str | None = None,
     jobs: int | None = None,
@@ -221,7 +220,7 @@ def build_ensemble(
     into the experiment as one standalone file, and with ``refit`` also a copy whose members were retrained on
     training + validation hours. Works on finished and running experiments, local or s3:// / gs://."""
     from rnn_core.data import build, load_frame
-    from rnn_core.ensemble import calibrate, refit_bundles, save_ensemble, select
+    from rnn_core.ensemble import calibrate, member_bundle, refit_bundles, save_ensemble, select
     from rnn_core.intervals import conformal
 
     t0 = time.perf_counter()
@@ -241,8 +240,9 @@ def build_ensemble(
             if val is None:  # the validation windows and targets (every trial shares the split)
                 val = build(frame, lm.data_config, scalers=(lm.feature_scaler, lm.target_scaler))["val"]
             forecasts.append(lm.forecast(frame, val.origin))  # [N, H] bikes/hour
-            bundles[s.trial_id] = dict(bundle, meta=dict(bundle.get("meta", {}), trial_id=s.trial_id, config=s.config,
-                                                         experiment_path=path, best_epoch=s.best_epoch))
+            # without the optimizer state: 200 trials' checkpoints stay small in memory
+            bundles[s.trial_id] = dict(member_bundle(bundle), meta=dict(
+                bundle.get("meta", {}), trial_id=s.trial_id, config=s.config, experiment_path=path, best_epoch=s.best_epoch))
     assert val is not None
     F = np.stack(forecasts)  # [M, N, H]
     target = val.y_raw.numpy().astype(np.float64)  # [N, H]
@@ -309,7 +309,7 @@ def chosen_model(run: str, where: str | None = None, single: bool = False, refit
     _, summaries, path = best_trial(run, where)
     rep = current_ensemble(path, summaries, refit)
     if rep is None or (size is not None and rep.size != size):
-        rep = build_ensemble(path, size=size or DEFAULT_SIZE, refit=refit, data_path=data_path, jobs=jobs)
+        rep = build_ensemble(path, size=size or ENSEMBLE_SIZE, refit=refit, data_path=data_path, jobs=jobs)
     file = rep.refit_file if refit else rep.file
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(storage.download(file or "", tmp))
