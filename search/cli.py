@@ -328,8 +328,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     _print_ensemble(build_ensemble(args.run, args.storage, size=args.size, refit=args.refit, data_path=args.data,
                                    jobs=args.jobs))
-    print(f"\nnext: rnn-search test {args.run} {'--refit ' if args.refit else ''}  |   rnn-search export {args.run} "
-          f"{'--refit ' if args.refit else ''}--out ensemble.pt")
+    refit = " --refit" if args.refit else ""
+    print(f"\nnext: rnn-search test {args.run}{refit}   |   rnn-search export {args.run}{refit} --out ensemble.pt")
     return 0
 
 
@@ -366,7 +366,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         out, best = export_best(args.run, args.out, args.storage, args.data)
         print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {best.best_val_mae:.2f} bikes/hour")
         return 0
-    import shutil
     import tempfile
 
     from search import storage
@@ -374,10 +373,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model, what = chosen_model(args.run, args.storage, refit=args.refit, data_path=args.data, size=args.size, jobs=args.jobs)
     with tempfile.TemporaryDirectory() as tmp:
-        local = storage.download(model.source, tmp)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local, Path(args.out).with_name(f".{Path(args.out).name}.part"))
-        os.replace(Path(args.out).with_name(f".{Path(args.out).name}.part"), args.out)  # never a half-written file
+        storage.write_bytes(args.out, storage.download(model.source, tmp).read_bytes())  # atomic: never half-written
     print(f"wrote {args.out}: {what}")
     return 0
 
