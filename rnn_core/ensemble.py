@@ -323,8 +323,7 @@ def _refit_one(args: tuple[dict[str, Any], pd.DataFrame]) -> dict[str, Any]:
 
 
 def refit_bundles(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, jobs: int | None = None) -> dict[str, dict[str, Any]]:
-    """Refit several members, ``jobs`` at a time in worker processes of one thread each (default: one per
-    CPU; small recurrent nets train faster side by side than one at a time on several threads)."""
+    """Refit several members, ``jobs`` at a time in worker processes of one thread each (default: one per CPU)."""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(bundles)))
     names = list(bundles)
     log.info("refitting %d member(s) on training + validation hours, %d at a time", len(names), jobs)
