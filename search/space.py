@@ -53,6 +53,26 @@ class Preset:
     """DataConfig settings of the preset (where the command line leaves the default), e.g. the horizon."""
 
 
+# Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
+# LSTM on a log1p target with a cosine schedule, sizes up to 128, 1-2 days of history. Bidirectional
+# layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
+# stay searchable with --space. The cosine schedule makes the first epochs a poor guide, so ASHA judges
+# trials from epoch 3 on.
+_DEFAULT_SPACE: dict[str, Any] = {
+    "cell": {"choice": ["gru", "lstm"]},
+    "hidden_size": {"choice": [32, 64, 128]},
+    "num_layers": {"choice": [1, 2]},
+    "dropout": {"uniform": [0.0, 0.3]},
+    "sequence_size": {"choice": [24, 48]},
+    "learning_rate": {"loguniform": [5e-4, 5e-3]},
+    "batch_size": {"choice": [64, 128, 256]},
+    "weight_decay": {"loguniform": [1e-6, 1e-3]},
+    "clip_norm": {"uniform": [0.5, 5.0]},
+    "lr_schedule": "cosine",
+    "target_transform": "log1p",
+    "loss": {"choice": ["mse", "huber"]},
+}
+
 PRESETS: dict[str, Preset] = {
     # Small and fast: the README's main job (8 trials x <= 6 epochs on a 2-core laptop).
     "quick": Preset({
@@ -64,43 +84,12 @@ PRESETS: dict[str, Preset] = {
         "batch_size": {"choice": [128, 256]},
         "clip_norm": 1.0,
     }, trials=8, max_epochs=6, grace_period=1, reduction_factor=2.0),
-    # Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
-    # LSTM on a log1p target with a cosine schedule, sizes up to 128, 1-2 days of history. Bidirectional
-    # layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
-    # stay searchable with --space. The cosine schedule makes the first epochs a poor guide, so ASHA judges
-    # trials from epoch 3 on.
-    "default": Preset({
-        "cell": {"choice": ["gru", "lstm"]},
-        "hidden_size": {"choice": [32, 64, 128]},
-        "num_layers": {"choice": [1, 2]},
-        "dropout": {"uniform": [0.0, 0.3]},
-        "sequence_size": {"choice": [24, 48]},
-        "learning_rate": {"loguniform": [5e-4, 5e-3]},
-        "batch_size": {"choice": [64, 128, 256]},
-        "weight_decay": {"loguniform": [1e-6, 1e-3]},
-        "clip_norm": {"uniform": [0.5, 5.0]},
-        "lr_schedule": "cosine",
-        "target_transform": "log1p",
-        "loss": {"choice": ["mse", "huber"]},
-    }, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0),
+    "default": Preset(_DEFAULT_SPACE, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0),
     # Tomorrow's 24 hours from each hour (issue 12): many-to-one with a 24-output head against the lecture's
     # encoder-decoder, whose decoder steps through the target hours fed with their calendar. The space
     # varies the loss, so trials are ranked by validation MAE over the 24 steps.
-    "day-ahead": Preset({
-        "arch": {"choice": ["head", "seq2seq"]},
-        "cell": {"choice": ["gru", "lstm"]},
-        "hidden_size": {"choice": [32, 64, 128]},
-        "num_layers": {"choice": [1, 2]},
-        "dropout": {"uniform": [0.0, 0.3]},
-        "sequence_size": {"choice": [24, 48]},
-        "learning_rate": {"loguniform": [5e-4, 5e-3]},
-        "batch_size": {"choice": [64, 128, 256]},
-        "weight_decay": {"loguniform": [1e-6, 1e-3]},
-        "clip_norm": {"uniform": [0.5, 5.0]},
-        "lr_schedule": "cosine",
-        "target_transform": "log1p",
-        "loss": {"choice": ["mse", "huber"]},
-    }, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0, data={"horizon": 24}),
+    "day-ahead": Preset({"arch": {"choice": ["head", "seq2seq"]}, **_DEFAULT_SPACE}, trials=200, max_epochs=20,
+                        grace_period=3, reduction_factor=3.0, data={"horizon": 24}),
     # The lecture's fixed model, as one trial.
     "lecture": Preset({
         "cell": "rnn", "hidden_size": 128, "num_layers": 2, "sequence_size": 24,
