@@ -198,12 +198,15 @@ class LoadedModel:
             raise ValueError(f"{self.source}: forecast origins {origins[0]}..{origins[-1]} outside "
                              f"{self.first_origin}..{len(frame) - 1} (a window needs {self.first_origin + 1} hours of history)")
         feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
-        X = make_windows(feats, origins, self.data_config.sequence_size)  # [N, L, F]
-        return self.target_scaler.inverse(predict(self.model, X).double()).numpy()
+        return self._bikes(make_windows(feats, origins, self.data_config.sequence_size))  # [N, L, F] -> [N, H]
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
         """Forecasts [N, H] of a split built from this model's own data config (its windows are ready)."""
-        return self.target_scaler.inverse(predict(self.model, split.X).double()).numpy()
+        return self._bikes(split.X)
+
+    def _bikes(self, X: torch.Tensor) -> np.ndarray:
+        """Windows [N, L, F] -> forecasts in bikes per hour [N, H]."""
+        return self.target_scaler.inverse(predict(self.model, X).double()).numpy()
 
 
 if TYPE_CHECKING:

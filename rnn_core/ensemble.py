@@ -45,7 +45,7 @@ from rnn_core.checkpoint import (
     write_bundle,
 )
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
-from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, make_windows
+from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows
 from rnn_core.intervals import Intervals
 
 log = logging.getLogger(__name__)
@@ -281,14 +281,13 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     # Every origin from the first training window to the last validation one: also the H-1 windows that
     # straddle the boundary, and with several validation windows the training hours left out around them.
     origins = np.arange(min(tr.origin[0], va.origin[0]), max(tr.origin[-1], va.origin[-1]) + 1)
-    cnt = data.cnt.astype(np.float64)
-    y_raw = np.lib.stride_tricks.sliding_window_view(cnt, cfg.horizon)[origins + 1]  # [N, H]
+    y_raw = make_targets(data.cnt.astype(np.float64), origins, cfg.horizon)  # [N, H]
     data.splits["train"] = Split(
         X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]
         y=torch.from_numpy(np.asarray(ts.forward(y_raw), dtype=np.float32)),
         y_raw=torch.from_numpy(y_raw.astype(np.float32)),
         origin=origins,
-        target_time=np.lib.stride_tricks.sliding_window_view(data.hours, cfg.horizon)[origins + 1].copy(),
+        target_time=make_targets(data.hours, origins, cfg.horizon).copy(),
     )
     return data
 

@@ -18,7 +18,7 @@ from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle, wri
 from rnn_core.config import ENSEMBLE_SIZE, UserError
 from rnn_core.metrics import mae, rmse
 from search import storage
-from search.tuner import META_FILE, MODE, experiment_metric
+from search.tuner import MODE, SearchError, _experiment_meta, experiment_metric
 
 log = logging.getLogger(__name__)
 
@@ -280,8 +280,8 @@ def build_ensemble(
 def _recorded_data_path(path: str) -> str | None:
     """The hour.csv the search used, when it is a file on this machine (else the usual lookup applies)."""
     try:
-        recorded = json.loads(storage.read_text(storage.join(path, META_FILE)) or "{}").get("data_path")
-    except ValueError:
+        recorded = _experiment_meta(path).get("data_path")
+    except (SearchError, ValueError):
         return None
     return recorded if recorded and Path(recorded).is_file() else None
 
