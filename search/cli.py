@@ -574,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs four trials per GPU (default: %(default)s)")
     _add_storage(tu, "where the experiment is written: a local folder, s3://BUCKET/PATH or gs://BUCKET/PATH")
     tu.add_argument("--name", help="experiment name (default: PRESET-DATE-TIME)")
-    tu.add_argument("--keep-checkpoints", type=int, default=2, help="best N checkpoints kept per trial, by the search metric (default: %(default)s)")
+    tu.add_argument("--keep-checkpoints", type=int, default=2, help="checkpoints kept per trial: its best N by the search metric, and its latest (default: %(default)s)")
     tu.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its checkpoint (default: %(default)s)")
     tu.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: embedded local Ray)")
     tu.add_argument("--resume", metavar="RUN", help="continue an interrupted experiment (run name under --storage, or a path)")

@@ -29,6 +29,7 @@ from rnn_core.data import BikeData, cache_dir, load
 from search import space as spaces
 from search import storage
 from search.jobs import AUTH_HINT, is_auth_failure
+from search.retention import CheckpointRetention
 from search.trainable import train_bikes
 
 log = logging.getLogger(__name__)
@@ -373,7 +374,8 @@ def check_wandb(mode: str) -> None:
 
 def _callbacks(opts: SearchOptions, path: str, metric: str) -> list[Any]:
     name = storage.name(path)
-    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), StudySync(path), *opts.callbacks]
+    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), StudySync(path),
+                      CheckpointRetention(opts.keep_checkpoints, metric, MODE), *opts.callbacks]
     if opts.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
@@ -393,6 +395,9 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         raise SearchError(f"--grace-period {grace}: expected 1 to --max-epochs ({max_epochs})")
     if reduction <= 1:
         raise SearchError(f"--reduction-factor {reduction:g}: expected a number above 1 (2 keeps half the trials at each rung)")
+    if opts.keep_checkpoints < 1:
+        raise SearchError(f"--keep-checkpoints {opts.keep_checkpoints}: expected 1 or more (the best checkpoint is what "
+                          "export, test and the ensemble use)")
     check_wandb(opts.wandb)
     # The preset's data settings (day-ahead: horizon 24) where the command line left the default.
     defaults = DataConfig()
@@ -433,9 +438,9 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         run_config=tune.RunConfig(
             name=name,
             storage_path=opts.storage,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=opts.keep_checkpoints, checkpoint_score_attribute=metric, checkpoint_score_order=MODE
-            ),
+            # Tune keeps every checkpoint; CheckpointRetention (in the callbacks) deletes those beyond the best
+            # --keep-checkpoints once no saved experiment state can still name them (see search/retention.py).
+            checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=metric, checkpoint_score_order=MODE),
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             stop=opts.stop,
             callbacks=_callbacks(opts, path, metric),

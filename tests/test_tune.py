@@ -29,6 +29,17 @@ def _trial_dirs(path: str) -> list[Path]:
     return sorted(p for p in Path(path).iterdir() if p.is_dir() and p.name.startswith("train_bikes_"))
 
 
+def _saved_trials(path: Path) -> dict[str, dict]:
+    """trial id -> last result, from the experiment state Tune last saved into the run (what --resume reads);
+    empty while there is none or while Tune is rewriting it."""
+    files = sorted(path.glob("experiment_state-*.json")) if path.is_dir() else []
+    try:
+        state = json.loads(files[-1].read_text()) if files else {"trial_data": []}
+        return {r["trial_id"]: r for r in (json.loads(meta)["last_result"] for _, meta in state["trial_data"]) if r}
+    except (json.JSONDecodeError, KeyError, OSError):
+        return {}
+
+
 def test_every_trial_has_a_checkpoint(experiment) -> None:
     dirs = _trial_dirs(experiment["path"])
     assert len(dirs) == 4
@@ -157,6 +168,7 @@ def test_bad_spaces_are_refused_before_ray_starts(tmp_path: Path, capsys, text: 
     (["--preset", "default", "--grace-period", "21"], "--grace-period 21: expected 1 to --max-epochs (20)"),
     (["--preset", "quick", "--grace-period", "0"], "--grace-period 0: expected 1 to --max-epochs (6)"),
     (["--preset", "default", "--reduction-factor", "1"], "--reduction-factor 1: expected a number above 1"),
+    (["--preset", "default", "--keep-checkpoints", "0"], "--keep-checkpoints 0: expected 1 or more"),
 ])
 def test_asha_settings_are_checked_against_the_presets_budget(tmp_path: Path, capsys, args: list[str], pattern: str) -> None:
     storage = tmp_path / "runs"
@@ -237,25 +249,41 @@ def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: 
     storage = tmp_path / "runs"
     cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", "4", "--max-epochs", "3",
            "--grace-period", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "killed",
-           "--data", str(hour_csv), "--progress-interval", "60"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+           "--data", str(hour_csv), "--progress-interval", "60", "--keep-checkpoints", "1"]
+    # Tune saves the experiment state every 10 s or more; every second here, so that the state names finished
+    # and running trials before this small search ends.
+    env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     path = storage / "killed"
     deadline = time.monotonic() + 240
     finished: set[str] = set()
+    missing: list[str] = []
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            finished = {d.name for d in (_trial_dirs(str(path)) if path.is_dir() else [])
-                        if (d / "result.json").is_file() and '"status": "max_epochs"' in (d / "result.json").read_text()}
-            if finished and list(path.glob("experiment_state-*.json")):
-                time.sleep(3)  # let the driver snapshot the experiment with that trial done
+            saved = _saved_trials(path)
+            dirs = _trial_dirs(str(path)) if path.is_dir() else []
+            # What a resume would restore from must exist at every moment: the latest checkpoint the saved state
+            # names for each unfinished trial (Tune alone deletes it as soon as a better one comes).
+            missing += [f"{tid}/{r['checkpoint_dir_name']}" for tid, r in saved.items()
+                        if not r.get("done") and r.get("checkpoint_dir_name")
+                        and not any((d / r["checkpoint_dir_name"]).is_dir() for d in dirs if f"_{tid}_" in d.name)]
+            finished = {d.name for d in dirs for tid, r in saved.items()
+                        if r.get("done") and f"_{tid}_" in d.name}
+            running = [r for r in saved.values() if not r.get("done") and r.get("checkpoint_dir_name")]
+            if finished and running:  # kill with a trial done and one to restore from a checkpoint
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it embedded
+        ended_by_itself = proc.poll() is not None
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it embedded
+        except ProcessLookupError:
+            pass
         proc.wait()
-    assert finished, "no trial finished before the deadline"
-    # Only the finished trials are compared after the resume; a trial the kill caught before its first report
-    # has a directory but no result.json yet.
+    assert not ended_by_itself, "the search ended before its saved state named a finished and a running trial"
+    assert finished, "no finished trial in the saved experiment state before the deadline"
+    assert not missing, f"the saved state named deleted checkpoints: {sorted(set(missing))}"
+    # Only the finished trials are compared after the resume.
     reports_before = {d.name: len((d / "result.json").read_text().splitlines())
                       for d in _trial_dirs(str(path)) if d.name in finished}
 
@@ -264,7 +292,11 @@ def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: 
     assert len(ea.trials) == 4
     assert all(t.status in ("TERMINATED", "ERROR") for t in ea.trials)
     assert all(t.status == "TERMINATED" for t in ea.trials)
+    # A checkpoint the saved state still named was not deleted (the resume restored every unfinished trial),
+    # and by the end each trial kept only its best and its latest.
+    for s in summarize(ea, grid):
+        assert s.checkpoint and (Path(s.checkpoint) / "model.pt").is_file(), s.trial_id
     for d in _trial_dirs(str(path)):
-        assert list(d.glob("checkpoint_*/model.pt")), d.name
+        assert 1 <= len(list(d.glob("checkpoint_*/model.pt"))) <= 2, d.name
         if d.name in finished:  # not re-run: no new report lines
             assert len((d / "result.json").read_text().splitlines()) == reports_before[d.name]
