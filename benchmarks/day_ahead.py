@@ -115,7 +115,8 @@ def main() -> None:
         wall = time.time() - t0
     best, summaries, path = best_trial(path)
     ens = build_ensemble(path, size=args.size, refit=args.refit, data_path=args.data)
-    evals = [("best single trial", evaluate_model(Path(best.checkpoint) / "model.pt", args.data), f"search {wall / 60:.1f} min"),
+    search_cost = f"search {wall / 60:.1f} min" if not args.run else "search run earlier"
+    evals = [("best single trial", evaluate_model(Path(best.checkpoint) / "model.pt", args.data), search_cost),
              (f"ensemble of {len(ens.members)} trials", evaluate_model(ens.file, args.data), f"selection {ens.select_s / 60:.1f} min")]
     if ens.refit_file:
         evals.append((f"ensemble of {len(ens.members)}, refit on train+val", evaluate_model(ens.refit_file, args.data),
@@ -130,7 +131,7 @@ def main() -> None:
     plot.plot_steps({n: v["mae"] for n, v in final.steps.items()}, f"day-ahead: {name}, test {period}", png)
     archs_used = sorted({str(s.config.get("arch")) for s in summaries})
     body = (f"Search: preset `day-ahead` (archs {', '.join(archs_used)}), {len(summaries)} trials, metric `{best.metric}` "
-            f"(mean validation MAE over the 24 steps), time budget {args.minutes:g} min, 2 trials at a time on 2 cores; "
+            f"(mean validation MAE over the 24 steps), time budget {args.minutes:g} min{' (as recorded for the run)' if args.run else ''}, 2 trials at a time on 2 cores; "
             f"experiment `{Path(path).name}`. Best trial {best.trial_id}: arch {best.config.get('arch')}, "
             f"{best.config.get('cell')} {best.config.get('hidden_size')}x{best.config.get('num_layers')}, "
             f"{best.config.get('sequence_size')} h.\n\nTest period {period}, origins whose 24 targets fall in it, "

@@ -69,7 +69,8 @@ def per_step(pred: np.ndarray, target: np.ndarray) -> dict[str, list[float]]:
 
 
 def validation_intervals(model: Forecaster, frame: pd.DataFrame, levels: Sequence[float] = LEVELS) -> Intervals:
-    """Split-conformal intervals (rnn_core.intervals) from the model's forecasts of its validation hours."""
+    """Conformal intervals (rnn_core.intervals) from the model's forecasts of its validation hours, recalibrated
+    on recent residuals wherever they are used."""
     if getattr(model, "refit", False):
         raise CheckpointError(f"{model.source}: its members were refit on the validation hours, so intervals at new "
                               "levels cannot be calibrated there; use its stored levels or the ensemble before refit")
@@ -85,6 +86,30 @@ def intervals_for(model: Forecaster, frame: pd.DataFrame, levels: Sequence[float
     if stored is not None and (levels is None or tuple(levels) == stored.levels):
         return stored
     return validation_intervals(model, frame, levels or LEVELS)
+
+
+def interval_bands(model: Forecaster, intervals: Intervals, frame: pd.DataFrame, origins: np.ndarray,
+                   pred: np.ndarray) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """{level: (lower [N, H], upper [N, H])} around the forecasts ``pred`` [N, H] made from ``origins`` [N]
+    (indices of the last input hour in ``frame``).
+
+    Intervals with a window are recalibrated at each origin on the model's own residuals over the window of
+    origins before it (rnn_core.intervals: only targets already known at that origin), so the model also
+    forecasts those origins here; where the data holds less history, and for intervals without a window,
+    the validation offsets apply."""
+    origins = np.asarray(origins, np.int64)
+    if not intervals.window or not len(origins):
+        return intervals.bands(pred)
+    start = max(model.first_origin, int(origins.min()) - intervals.window)
+    span = np.arange(start, int(origins.max()) + 1)  # consecutive origins, the bounded ones among them
+    rows = origins - start
+    span_pred = model.forecast(frame, span)  # [M, H]
+    span_pred[rows] = pred  # the forecasts being bounded, as made
+    horizon = span_pred.shape[1]
+    cnt = frame["cnt"].to_numpy(np.float64)
+    hour = span[:, None] + np.arange(1, horizon + 1)[None, :]  # [M, H] the hour each step forecasts
+    target = np.where(hour < len(cnt), cnt[np.minimum(hour, len(cnt) - 1)], np.nan)  # NaN: after the data
+    return intervals.rolling_bands(span_pred, target, rows)
 
 
 def forecast(model: Forecaster, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
@@ -157,6 +182,6 @@ def evaluate_model(
                     rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s), steps=steps)
     if levels is not False:
         ev.intervals = intervals_for(lm, frame, None if levels is None else check_levels(levels))
-        ev.bands = ev.intervals.bands(pred)
+        ev.bands = interval_bands(lm, ev.intervals, frame, s.origin, pred)
         ev.coverage = {a: coverage(lo, hi, truth) for a, (lo, hi) in ev.bands.items()}
     return ev

@@ -208,7 +208,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from rnn_core.checkpoint import load_model
     from rnn_core.data import DataError, load_frame
-    from rnn_core.metrics import intervals_for
+    from rnn_core.metrics import interval_bands, intervals_for
 
     lm = load_model(args.file)  # a model or an ensemble file
     frame, _, _, _ = load_frame(args.data)
@@ -228,9 +228,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         f"the earliest possible origin is {hours[lm.first_origin]}")
     pred = lm.forecast(frame, np.array([origin]))  # [1, H] bikes per hour
     iv = intervals_for(lm, frame, args.levels)
-    bands = iv.bands(pred)
+    bands = interval_bands(lm, iv, frame, np.array([origin]), pred)
     print(f"# origin {hours[origin]} (last input hour); {pred.shape[1]} hour(s) ahead; bikes per hour with "
-          f"{', '.join(f'{a:.0%}' for a in bands)} intervals (split conformal, {iv.scale} scale)")
+          f"{', '.join(f'{a:.0%}' for a in bands)} intervals ({iv.describe()})")
     print(f"{'hour':<20}{'forecast':>9}" + "".join(f"{f'{a:.0%} from':>10}{'to':>8}" for a in bands))
     for k in range(pred.shape[1]):
         print(f"{str(hours[origin] + pd.Timedelta(hours=k + 1)):<20}{pred[0, k]:9.2f}"
@@ -412,7 +412,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     from rnn_core import plot
     from rnn_core.checkpoint import CheckpointError, load_model
-    from rnn_core.metrics import evaluate_model, forecast
+    from rnn_core.metrics import evaluate_model, forecast, interval_bands
 
     from search import storage
 
@@ -445,7 +445,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     print(f"improvement over the best baseline ({base_name}): {100 * (1 - ev.mae / base['mae']):.1f}% lower MAE")
     if ev.intervals is not None:
         iv = ev.intervals
-        print(f"intervals (split conformal on the {iv.scale} scale, from {iv.n:,} validation windows):")
+        print(f"intervals ({iv.describe()}):")
         for a, (cov, width) in ev.coverage.items():
             print(f"  {a:.0%}: {cov:.1%} of the {args.split} targets inside, mean width {width:.1f} bikes/hour")
     if horizon > 1:
@@ -461,7 +461,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         out = Path(args.plots)
         def step1(n: str, s: Any) -> Any:
             pred = ev.prediction if n == args.split else forecast(lm, s, ev.frame)
-            bands = ev.intervals.bands(pred) if ev.intervals is not None else {}
+            bands = {} if ev.intervals is None else ev.bands if n == args.split else interval_bands(lm, ev.intervals, ev.frame, s.origin, pred)
             return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
                                {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
 

@@ -33,19 +33,58 @@ def test_conformal_offsets_are_the_finite_sample_ranks_of_the_residuals() -> Non
     assert widths[0] < widths[1] < widths[2]  # per step
 
 
-def test_coverage_holds_out_of_sample_and_log_scale_is_chosen_for_multiplicative_noise() -> None:
+def test_coverage_holds_out_of_sample_on_the_sqrt_scale() -> None:
     rng = np.random.default_rng(1)
     level = rng.gamma(2.0, 100.0, size=(4000, 1))
-    target = level * rng.lognormal(0.0, 0.25, size=level.shape)  # noise proportional to the level
+    target = rng.poisson(level).astype(float)  # count noise: its spread grows with the level
     cal, new = slice(0, 2000), slice(2000, None)
     iv = conformal(level[cal], target[cal], levels=(0.8, 0.95))
-    assert iv.scale == "log1p"
+    assert iv.scale == "sqrt" and iv.window == 28 * 24
     for a, (lo, hi) in iv.bands(level[new]).items():
         cov, _ = coverage(lo, hi, target[new])
         assert abs(cov - a) < 0.02, (a, cov)
         assert (lo >= 0).all() and (lo <= level[new]).all() and (hi >= level[new]).all()
     with pytest.raises(ValueError, match="between 0 and 1"):
         conformal(level, target, levels=(95,))
+
+
+def test_rolling_offsets_are_the_conformal_ranks_of_the_residuals_known_at_each_origin() -> None:
+    rng = np.random.default_rng(2)
+    m, h, w = 300, 3, 50
+    pred = rng.uniform(20, 200, size=(m, h))
+    target = np.maximum(pred + rng.normal(0, 15, size=(m, h)), 0)
+    target[-2:, 1:] = np.nan  # not yet known at the end of the data
+    iv = conformal(pred[:100], target[:100], levels=(0.8,), window=w)
+    rows = np.array([0, w - 1, w, 120, m - 1])
+    lo, hi = iv.rolling_bands(pred, target, rows)[0.8]
+    static_lo, static_hi = iv.bands(pred[rows])[0.8]
+    assert np.array_equal(lo[:2], static_lo[:2]) and np.array_equal(hi[:2], static_hi[:2])  # too little history
+    for j, i in enumerate(rows[2:], start=2):
+        for k in range(1, h + 1):  # origins i-w .. i-k: their step-k targets are known at origin i
+            r = np.sort(np.sqrt(target[i - w: i - k + 1, k - 1]) - np.sqrt(pred[i - w: i - k + 1, k - 1]))
+            n = len(r)
+            assert n == w - k + 1
+            k_lo, k_hi = math.floor((n + 1) * 0.1 + 1e-9), math.ceil((n + 1) * 0.9 - 1e-9)
+            z = np.sqrt(pred[i, k - 1])
+            assert lo[j, k - 1] == pytest.approx(max(z + r[k_lo - 1], 0) ** 2)
+            assert hi[j, k - 1] == pytest.approx(max(z + r[k_hi - 1], 0) ** 2)
+
+
+def test_rolling_intervals_follow_a_change_that_validation_offsets_miss() -> None:
+    # noise 5% of the level during validation, 20% afterwards (a season the validation months did not see)
+    rng = np.random.default_rng(3)
+    m, w = 6000, 28 * 24
+    pred = rng.uniform(50, 400, size=(m, 1))
+    spread = np.where(np.arange(m)[:, None] < 2000, 0.05, 0.20)
+    target = pred * rng.lognormal(0.0, spread)
+    iv = conformal(pred[:2000], target[:2000], levels=(0.8, 0.95))
+    later = np.arange(2000 + w, m)
+    rolled = iv.rolling_bands(pred, target, later)
+    for a, (lo, hi) in iv.bands(pred[later]).items():
+        static_cov, _ = coverage(lo, hi, target[later])
+        rolled_cov, _ = coverage(*rolled[a], target[later])
+        assert static_cov < a - 0.25, (a, static_cov)
+        assert abs(rolled_cov - a) < 0.02, (a, rolled_cov)
 
 
 def test_a_model_file_with_intervals_round_trips(tmp_path: Path, hour_csv: Path, capsys) -> None:
@@ -57,7 +96,9 @@ def test_a_model_file_with_intervals_round_trips(tmp_path: Path, hour_csv: Path,
     lm = load_model(ckpt)
     iv = lm.intervals
     assert iv is not None and iv.levels == (0.8, 0.95) and len(iv.lower[0]) == 24 and iv.n > 1000
-    assert Intervals.from_dict(iv.to_dict()) == iv
+    assert Intervals.from_dict(iv.to_dict()) == iv and iv.window == 28 * 24
+    old = {k: v for k, v in iv.to_dict().items() if k != "window"}  # a file from before rolling intervals
+    assert Intervals.from_dict(old).window == 0
     # `test` reports coverage and width per level, and per-step errors with the baselines beside them
     assert main(["test", str(ckpt), "--data", str(hour_csv), "--plots", str(tmp_path / "plots"),
                  "--origins", "2012-11-14 23:00,2012-12-24 23:00"]) == 0
