@@ -31,6 +31,9 @@ LR_SCHEDULES = ("constant", "cosine")
 SPLIT_PRESETS = ("default", "lecture", "custom")
 #: Ensemble selection steps (greedy, with replacement: weights are multiples of 1/K); rnn_core.ensemble.
 ENSEMBLE_SIZE = 20
+#: Origins (hours) before each forecast that an ensemble's calibration factor is refit on: two weeks
+#: (rnn_core.ensemble.rolling_factors).
+LEVEL_WINDOW = 14 * 24
 #: The fields that ``--split`` sets together (one flag, one parser: :func:`split_kwargs`).
 SPLIT_FIELDS = ("split", "val_start", "test_start", "test_end")
 

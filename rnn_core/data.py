@@ -554,6 +554,14 @@ def make_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarr
     return view[origins + 1]
 
 
+def known_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Counts [T] -> targets [N, H] like make_targets, NaN for hours after the data (the forecasts being made
+    at its end)."""
+    hour = np.asarray(origins, np.int64)[:, None] + np.arange(1, horizon + 1)[None, :]  # [N, H]
+    cnt = np.asarray(cnt, np.float64)
+    return np.where(hour < len(cnt), cnt[np.minimum(hour, len(cnt) - 1)], np.nan)
+
+
 def load(
     cfg: DataConfig | None = None,
     path: str | os.PathLike[str] | None = None,

@@ -15,6 +15,13 @@ Calibration (:func:`calibrate`): one factor on the weighted mean, fitted on the 
 kept within [0.8, 1.25]). Members trained on log counts of earlier, quieter months forecast the level of
 later, busier ones too low; one parameter on ~1,500 validation hours corrects that without room to overfit.
 
+Rolling level (:func:`rolling_factors`): the validation months fix one factor, but demand keeps moving
+(a model trained before a season of growth forecasts it too low all season: -21 bikes/hour on July-August
+2012 after calibration). So an ensemble with ``level_window`` > 0 refits that factor at each origin t on its
+own forecasts of the ``level_window`` origins before t whose targets are known at t (for step k, origins up
+to t - k), the same fit within the same range; the validation factor stays where less history exists. This
+uses only counts observed by t, which the members read as inputs anyway.
+
 Refit (:func:`refit_bundle`): retrain a member with its own settings and seed on the training and
 validation hours together, for as many epochs as its chosen checkpoint had (the same passes over the
 data; the larger data set gives each epoch proportionally more steps), keeping its scalers. This is
@@ -45,7 +52,7 @@ from rnn_core.checkpoint import (
     write_bundle,
 )
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
-from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows
+from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, known_targets, make_targets, make_windows
 from rnn_core.intervals import Intervals
 
 log = logging.getLogger(__name__)
@@ -122,6 +129,37 @@ def calibrate(pred: np.ndarray, target: np.ndarray, metric: str = "mae") -> floa
     return float(np.clip(k, *CALIBRATION_RANGE))
 
 
+def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int, metric: str = "mae") -> np.ndarray:
+    """The calibration factor of each forecast ``pred[rows]``, fitted as :func:`calibrate` does on recent hours.
+
+    ``pred`` and ``target`` [M, H] belong to consecutive origins (target NaN where not yet known). For row i
+    and step k (1-based) the fit uses rows i - window .. i - k. Returns [N, H]; NaN for rows with fewer than
+    ``window`` rows before them."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    rows = np.asarray(rows, np.int64)
+    out = np.full((len(rows), pred.shape[1]), np.nan)
+    ok = rows >= window
+    if window <= 0 or not ok.any():
+        return out
+    q = rows[ok]
+    for k in range(pred.shape[1]):  # step k + 1
+        n = window - k  # rows q - window .. q - k - 1
+        p = np.lib.stride_tricks.sliding_window_view(pred[:, k], n)[q - window]  # [Nq, n]
+        y = np.lib.stride_tricks.sliding_window_view(target[:, k], n)[q - window]
+        w = np.where(p > 1e-6, p, 0.0)  # hours forecast at (nearly) zero carry no weight
+        if metric == "rmse":  # least squares: sum(p y) / sum(p^2)
+            f = (w * y).sum(axis=1) / np.maximum((w * p).sum(axis=1), 1e-12)
+        else:  # least absolute deviation: the weighted median of y / p with weights p
+            ratio = np.where(w > 0, y / np.where(w > 0, p, 1.0), np.inf)  # zero-weight hours sort last
+            order = np.argsort(ratio, axis=1)
+            cum = np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)  # [Nq, n]
+            half = np.argmax(cum >= cum[:, -1:] / 2, axis=1)
+            f = np.take_along_axis(np.take_along_axis(ratio, order, axis=1), half[:, None], axis=1)[:, 0]
+        f = np.where(w.sum(axis=1) > 0, f, 1.0)
+        out[ok, k] = np.clip(f, *CALIBRATION_RANGE)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ the model
 
 
@@ -171,6 +209,11 @@ class LoadedEnsemble:
         return stored_intervals(self.bundle, self.source)
 
     @property
+    def level_window(self) -> int:
+        """Origins (hours) before each forecast that its calibration factor is refit on (0: the validation factor)."""
+        return int(self.bundle.get("level_window", 0))
+
+    @property
     def refit(self) -> bool:
         """True when the members were retrained on the validation hours (which then measure nothing)."""
         return bool(self.bundle.get("meta", {}).get("refit"))
@@ -185,8 +228,20 @@ class LoadedEnsemble:
         return np.stack([m.forecast(frame, origins) for m in self.members])
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
-        """[N, H] the weighted mean of the members' forecasts from consecutive origins [N], times the calibration factor."""
-        return self.scale * np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
+        """[N, H] the weighted mean of the members' forecasts from origins [N] (indices of the last input hour),
+        times the calibration factor: refit on the ``level_window`` origins before each (:func:`rolling_factors`)
+        where the frame has them, else the validation one."""
+        origins = np.asarray(origins, np.int64)
+        w = self.level_window
+        if not w or not len(origins):
+            return self.scale * np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
+        start = max(self.first_origin, int(origins.min()) - w)
+        span = np.arange(start, int(origins.max()) + 1)  # consecutive origins, the asked ones among them
+        rows = origins - start
+        mean = np.tensordot(self.weights, self.member_forecasts(frame, span), axes=1)  # [M, H]
+        target = known_targets(frame["cnt"].to_numpy(), span, mean.shape[1])  # [M, H], NaN after the data
+        factors = rolling_factors(mean, target, rows, w, str(self.bundle.get("meta", {}).get("metric", "mae")))
+        return mean[rows] * np.where(np.isnan(factors), self.scale, factors)
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
         if frame is None:
@@ -206,10 +261,12 @@ def save_ensemble(
     meta: dict[str, Any] | None = None,
     scale: float = 1.0,
     intervals: Intervals | None = None,
+    level_window: int = 0,
 ) -> Path:
     """Write one standalone ensemble file (atomically). ``members``: name -> model bundle; ``weights``:
     name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1); ``scale``:
-    the calibration factor (:func:`calibrate`); ``intervals``: conformal intervals of the ensemble's forecasts."""
+    the calibration factor (:func:`calibrate`); ``intervals``: conformal intervals of the ensemble's forecasts;
+    ``level_window``: origins before each forecast that the factor is refit on (0: never)."""
     kept = {n: float(w) for n, w in weights.items() if w > 0}
     missing = [n for n in kept if n not in members]
     if not kept or missing:
@@ -219,6 +276,7 @@ def save_ensemble(
         "members": {n: member_bundle(members[n]) for n in kept},
         "weights": {n: w / total for n, w in kept.items()},
         "scale": float(scale),
+        "level_window": int(level_window),
         "intervals": intervals.to_dict() if intervals is not None else None,
         "meta": dict(meta or {}),
     }
@@ -241,6 +299,9 @@ def ensemble_from_payload(payload: dict[str, Any], source: str, device: str | to
     lo, hi = CALIBRATION_RANGE
     if not isinstance(scale, (int, float)) or not lo <= scale <= hi:
         raise CheckpointError(f"{source}: calibration factor {scale!r} outside [{lo}, {hi}]")
+    window = payload.get("level_window", 0)
+    if not isinstance(window, int) or window < 0:
+        raise CheckpointError(f"{source}: level window {window!r}: expected a whole number of hours >= 0")
     names = list(weights)
     loaded = []
     for name in names:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError, load_model
-from rnn_core.data import BikeData, DataError, Split, build, load_frame
+from rnn_core.data import BikeData, DataError, Split, build, known_targets, load_frame
 from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
 
 if TYPE_CHECKING:
@@ -105,10 +105,7 @@ def interval_bands(model: Forecaster, intervals: Intervals, frame: pd.DataFrame,
     rows = origins - start
     span_pred = model.forecast(frame, span)  # [M, H]
     span_pred[rows] = pred  # the forecasts being bounded, as made
-    horizon = span_pred.shape[1]
-    cnt = frame["cnt"].to_numpy(np.float64)
-    hour = span[:, None] + np.arange(1, horizon + 1)[None, :]  # [M, H] the hour each step forecasts
-    target = np.where(hour < len(cnt), cnt[np.minimum(hour, len(cnt) - 1)], np.nan)  # NaN: after the data
+    target = known_targets(frame["cnt"].to_numpy(), span, span_pred.shape[1])  # [M, H], NaN after the data
     return intervals.rolling_bands(span_pred, target, rows)
 
 

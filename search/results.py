@@ -15,7 +15,7 @@ import numpy as np
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle, write_bundle
-from rnn_core.config import ENSEMBLE_SIZE, UserError
+from rnn_core.config import ENSEMBLE_SIZE, LEVEL_WINDOW, UserError
 from rnn_core.metrics import mae, rmse
 from search import storage
 from search.tuner import MODE, SearchError, _experiment_meta, experiment_metric
@@ -260,7 +260,7 @@ def build_ensemble(
     w = {candidates[i].trial_id: float(weights[i]) for i in chosen}
     file = storage.join(path, ENSEMBLE_FILE)
     intervals = conformal(ens_pred, target)  # from these validation hours; a refit keeps them (its own are in-sample)
-    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale, intervals))
+    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale, intervals, LEVEL_WINDOW))
     select_s = time.perf_counter() - t0
     report = EnsembleReport(
         file=file, members=members, size=size, metric=metric, candidates=len(candidates),
@@ -271,7 +271,8 @@ def build_ensemble(
         t1 = time.perf_counter()
         refits = refit_bundles(picked, frame, jobs)
         report.refit_file = storage.join(path, REFIT_FILE)
-        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale, intervals))
+        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale, intervals,
+                                                                  LEVEL_WINDOW))
         report.refit, report.refit_s = True, round(time.perf_counter() - t1, 1)
     storage.write_text(storage.join(path, ENSEMBLE_SUMMARY), json.dumps(report.to_json(), indent=1, default=str))
     return report

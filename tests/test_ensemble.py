@@ -196,3 +196,42 @@ def test_selection_keeps_the_best_prefix() -> None:
     assert trace[0] == 1.0 and min(trace) == 0.0
     mean = (weights[:, None, None] * np.stack([good, np.full((10, 1), -3.0), np.full((10, 1), -1.0)])).sum(0)
     assert np.abs(mean).mean() == pytest.approx(min(trace))
+
+
+def test_rolling_factors_are_the_calibration_fit_on_the_hours_known_at_each_origin() -> None:
+    from rnn_core.ensemble import calibrate, rolling_factors
+
+    rng = np.random.default_rng(0)
+    m, h, w = 400, 3, 50
+    pred = rng.uniform(0, 300, (m, h))
+    pred[5, 0] = 0.0  # a zero forecast carries no weight
+    target = pred * rng.uniform(0.7, 1.4, (m, h))
+    rows = np.array([10, 50, 200, 399])
+    for metric in ("mae", "rmse"):
+        f = rolling_factors(pred, target, rows, w, metric)
+        assert np.isnan(f[0]).all()  # fewer than w origins before it
+        for j, i in enumerate(rows[1:], start=1):
+            for k in range(1, h + 1):  # origins i-w .. i-k: their step-k targets are known at origin i
+                want = calibrate(pred[i - w: i - k + 1, k - 1, None], target[i - w: i - k + 1, k - 1, None], metric)
+                assert f[j, k - 1] == pytest.approx(want, abs=1e-9), (metric, i, k)
+
+
+def test_an_ensemble_with_a_level_window_refits_its_factor_on_the_weeks_before_each_hour(
+        members: dict[str, Path], hour_csv: Path, tmp_path: Path) -> None:
+    from rnn_core.ensemble import calibrate
+
+    bundles = {n: load_bundle(p) for n, p in members.items()}
+    w = 7 * 24
+    fixed = load_ensemble(save_ensemble(tmp_path / "fixed.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1))
+    rolling = load_ensemble(save_ensemble(tmp_path / "rolling.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1, level_window=w))
+    assert fixed.level_window == 0 and rolling.level_window == w
+    frame, *_ = load_frame(hour_csv)
+    cnt = frame["cnt"].to_numpy(np.float64)
+    origins = np.array([rolling.first_origin + 5, 12_000, 12_001, len(frame) - 1])  # the first: too little history
+    got = rolling.forecast(frame, origins)  # [4, 1]
+    mean = fixed.forecast(frame, np.arange(origins[1] - w, len(frame))) / 1.1  # the members' weighted mean
+    assert got[0, 0] == pytest.approx(fixed.forecast(frame, origins[:1])[0, 0], rel=1e-9)  # the validation factor
+    for j, o in enumerate(origins[1:], start=1):
+        rows = np.arange(o - w, o) - (origins[1] - w)  # origins o-w .. o-1, whose next hour is known at o
+        k = calibrate(mean[rows], cnt[np.arange(o - w, o) + 1, None])
+        assert got[j, 0] == pytest.approx(k * mean[o - (origins[1] - w), 0], rel=1e-6)
