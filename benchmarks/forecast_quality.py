@@ -50,8 +50,9 @@ def main() -> None:
     ap.add_argument("--data", default=str(DEFAULT_CSV))
     ap.add_argument("--split", default="default",
                     help="the period: default (test 2012-11/12), or VAL_START,TEST_START[,TEST_END] as rnn-search takes it")
-    ap.add_argument("--val-windows", type=int, default=1,
-                    help="validation windows spread over the year before the test period (rnn-search --val-windows)")
+    ap.add_argument("--val-windows", type=int,
+                    help="validation windows spread over the year before the test period (rnn-search --val-windows; "
+                         "default: the default preset's, 4)")
     ap.add_argument("--run", help="an existing experiment to evaluate instead of running the search")
     ap.add_argument("--references-only", action="store_true",
                     help="only the naive baselines and the gradient-boosting reference on the split's test targets")
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--max-concurrent", type=int, default=0, help="trials at once (default: one per CPU)")
     ap.add_argument("--jobs", type=int, help="refits at once (default: one per CPU)")
     args = ap.parse_args()
-    data_cfg = DataConfig(val_windows=args.val_windows, **split_kwargs(args.split))
+    data_cfg = DataConfig(**split_kwargs(args.split), **({"val_windows": args.val_windows} if args.val_windows else {}))
     frame, *_ = load_frame(args.data)
     if args.references_only:
         te = build(frame, data_cfg)["test"]
@@ -86,7 +87,8 @@ def main() -> None:
         opts = SearchOptions(preset="default", max_epochs=args.max_epochs, grace_period=args.grace_period,
                              reduction_factor=args.reduction_factor, storage=args.storage, data=data_cfg,
                              name=time.strftime("quality-%Y%m%d-%H%M%S"), data_path=args.data,
-                             time_budget_s=args.minutes * 60, progress_interval_s=120, max_concurrent=args.max_concurrent)
+                             time_budget_s=args.minutes * 60, progress_interval_s=120, max_concurrent=args.max_concurrent,
+                             data_given=frozenset({"val_windows"} if args.val_windows else ()))
         t0 = time.time()
         _, path = run_search(opts)
         wall = time.time() - t0
@@ -141,7 +143,7 @@ def main() -> None:
         f"(wall {wall / 60:.1f} min), {args.max_concurrent or 2} trial(s) at a time on 2 cores; experiment `{Path(path).name}`. Ensemble: "
         f"{ens.size} greedy picks by validation {ens.metric.upper()} among {ens.candidates} trials. "
         f"**Search + ensemble + refit: {total / 60:.1f} min.**\n\n"
-        f"Validation (split `{args.split}`, {args.val_windows} window(s)), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
+        f"Validation (split `{args.split}`, {meta.get('data', {}).get('val_windows', 1)} window(s)), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
         f"ensemble {ens.uncalibrated_val_mae:.2f} / {ens.uncalibrated_val_rmse:.2f}, with its calibration factor "
         f"{ens.scale:.3f} {ens.val_mae:.2f} / {ens.val_rmse:.2f} (fitted on these hours). On the test period the ensemble "
         f"refits that factor at each hour on its forecasts of the {final.model.level_window // 24} days before it "

@@ -241,11 +241,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- search
 
 
+def _data_given(args: argparse.Namespace) -> frozenset[str]:
+    """The DataConfig fields whose flags are on the command line (a preset's data settings leave them alone)."""
+    tokens = {t.split("=", 1)[0] for t in getattr(args, "argv", []) if t.startswith("--")}
+    given = {s.name for s in settings(DataConfig)
+             if tokens & {*s.flags, *("--no-" + f[2:] for f in s.flags)}}
+    return frozenset(given | (set(SPLIT_FIELDS) if "--split" in tokens else set()))
+
+
 def _search_options(args: argparse.Namespace) -> Any:
     from search.tuner import SearchOptions
 
     return SearchOptions(
-        preset=args.preset, space_file=args.space, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+        data_given=_data_given(args), preset=args.preset, space_file=args.space, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
         max_epochs=args.max_epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, storage=args.storage, name=args.name,
         keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures, address=args.address,
@@ -679,7 +687,9 @@ class _StdoutHandler(logging.StreamHandler):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rnn-search` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)  # before anything heavy is imported: --help stays fast
+    args.argv = argv
     handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)

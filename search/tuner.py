@@ -101,6 +101,8 @@ class SearchOptions:
     """Local folder or s3:// / gs:// URI (None: $RNN_SEARCH_STORAGE, else ./runs; see search.storage.resolve)."""
     name: str | None = None
     keep_checkpoints: int = 2
+    data_given: frozenset[str] = frozenset()
+    """DataConfig fields set on the command line: the preset's data settings never replace them."""
     max_failures: int = 2
     address: str | None = None
     data_path: str | None = None
@@ -383,6 +385,21 @@ def _callbacks(opts: SearchOptions, path: str, metric: str) -> list[Any]:
     return cbs
 
 
+def preset_data(opts: SearchOptions, settings: dict[str, Any]) -> DataConfig:
+    """The search's DataConfig with the preset's data settings (day-ahead: horizon 24; default: 4 validation
+    windows) where the command line left the default; one the other settings rule out (4 windows on the
+    lecture split) is left out, with a note."""
+    data, defaults = opts.data, DataConfig()
+    for k, v in settings.items():
+        if k in opts.data_given or getattr(data, k) != getattr(defaults, k):
+            continue
+        try:
+            data = dataclasses.replace(data, **{k: v})
+        except ValueError as exc:
+            log.info("the preset's %s=%s does not apply here (%s)", k, v, exc)
+    return data
+
+
 def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     """Run a new search. Returns the results and the experiment path."""
     space = spaces.build_space(opts.preset, opts.space_file, seed=opts.seed)  # errors before Ray starts
@@ -399,10 +416,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         raise SearchError(f"--keep-checkpoints {opts.keep_checkpoints}: expected 1 or more (the best checkpoint is what "
                           "export, test and the ensemble use)")
     check_wandb(opts.wandb)
-    # The preset's data settings (day-ahead: horizon 24) where the command line left the default.
-    defaults = DataConfig()
-    opts = dataclasses.replace(opts, data=dataclasses.replace(opts.data, **{
-        k: v for k, v in budget.data.items() if getattr(opts.data, k) == getattr(defaults, k)}))
+    opts = dataclasses.replace(opts, data=preset_data(opts, budget.data))
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
     opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage))
     path = storage.join(opts.storage, name)

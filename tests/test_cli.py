@@ -137,3 +137,27 @@ def test_runs_made_before_the_data_config_was_stored_whole_still_resume() -> Non
                                                 target_transform="standard", seasonal_lags=(24,))
     new = {"data": DataConfig(horizon=3).to_dict()}
     assert _meta_data_config(new) == DataConfig(horizon=3)
+
+
+def test_a_presets_data_settings_apply_where_the_command_line_left_them() -> None:
+    from search import space
+    from search.cli import _data_given, build_parser
+    from search.tuner import SearchOptions, preset_data
+    from rnn_core.config import DataConfig, split_kwargs
+
+    def given(*argv: str) -> frozenset[str]:
+        args = build_parser().parse_args(["tune", *argv])
+        args.argv = ["tune", *argv]
+        return _data_given(args)
+
+    settings = space.preset("default").data
+    assert settings == {"val_windows": 4}
+    assert preset_data(SearchOptions(preset="default"), settings).val_windows == 4
+    # --val-windows 1 on the command line is kept, although it is DataConfig's default
+    assert given("--preset", "default", "--val-windows", "1") == {"val_windows"} == given("--val-windows=1")
+    assert preset_data(SearchOptions(preset="default", data_given=given("--val-windows", "1")), settings).val_windows == 1
+    assert preset_data(SearchOptions(preset="default", data=DataConfig(val_windows=2)), settings).val_windows == 2
+    # the lecture split has one validation window: the preset's setting does not apply there
+    lecture = SearchOptions(preset="default", data=DataConfig(**split_kwargs("lecture")), data_given=given("--split", "lecture"))
+    assert preset_data(lecture, settings).val_windows == 1
+    assert "horizon" in given("--horizon", "24") and not given()
