@@ -77,12 +77,17 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
     assert "ensemble of" in capsys.readouterr().out
     code = ("import sys; sys.modules['ray'] = None\n"
             "import numpy as np\n"
+            "import dataclasses\n"
             "from rnn_core import load_model, evaluate_model\n"
-            f"ev = evaluate_model(load_model({str(exported)!r}), {str(hour_csv)!r}, 'val')\n"
-            f"np.save({str(tmp_path / 'p.npy')!r}, ev.prediction)")
-    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            f"lm = load_model({str(exported)!r})\n"
+            "fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0))  # the validation factor only\n"
+            f"np.save({str(tmp_path / 'p.npy')!r}, evaluate_model(fixed, {str(hour_csv)!r}, 'val').prediction)\n"
+            "print(lm.level_window)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from rnn_core.config import LEVEL_WINDOW
     from rnn_core.metrics import evaluate_model
 
+    assert int(out.split()[-1]) == LEVEL_WINDOW  # where it forecasts, the factor is refit on the weeks before
     ckpt = {s.trial_id: Path(s.checkpoint) / "model.pt" for s in summaries}
     expect = rep["scale"] * sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction
                                 for m in rep["members"])
