@@ -562,6 +562,23 @@ def known_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndar
     return np.where(hour < len(cnt), cnt[np.minimum(hour, len(cnt) - 1)], np.nan)
 
 
+def history_span(origins: np.ndarray, first_origin: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The consecutive origins from ``window`` hours before the first of ``origins`` (not before
+    ``first_origin``) to the last one, and the rows of ``origins`` in it: what a forecast that learns from the
+    weeks before it (rolling level, rolling intervals) has to forecast."""
+    origins = np.asarray(origins, np.int64)
+    start = max(first_origin, int(origins.min()) - window)
+    return np.arange(start, int(origins.max()) + 1), origins - start
+
+
+def known_runs(values: np.ndarray, rows: np.ndarray, window: int, step: int) -> np.ndarray:
+    """values [M, H] of consecutive origins -> [N, window - step + 1]: for each of ``rows`` (each >= window),
+    the ``step``-th column (1-based) of rows row - window .. row - step, the origins whose step-``step``
+    targets are known at that row's origin."""
+    n = window - step + 1
+    return sliding_window_view(values[:, step - 1], n)[np.asarray(rows) - window]  # run j covers rows j .. j+n-1
+
+
 def load(
     cfg: DataConfig | None = None,
     path: str | os.PathLike[str] | None = None,

@@ -52,7 +52,9 @@ from rnn_core.checkpoint import (
     write_bundle,
 )
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
-from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, known_targets, make_targets, make_windows
+from rnn_core.data import (
+    FeatureScaler, Split, TargetScaler, build, features_for, history_span, known_runs, known_targets, make_targets, make_windows,
+)
 from rnn_core.intervals import Intervals
 
 log = logging.getLogger(__name__)
@@ -143,9 +145,7 @@ def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, wind
         return out
     q = rows[ok]
     for k in range(pred.shape[1]):  # step k + 1
-        n = window - k  # rows q - window .. q - k - 1
-        p = np.lib.stride_tricks.sliding_window_view(pred[:, k], n)[q - window]  # [Nq, n]
-        y = np.lib.stride_tricks.sliding_window_view(target[:, k], n)[q - window]
+        p, y = known_runs(pred, q, window, k + 1), known_runs(target, q, window, k + 1)  # [Nq, n] known at each origin
         w = np.where(p > 1e-6, p, 0.0)  # hours forecast at (nearly) zero carry no weight
         if metric == "rmse":  # least squares: sum(p y) / sum(p^2)
             f = (w * y).sum(axis=1) / np.maximum((w * p).sum(axis=1), 1e-12)
@@ -235,9 +235,7 @@ class LoadedEnsemble:
         w = self.level_window
         if not w or not len(origins):
             return self.scale * np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
-        start = max(self.first_origin, int(origins.min()) - w)
-        span = np.arange(start, int(origins.max()) + 1)  # consecutive origins, the asked ones among them
-        rows = origins - start
+        span, rows = history_span(origins, self.first_origin, w)  # consecutive origins, the asked ones among them
         mean = np.tensordot(self.weights, self.member_forecasts(frame, span), axes=1)  # [M, H]
         target = known_targets(frame["cnt"].to_numpy(), span, mean.shape[1])  # [M, H], NaN after the data
         factors = rolling_factors(mean, target, rows, w, str(self.bundle.get("meta", {}).get("metric", "mae")))

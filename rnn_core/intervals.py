@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from rnn_core.data import known_runs
+
 LEVELS = (0.8, 0.95)
 SCALES = ("sqrt", "log1p", "count")
 SCALE = "sqrt"
@@ -94,9 +96,8 @@ class Intervals:
         r = _g(target, self.scale) - z  # [M, H] residuals, NaN where the target is unknown
         q = rows[ok]
         for k in range(pred.shape[1]):  # step k + 1
-            n = w - k  # rows q - w .. q - k - 1
-            # [M - n + 1, n] every run of n consecutive residuals; run j covers rows j .. j + n - 1
-            runs = np.lib.stride_tricks.sliding_window_view(r[:, k], n)[q - w]  # [Nq, n]
+            runs = known_runs(r, q, w, k + 1)  # [Nq, n] the residuals known at each origin
+            n = runs.shape[1]
             for a in self.levels:
                 k_lo, k_hi = _ranks(n, a)
                 # np.partition puts the k-th smallest at index k-1 (NaN never occurs in these runs)

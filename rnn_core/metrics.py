@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError, load_model
-from rnn_core.data import BikeData, DataError, Split, build, known_targets, load_frame
+from rnn_core.data import BikeData, DataError, Split, build, history_span, known_targets, load_frame
 from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
 
 if TYPE_CHECKING:
@@ -100,9 +100,7 @@ def interval_bands(model: Forecaster, intervals: Intervals, frame: pd.DataFrame,
     origins = np.asarray(origins, np.int64)
     if not intervals.window or not len(origins):
         return intervals.bands(pred)
-    start = max(model.first_origin, int(origins.min()) - intervals.window)
-    span = np.arange(start, int(origins.max()) + 1)  # consecutive origins, the bounded ones among them
-    rows = origins - start
+    span, rows = history_span(origins, model.first_origin, intervals.window)  # the bounded origins among them
     span_pred = model.forecast(frame, span)  # [M, H]
     span_pred[rows] = pred  # the forecasts being bounded, as made
     target = known_targets(frame["cnt"].to_numpy(), span, span_pred.shape[1])  # [M, H], NaN after the data
