@@ -101,8 +101,12 @@ def interval_bands(model: Forecaster, intervals: Intervals, frame: pd.DataFrame,
     if not intervals.window or not len(origins):
         return intervals.bands(pred)
     span, rows = history_span(origins, model.first_origin, intervals.window)  # the bounded origins among them
-    span_pred = model.forecast(frame, span)  # [M, H]
-    span_pred[rows] = pred  # the forecasts being bounded, as made
+    if len(rows) == rows[-1] - rows[0] + 1:  # consecutive origins (a split, one origin): forecast the weeks before only
+        before = model.forecast(frame, span[: rows[0]]) if rows[0] else np.empty((0, pred.shape[1]))
+        span_pred = np.concatenate([before, np.asarray(pred, np.float64)])  # [M, H]
+    else:
+        span_pred = model.forecast(frame, span)  # [M, H]
+        span_pred[rows] = pred  # the forecasts being bounded, as made
     target = known_targets(frame["cnt"].to_numpy(), span, span_pred.shape[1])  # [M, H], NaN after the data
     return intervals.rolling_bands(span_pred, target, rows)
 
