@@ -557,9 +557,8 @@ def make_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarr
 def known_targets(cnt: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     """Counts [T] -> targets [N, H] like make_targets, NaN for hours after the data (the forecasts being made
     at its end)."""
-    hour = np.asarray(origins, np.int64)[:, None] + np.arange(1, horizon + 1)[None, :]  # [N, H]
-    cnt = np.asarray(cnt, np.float64)
-    return np.where(hour < len(cnt), cnt[np.minimum(hour, len(cnt) - 1)], np.nan)
+    padded = np.concatenate([np.asarray(cnt, np.float64), np.full(horizon, np.nan)])  # [T + H]
+    return make_targets(padded, np.asarray(origins, np.int64), horizon)
 
 
 def history_span(origins: np.ndarray, first_origin: int, window: int) -> tuple[np.ndarray, np.ndarray]:

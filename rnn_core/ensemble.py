@@ -110,25 +110,27 @@ def select(forecasts: np.ndarray, target: np.ndarray, size: int, metric: str = "
 CALIBRATION_RANGE = (0.8, 1.25)
 
 
-def calibrate(pred: np.ndarray, target: np.ndarray, metric: str = "mae") -> float:
-    """The factor k that minimises the error of k * pred on (pred, target) [N, H], within CALIBRATION_RANGE.
-
-    mae: the weighted median of target/pred with weights pred (sum |y - k p| = sum p |y/p - k|);
-    rmse: sum(p y) / sum(p^2). Hours forecast at (nearly) zero carry no weight."""
-    p = np.asarray(pred, np.float64).ravel()
-    y = np.asarray(target, np.float64).ravel()
-    keep = p > 1e-6
-    p, y = p[keep], y[keep]
-    if not len(p):
-        return 1.0
+def _factors(p: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
+    """Forecasts and targets [B, n] -> [B] the factor k that minimises the error of k * p on each row, within
+    CALIBRATION_RANGE. mae: the weighted median of y/p with weights p (sum |y - k p| = sum p |y/p - k|);
+    rmse: sum(p y) / sum(p^2). Hours forecast at (nearly) zero carry no weight; a row with none gets 1."""
+    w = np.where(p > 1e-6, p, 0.0)
     if metric == "rmse":
-        k = float(np.dot(p, y) / np.dot(p, p))
+        f = (w * y).sum(axis=1) / np.maximum((w * p).sum(axis=1), 1e-12)
     else:
-        ratio = y / p
-        order = np.argsort(ratio)
-        cum = np.cumsum(p[order])
-        k = float(ratio[order][np.searchsorted(cum, cum[-1] / 2)])
-    return float(np.clip(k, *CALIBRATION_RANGE))
+        ratio = np.where(w > 0, y / np.where(w > 0, p, 1.0), np.inf)  # zero-weight hours sort last
+        order = np.argsort(ratio, axis=1)
+        cum = np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)  # [B, n]
+        half = np.argmax(cum >= cum[:, -1:] / 2, axis=1)  # the first rank holding half the weight
+        f = np.take_along_axis(np.take_along_axis(ratio, order, axis=1), half[:, None], axis=1)[:, 0]
+    return np.clip(np.where(w.sum(axis=1) > 0, f, 1.0), *CALIBRATION_RANGE)
+
+
+def calibrate(pred: np.ndarray, target: np.ndarray, metric: str = "mae") -> float:
+    """The factor k that minimises the error of k * pred on (pred, target) [N, H], within CALIBRATION_RANGE
+    (:func:`_factors`: least absolute deviation for mae, least squares for rmse)."""
+    p = np.asarray(pred, np.float64).ravel()[None]
+    return float(_factors(p, np.asarray(target, np.float64).ravel()[None], metric)[0]) if p.size else 1.0
 
 
 def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int, metric: str = "mae") -> np.ndarray:
@@ -144,19 +146,8 @@ def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, wind
     if window <= 0 or not ok.any():
         return out
     q = rows[ok]
-    for k in range(pred.shape[1]):  # step k + 1
-        p, y = known_runs(pred, q, window, k + 1), known_runs(target, q, window, k + 1)  # [Nq, n] known at each origin
-        w = np.where(p > 1e-6, p, 0.0)  # hours forecast at (nearly) zero carry no weight
-        if metric == "rmse":  # least squares: sum(p y) / sum(p^2)
-            f = (w * y).sum(axis=1) / np.maximum((w * p).sum(axis=1), 1e-12)
-        else:  # least absolute deviation: the weighted median of y / p with weights p
-            ratio = np.where(w > 0, y / np.where(w > 0, p, 1.0), np.inf)  # zero-weight hours sort last
-            order = np.argsort(ratio, axis=1)
-            cum = np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)  # [Nq, n]
-            half = np.argmax(cum >= cum[:, -1:] / 2, axis=1)
-            f = np.take_along_axis(np.take_along_axis(ratio, order, axis=1), half[:, None], axis=1)[:, 0]
-        f = np.where(w.sum(axis=1) > 0, f, 1.0)
-        out[ok, k] = np.clip(f, *CALIBRATION_RANGE)
+    for k in range(pred.shape[1]):  # step k + 1: the [Nq, n] forecasts and targets known at each origin
+        out[ok, k] = _factors(known_runs(pred, q, window, k + 1), known_runs(target, q, window, k + 1), metric)
     return out
 
 

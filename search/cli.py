@@ -472,7 +472,12 @@ def cmd_test(args: argparse.Namespace) -> int:
         out = Path(args.plots)
         def step1(n: str, s: Any) -> Any:
             pred = ev.prediction if n == args.split else forecast(lm, s, ev.frame)
-            bands = {} if ev.intervals is None else ev.bands if n == args.split else interval_bands(lm, ev.intervals, ev.frame, s.origin, pred)
+            if ev.intervals is None:
+                bands = {}
+            elif n == args.split:
+                bands = ev.bands
+            else:
+                bands = interval_bands(lm, ev.intervals, ev.frame, s.origin, pred)
             return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
                                {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
 
