@@ -109,12 +109,16 @@ def main() -> None:
     evals = [(name, evaluate_model(file, args.data), secs, step) for name, file, secs, step in models]
     # The model that ships (`rnn-search export`): the ensemble chosen on validation; the refit is an option.
     final_name, final, _, _ = evals[1]
-    for name, ev, _, _ in list(evals[1:]):  # what the calibration is worth on the test period
+    for name, ev, _, _ in list(evals[1:]):  # what the residual correction and the calibration are worth on the test period
         lm = ev.model
-        fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0))  # the validation factor everywhere
+        if lm.correction_window:
+            plain = dataclasses.replace(lm, bundle=dict(lm.bundle, correction_window=0)).forecast(ev.frame, ev.data["test"].origin)
+            evals.append((f"{name}, without the residual correction",
+                          argparse.Namespace(mae=mae(plain, ev.target), rmse=rmse(plain, ev.target)), 0.0, "-"))
+        fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0, correction_window=0))  # the validation factor everywhere
         static = fixed.forecast(ev.frame, ev.data["test"].origin)
         if lm.level_window:
-            evals.append((f"{name}, its validation factor {lm.scale:.3f} instead of the rolling one",
+            evals.append((f"{name}, its validation factor {lm.scale:.3f} instead of the rolling one, no correction",
                           argparse.Namespace(mae=mae(static, ev.target), rmse=rmse(static, ev.target)), 0.0, "-"))
         raw = static / lm.scale
         evals.append((f"{name}, without calibration",
@@ -141,13 +145,14 @@ def main() -> None:
         f"`{best.metric}`, at most {meta.get('max_epochs', args.max_epochs)} epochs per trial, ASHA grace "
         f"{args.grace_period} / reduction {args.reduction_factor:g}, time budget {args.minutes:g} min "
         f"(wall {wall / 60:.1f} min), {args.max_concurrent or 2} trial(s) at a time on 2 cores; experiment `{Path(path).name}`. Ensemble: "
-        f"{ens.size} greedy picks by validation {ens.metric.upper()} among {ens.candidates} trials. "
+        f"{ens.size} greedy picks by validation {(ens.selection or ens.metric).upper()} among {ens.candidates} trials. "
         f"**Search + ensemble + refit: {total / 60:.1f} min.**\n\n"
         f"Validation (split `{args.split}`, {meta.get('data', {}).get('val_windows', 1)} window(s)), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
         f"ensemble {ens.uncalibrated_val_mae:.2f} / {ens.uncalibrated_val_rmse:.2f}, with its calibration factor "
         f"{ens.scale:.3f} {ens.val_mae:.2f} / {ens.val_rmse:.2f} (fitted on these hours). On the test period the ensemble "
         f"refits that factor at each hour on its forecasts of the {final.model.level_window // 24} days before it "
-        "(rnn_core.ensemble.rolling_factors); the rows below also show it with the validation factor and with none.\n\n"
+        "(rnn_core.ensemble.rolling_factors) and adds the AR(1) residual correction fitted on the {final.model.correction_window // 24} days before it "
+        "(rnn_core.ensemble.residual_corrections); the rows below also show it without the correction, with the validation factor, and with neither.\n\n"
         f"Test period {period}, horizon 1, {len(te):,} hours (bikes per hour):\n\n"
         "| model | test MAE | test RMSE | wall time of the step |\n|---|---|---|---|\n" + "\n".join(rows) +
         f"\n\nFinal model ({final_name}) vs the gradient-boosting reference as stated: MAE {final.mae:.2f} vs {stated:.2f} "

@@ -22,6 +22,13 @@ own forecasts of the ``level_window`` origins before t whose targets are known a
 to t - k), the same fit within the same range; the validation factor stays where less history exists. This
 uses only counts observed by t, which the members read as inputs anyway.
 
+Residual correction (:func:`residual_corrections`): errors persist from one hour to the next (weather and
+events that the inputs show late or not at all): the lag-1 autocorrelation of the calibrated ensemble's
+hourly errors was 0.10-0.34 on four test periods of 2012. So an ensemble with ``correction_window`` > 0 adds
+to each forecast the error it made for the hour just observed, times a factor fitted on the errors before
+it: an AR(1) model of the errors, fitted again at each origin on the ``correction_window`` origins before it
+whose errors are known there, and on the sqrt scale (a count's spread grows with its level).
+
 Refit (:func:`refit_bundle`): retrain a member with its own settings and seed on the training and
 validation hours together, for as many epochs as its chosen checkpoint had (the same passes over the
 data; the larger data set gives each epoch proportionally more steps), keeping its scalers. This is
@@ -151,6 +158,37 @@ def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, wind
     return out
 
 
+#: The AR(1) factor of the residual correction is kept within this range: persistence, never reversal (a
+#: fitted negative factor on two weeks of errors is noise), and never the whole last error.
+CORRECTION_RANGE = (0.0, 0.9)
+
+
+def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
+    """What to add to the calibrated forecasts ``pred[rows]`` for the errors just before them: [N, H].
+
+    ``pred`` and ``target`` [S, H] belong to consecutive origins (target NaN where not yet known). On the sqrt
+    scale z = (target - pred) / sqrt(pred + 1), the step-1 error of the forecast made one origin before i (for
+    hour i, known at origin i) is the latest error known at i. The AR(1) factor rho is the least-squares slope
+    of z[j] on z[j - 1] (step 1) over origins j = i - window .. i - 1, within CORRECTION_RANGE; step k adds
+    rho^k * z[i - 1] * sqrt(pred[i, k] + 1), as an AR(1) process carries an error k hours on. Rows with
+    fewer than ``window`` + 1 origins before them get 0."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    rows = np.asarray(rows, np.int64)
+    out = np.zeros((len(rows), pred.shape[1]))
+    ok = rows > window
+    if window <= 0 or not ok.any():
+        return out
+    q = rows[ok]
+    spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)  # [S, H]
+    z = (target[:, :1] - pred[:, :1]) / spread[:, :1]  # [S, 1] step-1 errors on the sqrt scale
+    lagged = np.concatenate([[[np.nan]], z[:-1]])  # [S, 1]: row j holds z[j - 1]
+    x, y = known_runs(lagged, q, window, 1), known_runs(z, q, window, 1)  # [Nq, window]: pairs j = i - window .. i - 1
+    rho = np.clip((x * y).sum(axis=1) / np.maximum((x * x).sum(axis=1), 1e-12), *CORRECTION_RANGE)  # [Nq]
+    steps = np.arange(1, pred.shape[1] + 1)  # [H]
+    out[ok] = rho[:, None] ** steps * z[q - 1] * spread[q]  # [Nq, H]
+    return out
+
+
 # ------------------------------------------------------------------------------------------ the model
 
 
@@ -205,6 +243,11 @@ class LoadedEnsemble:
         return int(self.bundle.get("level_window", 0))
 
     @property
+    def correction_window(self) -> int:
+        """Origins before each forecast that its residual correction is fitted on (0: none)."""
+        return int(self.bundle.get("correction_window", 0))
+
+    @property
     def refit(self) -> bool:
         """True when the members were retrained on the validation hours (which then measure nothing)."""
         return bool(self.bundle.get("meta", {}).get("refit"))
@@ -221,16 +264,23 @@ class LoadedEnsemble:
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
         """[N, H] the weighted mean of the members' forecasts from origins [N] (indices of the last input hour),
         times the calibration factor: refit on the ``level_window`` origins before each (:func:`rolling_factors`)
-        where the frame has them, else the validation one."""
+        where the frame has them, else the validation one; plus the residual correction fitted on the
+        ``correction_window`` origins before each (:func:`residual_corrections`)."""
         origins = np.asarray(origins, np.int64)
-        w = self.level_window
-        if not w or not len(origins):
+        w, cw = self.level_window, self.correction_window
+        if not (w or cw) or not len(origins):
             return self.scale * np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
-        span, rows = history_span(origins, self.first_origin, w)  # consecutive origins, the asked ones among them
-        mean = np.tensordot(self.weights, self.member_forecasts(frame, span), axes=1)  # [M, H]
-        target = known_targets(frame["cnt"].to_numpy(), span, mean.shape[1])  # [M, H], NaN after the data
-        factors = rolling_factors(mean, target, rows, w, str(self.bundle.get("meta", {}).get("metric", "mae")))
-        return mean[rows] * np.where(np.isnan(factors), self.scale, factors)
+        # consecutive origins, the asked ones among them; the correction needs the calibrated forecasts of the
+        # cw origins before each asked one, and each of those its own level window
+        span, rows = history_span(origins, self.first_origin, w + cw)
+        mean = np.tensordot(self.weights, self.member_forecasts(frame, span), axes=1)  # [S, H]
+        target = known_targets(frame["cnt"].to_numpy(), span, mean.shape[1])  # [S, H], NaN after the data
+        need = np.arange(len(span)) if cw else rows  # the rows whose calibrated forecasts are used
+        factors = rolling_factors(mean, target, need, w, str(self.bundle.get("meta", {}).get("metric", "mae")))
+        calibrated = mean[need] * np.where(np.isnan(factors), self.scale, factors)
+        if not cw:
+            return calibrated
+        return calibrated[rows] + residual_corrections(calibrated, target, rows, cw)
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
         if frame is None:
@@ -251,11 +301,13 @@ def save_ensemble(
     scale: float = 1.0,
     intervals: Intervals | None = None,
     level_window: int = 0,
+    correction_window: int = 0,
 ) -> Path:
     """Write one standalone ensemble file (atomically). ``members``: name -> model bundle; ``weights``:
     name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1); ``scale``:
     the calibration factor (:func:`calibrate`); ``intervals``: conformal intervals of the ensemble's forecasts;
-    ``level_window``: origins before each forecast that the factor is refit on (0: never)."""
+    ``level_window``: origins before each forecast that the factor is refit on (0: never); ``correction_window``:
+    origins before each forecast that its residual correction is fitted on (0: none)."""
     kept = {n: float(w) for n, w in weights.items() if w > 0}
     missing = [n for n in kept if n not in members]
     if not kept or missing:
@@ -266,6 +318,7 @@ def save_ensemble(
         "weights": {n: w / total for n, w in kept.items()},
         "scale": float(scale),
         "level_window": int(level_window),
+        "correction_window": int(correction_window),
         "intervals": intervals.to_dict() if intervals is not None else None,
         "meta": dict(meta or {}),
     }
@@ -288,9 +341,10 @@ def ensemble_from_payload(payload: dict[str, Any], source: str, device: str | to
     lo, hi = CALIBRATION_RANGE
     if not isinstance(scale, (int, float)) or not lo <= scale <= hi:
         raise CheckpointError(f"{source}: calibration factor {scale!r} outside [{lo}, {hi}]")
-    window = payload.get("level_window", 0)
-    if not isinstance(window, int) or window < 0:
-        raise CheckpointError(f"{source}: level window {window!r}: expected a whole number of hours >= 0")
+    for key in ("level_window", "correction_window"):
+        window = payload.get(key, 0)
+        if not isinstance(window, int) or window < 0:
+            raise CheckpointError(f"{source}: {key.replace('_', ' ')} {window!r}: expected a whole number of hours >= 0")
     names = list(weights)
     loaded = []
     for name in names:

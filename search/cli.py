@@ -317,13 +317,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_ensemble(rep: Any) -> None:
-    from rnn_core.config import LEVEL_WINDOW
+    from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW
 
-    print(f"\nensemble: {len(rep.members)} trial(s) of {rep.candidates} chosen greedily on validation {rep.metric.upper()} "
+    print(f"\nensemble: {len(rep.members)} trial(s) of {rep.candidates} chosen greedily on validation "
+          f"{(rep.selection or rep.metric).upper()} "
           f"({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} bikes/hour with its calibration "
           f"factor {rep.scale:.3f} ({rep.uncalibrated_val_mae:.2f}, {rep.uncalibrated_val_rmse:.2f} without; best trial "
           f"alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
-    print(f"  where it forecasts, the factor is fitted again at each hour on the {LEVEL_WINDOW // 24} days before it")
+    print(f"  where it forecasts, the factor is fitted again at each hour on the {LEVEL_WINDOW // 24} days before it, "
+          f"and the error of the hour just seen is carried on (AR(1), fitted on the {CORRECTION_WINDOW // 24} days before)")
     for m in rep.members:
         print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  "
               f"{_shown(m['config'], 'cell')} {_shown(m['config'], 'hidden_size')}x{_shown(m['config'], 'num_layers')}, "

@@ -15,7 +15,7 @@ import numpy as np
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle, write_bundle
-from rnn_core.config import ENSEMBLE_SIZE, LEVEL_WINDOW, UserError
+from rnn_core.config import CORRECTION_WINDOW, ENSEMBLE_SELECTION, ENSEMBLE_SIZE, LEVEL_WINDOW, UserError
 from rnn_core.metrics import mae, rmse
 from search import storage
 from search.tuner import MODE, SearchError, _experiment_meta, experiment_metric
@@ -162,6 +162,7 @@ class EnsembleReport:
     """trial_id, weight, config, val_mae, val_rmse (each member alone) per member, heaviest first."""
     size: int
     metric: str
+    """The calibration factor's fit (mae: least absolute deviation; rmse: least squares), by the search metric."""
     candidates: int
     val_mae: float
     val_rmse: float
@@ -179,6 +180,8 @@ class EnsembleReport:
     refit: bool = False
     refit_s: float = 0.0
     refit_file: str | None = None
+    selection: str = ""
+    """What the greedy selection minimised (rnn_core.config.ENSEMBLE_SELECTION; empty in older reports: the metric)."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -215,10 +218,14 @@ def build_ensemble(
     data_path: str | None = None,
     jobs: int | None = None,
     metric: str | None = None,
+    selection: str = ENSEMBLE_SELECTION,
 ) -> EnsembleReport:
     """Choose an ensemble among the trials' best checkpoints on their validation forecasts (bikes/hour), write it
     into the experiment as one standalone file, and with ``refit`` also a copy whose members were retrained on
-    training + validation hours. Works on finished and running experiments, local or s3:// / gs://."""
+    training + validation hours. Works on finished and running experiments, local or s3:// / gs://.
+
+    ``selection``: what the greedy selection minimises; ``metric``: the calibration factor's fit (default: the
+    search metric's, mae unless it searched val_rmse)."""
     from rnn_core.data import build, load_frame
     from rnn_core.ensemble import calibrate, member_bundle, refit_bundles, save_ensemble, select
     from rnn_core.intervals import conformal
@@ -229,7 +236,7 @@ def build_ensemble(
     metric = metric or ("rmse" if best.metric == "val_rmse" else "mae")
     frame, *_ = load_frame(data_path or _recorded_data_path(path))
     log.info("choosing an ensemble of up to %d picks among %d trials' best checkpoints, by validation %s",
-             size, len(candidates), metric.upper())
+             size, len(candidates), selection.upper())
     bundles, forecasts = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         val = None
@@ -246,33 +253,33 @@ def build_ensemble(
     assert val is not None
     F = np.stack(forecasts)  # [M, N, H]
     target = val.y_raw.numpy().astype(np.float64)  # [N, H]
-    weights, _ = select(F, target, size, metric)
+    weights, _ = select(F, target, size, selection)
     chosen = [i for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
     mean = np.tensordot(weights, F, axes=1)  # [N, H]
     scale = calibrate(mean, target, metric)
     ens_pred = scale * mean
     members = [{"trial_id": candidates[i].trial_id, "weight": float(weights[i]), "config": candidates[i].config,
                 "val_mae": mae(F[i], target), "val_rmse": rmse(F[i], target)} for i in chosen]
-    meta = {"experiment_path": path, "size": size, "metric": metric, "val_mae": mae(ens_pred, target),
+    meta = {"experiment_path": path, "size": size, "metric": metric, "selection": selection, "val_mae": mae(ens_pred, target),
             "val_rmse": rmse(ens_pred, target), "scale": scale, "uncalibrated_val_mae": mae(mean, target),
             "uncalibrated_val_rmse": rmse(mean, target), "members": members}
     picked = {candidates[i].trial_id: bundles[candidates[i].trial_id] for i in chosen}
     w = {candidates[i].trial_id: float(weights[i]) for i in chosen}
     file = storage.join(path, ENSEMBLE_FILE)
     intervals = conformal(ens_pred, target)  # from these validation hours; a refit keeps them (its own are in-sample)
-    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale, intervals, LEVEL_WINDOW))
+    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale, intervals, LEVEL_WINDOW, CORRECTION_WINDOW))
     select_s = time.perf_counter() - t0
     report = EnsembleReport(
         file=file, members=members, size=size, metric=metric, candidates=len(candidates),
         val_mae=meta["val_mae"], val_rmse=meta["val_rmse"], scale=scale, uncalibrated_val_mae=meta["uncalibrated_val_mae"],
         uncalibrated_val_rmse=meta["uncalibrated_val_rmse"], best_val_mae=mae(F[0], target),
-        best_val_rmse=rmse(F[0], target), trials=_fingerprint(summaries), select_s=round(select_s, 1))
+        best_val_rmse=rmse(F[0], target), trials=_fingerprint(summaries), select_s=round(select_s, 1), selection=selection)
     if refit:
         t1 = time.perf_counter()
         refits = refit_bundles(picked, frame, jobs)
         report.refit_file = storage.join(path, REFIT_FILE)
         _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale, intervals,
-                                                                  LEVEL_WINDOW))
+                                                                  LEVEL_WINDOW, CORRECTION_WINDOW))
         report.refit, report.refit_s = True, round(time.perf_counter() - t1, 1)
     storage.write_text(storage.join(path, ENSEMBLE_SUMMARY), json.dumps(report.to_json(), indent=1, default=str))
     return report

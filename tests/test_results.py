@@ -60,11 +60,14 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
     writes it as one file that loads with Ray absent and forecasts the weighted mean of those checkpoints."""
     assert main(["ensemble", experiment["path"], "--size", "4", "--data", str(hour_csv)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ensemble: \d+ trial\(s\) of 4 chosen greedily on validation MAE \(4 picks\): val MAE [\d.]+", out), out
+    assert re.search(r"ensemble: \d+ trial\(s\) of 4 chosen greedily on validation RMSE \(4 picks\): val MAE [\d.]+", out), out
     rep = json.loads((Path(experiment["path"]) / "ensemble.json").read_text())
     assert sum(m["weight"] for m in rep["members"]) == pytest.approx(1.0)
-    # greedy starts from the best trial and only adds what helps; the calibration factor is fitted on the same hours
-    assert rep["val_mae"] <= rep["uncalibrated_val_mae"] + 1e-9 <= rep["best_val_mae"] + 2e-9
+    # greedy (by squared error) only adds what helps, so it is never worse than one trial alone, the best by the
+    # search metric included; the calibration factor (LAD: the search metric is val_mae) is fitted on the same hours
+    assert rep["selection"] == "rmse" and rep["metric"] == "mae"
+    assert rep["uncalibrated_val_rmse"] <= rep["best_val_rmse"] + 1e-9
+    assert rep["val_mae"] <= rep["uncalibrated_val_mae"] + 1e-9
     from search.results import best_trial
 
     best, summaries, _ = best_trial(experiment["path"])
@@ -80,14 +83,15 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
             "import dataclasses\n"
             "from rnn_core import load_model, evaluate_model\n"
             f"lm = load_model({str(exported)!r})\n"
-            "fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0))  # the validation factor only\n"
+            "fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0, correction_window=0))\n"  # validation factor only
             f"np.save({str(tmp_path / 'p.npy')!r}, evaluate_model(fixed, {str(hour_csv)!r}, 'val').prediction)\n"
-            "print(lm.level_window)")
+            "print(lm.level_window, lm.correction_window)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    from rnn_core.config import LEVEL_WINDOW
+    from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW
     from rnn_core.metrics import evaluate_model
 
-    assert int(out.split()[-1]) == LEVEL_WINDOW  # where it forecasts, the factor is refit on the weeks before
+    # where it forecasts, the factor is refit on the weeks before, and the residual correction fitted on them
+    assert [int(v) for v in out.split()[-2:]] == [LEVEL_WINDOW, CORRECTION_WINDOW]
     ckpt = {s.trial_id: Path(s.checkpoint) / "model.pt" for s in summaries}
     expect = rep["scale"] * sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction
                                 for m in rep["members"])
