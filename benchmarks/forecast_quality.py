@@ -151,7 +151,7 @@ def main() -> None:
         f"ensemble {ens.uncalibrated_val_mae:.2f} / {ens.uncalibrated_val_rmse:.2f}, with its calibration factor "
         f"{ens.scale:.3f} {ens.val_mae:.2f} / {ens.val_rmse:.2f} (fitted on these hours). On the test period the ensemble "
         f"refits that factor at each hour on its forecasts of the {final.model.level_window // 24} days before it "
-        "(rnn_core.ensemble.rolling_factors) and adds the AR(1) residual correction fitted on the {final.model.correction_window // 24} days before it "
+        f"(rnn_core.ensemble.rolling_factors) and adds the residual correction (an autoregression of its errors, lags {final.model.correction_lags}) fitted on the {final.model.correction_window // 24} days before it "
         "(rnn_core.ensemble.residual_corrections); the rows below also show it without the correction, with the validation factor, and with neither.\n\n"
         f"Test period {period}, horizon 1, {len(te):,} hours (bikes per hour):\n\n"
         "| model | test MAE | test RMSE | wall time of the step |\n|---|---|---|---|\n" + "\n".join(rows) +

@@ -34,9 +34,11 @@ ENSEMBLE_SIZE = 20
 #: Origins (hours) before each forecast that an ensemble's calibration factor is refit on: two weeks
 #: (rnn_core.ensemble.rolling_factors).
 LEVEL_WINDOW = 14 * 24
-#: Origins (hours) before each forecast that an ensemble's residual correction (an AR(1) model of its hourly
-#: errors) is fitted on: two weeks (rnn_core.ensemble.residual_corrections).
+#: Origins (hours) before each forecast that an ensemble's residual correction (an autoregression of its
+#: hour-ahead errors) is fitted on: two weeks (rnn_core.ensemble.residual_corrections).
 CORRECTION_WINDOW = 14 * 24
+#: The hours before an hour whose errors that autoregression uses: the hour, the day and the week before.
+CORRECTION_LAGS = (1, 24, 168)
 #: What the greedy ensemble selection minimises on validation forecasts. Squared error: the weighted mean is
 #: the combination squared error rewards, and it picks members whose errors cancel. Against picks by absolute
 #: error, on six recorded searches over four test periods of 2012 it gave a lower test RMSE on five and a lower

@@ -2,7 +2,8 @@
 
 Selection is greedy forward selection with replacement (Caruana et al., "Ensemble selection from libraries
 of models", ICML 2004; the final step of AutoGluon): start empty, and ``size`` times add the member whose
-addition gives the lowest validation error of the running mean. A member picked k times weighs k/size.
+addition gives the lowest validation error of the running mean (squared error by default:
+rnn_core.config.ENSEMBLE_SELECTION). A member picked k times weighs k/size.
 It works on forecasts in bikes per hour, so members with different windows, target transforms, cells or
 lags combine; each member turns the hourly frame into its own inputs with its own stored config.
 
@@ -11,7 +12,7 @@ a SHA-256 of the payload) around ``{"members": {name: bundle}, "weights": {name:
 members are complete model bundles without their optimizer state, so the file stands alone.
 
 Calibration (:func:`calibrate`): one factor on the weighted mean, fitted on the same validation forecasts
-(the least-absolute-deviation or least-squares fit of target = k * forecast, by the selection metric, k
+(the least-absolute-deviation or least-squares fit of target = k * forecast, by the search metric, k
 kept within [0.8, 1.25]). Members trained on log counts of earlier, quieter months forecast the level of
 later, busier ones too low; one parameter on ~1,500 validation hours corrects that without room to overfit.
 
@@ -22,12 +23,14 @@ own forecasts of the ``level_window`` origins before t whose targets are known a
 to t - k), the same fit within the same range; the validation factor stays where less history exists. This
 uses only counts observed by t, which the members read as inputs anyway.
 
-Residual correction (:func:`residual_corrections`): errors persist from one hour to the next (weather and
-events that the inputs show late or not at all): the lag-1 autocorrelation of the calibrated ensemble's
-hourly errors was 0.10-0.34 on four test periods of 2012. So an ensemble with ``correction_window`` > 0 adds
-to each forecast the error it made for the hour just observed, times a factor fitted on the errors before
-it: an AR(1) model of the errors, fitted again at each origin on the ``correction_window`` origins before it
-whose errors are known there, and on the sqrt scale (a count's spread grows with its level).
+Residual correction (:func:`residual_corrections`): the ensemble's errors persist (weather and events that
+the inputs show late or not at all) and repeat by the day and the week (the members read 24-48 hours of
+history, not last week's): on four test periods of 2012 the calibrated ensemble's hour-ahead errors had a
+lag-1 autocorrelation of 0.10-0.34 and lag-24 of 0.10-0.25. So an ensemble with ``correction_window`` > 0
+adds a forecast of its own error: an autoregression of its hour-ahead errors on those of the hour, the day
+and the week before (``correction_lags``), fitted again at each origin on the ``correction_window`` origins
+before it, on the sqrt scale (a count's spread grows with its level), and run forward step by step over the
+horizon.
 
 Refit (:func:`refit_bundle`): retrain a member with its own settings and seed on the training and
 validation hours together, for as many epochs as its chosen checkpoint had (the same passes over the
@@ -53,12 +56,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from numpy.lib.stride_tricks import sliding_window_view  # windows of past errors: [S, ...] -> views
 
 from rnn_core.checkpoint import (
     ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, stored_intervals,
     write_bundle,
 )
-from rnn_core.config import DataConfig, ModelConfig, TrainConfig
+from rnn_core.config import CORRECTION_LAGS, DataConfig, ModelConfig, TrainConfig
 from rnn_core.data import (
     FeatureScaler, Split, TargetScaler, build, features_for, history_span, known_runs, known_targets, make_targets, make_windows,
 )
@@ -158,34 +162,45 @@ def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, wind
     return out
 
 
-#: The AR(1) factor of the residual correction is kept within this range: persistence, never reversal (a
-#: fitted negative factor on two weeks of errors is noise), and never the whole last error.
+#: Each coefficient of the residual correction is kept within this range: persistence, never reversal (a
+#: negative coefficient fitted on two weeks of errors is noise), and never the whole of a past error.
 CORRECTION_RANGE = (0.0, 0.9)
 
 
-def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
-    """What to add to the calibrated forecasts ``pred[rows]`` for the errors just before them: [N, H].
+def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int,
+                         lags: tuple[int, ...] = CORRECTION_LAGS) -> np.ndarray:
+    """What to add to the calibrated forecasts ``pred[rows]`` for the errors before them: [N, H].
 
     ``pred`` and ``target`` [S, H] belong to consecutive origins (target NaN where not yet known). On the sqrt
-    scale z = (target - pred) / sqrt(pred + 1), the step-1 error of the forecast made one origin before i (for
-    hour i, known at origin i) is the latest error known at i. The AR(1) factor rho is the least-squares slope
-    of z[j] on z[j - 1] (step 1) over origins j = i - window .. i - 1, within CORRECTION_RANGE; step k adds
-    rho^k * z[i - 1] * sqrt(pred[i, k] + 1), as an AR(1) process carries an error k hours on. Rows with
-    fewer than ``window`` + 1 origins before them get 0."""
+    scale, z[j] = (target - pred) / sqrt(pred + 1) at step 1 of origin j is the error for hour j + 1, known
+    from origin j + 1 on. At origin i, the coefficients b are the least-squares fit of z[j] on
+    z[j - l] for l in ``lags``, over origins j = i - window .. i - 1 (all known at i), each kept within
+    CORRECTION_RANGE; the error of hour i + k is then forecast as sum_l b_l * z(hour i + k - l), with the
+    known error where that hour is at most i and the forecast one where it is later, and step k adds it times
+    sqrt(pred[i, k] + 1). Rows with fewer than ``window`` + max(lags) origins before them get 0."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     rows = np.asarray(rows, np.int64)
+    lags_ = np.asarray(sorted(set(lags)), np.int64)
     out = np.zeros((len(rows), pred.shape[1]))
-    ok = rows > window
-    if window <= 0 or not ok.any():
+    ok = rows >= window + (lags_.max() if len(lags_) else 0)
+    if window <= 0 or not len(lags_) or not ok.any():
         return out
     q = rows[ok]
     spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)  # [S, H]
-    z = (target[:, :1] - pred[:, :1]) / spread[:, :1]  # [S, 1] step-1 errors on the sqrt scale
-    lagged = np.concatenate([[[np.nan]], z[:-1]])  # [S, 1]: row j holds z[j - 1]
-    x, y = known_runs(lagged, q, window, 1), known_runs(z, q, window, 1)  # [Nq, window]: pairs j = i - window .. i - 1
-    rho = np.clip((x * y).sum(axis=1) / np.maximum((x * x).sum(axis=1), 1e-12), *CORRECTION_RANGE)  # [Nq]
-    steps = np.arange(1, pred.shape[1] + 1)  # [H]
-    out[ok] = rho[:, None] ** steps * z[q - 1] * spread[q]  # [Nq, H]
+    z = (target[:, 0] - pred[:, 0]) / spread[:, 0]  # [S] hour-ahead errors on the sqrt scale
+    lagged = np.stack([np.concatenate([np.full(lag, np.nan), z[:-lag]]) for lag in lags_], axis=-1)  # [S, p]: z[j - l]
+    x = sliding_window_view(lagged, window, axis=0)[q - window]  # [Nq, p, window]: origins j = i - window .. i - 1
+    y = sliding_window_view(z, window)[q - window]  # [Nq, window]
+    gram = np.einsum("naw,nbw->nab", x, x)  # [Nq, p, p]
+    gram += 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1.0) * np.eye(len(lags_))  # all-zero errors
+    coef = np.linalg.solve(gram, np.einsum("naw,nw->na", x, y)[..., None])[..., 0]  # [Nq, p]
+    coef = np.clip(coef, *CORRECTION_RANGE)
+    ahead = np.zeros((len(q), pred.shape[1]))  # [Nq, H]: the forecast errors of hours i + 1 .. i + H
+    for k in range(1, pred.shape[1] + 1):
+        for a, lag in enumerate(lags_):  # hour i + k - lag: known (step 1 of origin i + k - lag - 1) or forecast
+            past = z[q + k - lag - 1] if k <= lag else ahead[:, k - lag - 1]
+            ahead[:, k - 1] += coef[:, a] * past
+    out[ok] = ahead * spread[q]
     return out
 
 
@@ -248,6 +263,11 @@ class LoadedEnsemble:
         return int(self.bundle.get("correction_window", 0))
 
     @property
+    def correction_lags(self) -> tuple[int, ...]:
+        """The hours before each hour whose errors its residual correction regresses on."""
+        return tuple(self.bundle.get("correction_lags") or ())
+
+    @property
     def refit(self) -> bool:
         """True when the members were retrained on the validation hours (which then measure nothing)."""
         return bool(self.bundle.get("meta", {}).get("refit"))
@@ -271,8 +291,9 @@ class LoadedEnsemble:
         if not (w or cw) or not len(origins):
             return self.scale * np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)
         # consecutive origins, the asked ones among them; the correction needs the calibrated forecasts of the
-        # cw origins before each asked one, and each of those its own level window
-        span, rows = history_span(origins, self.first_origin, w + cw)
+        # cw + max(lags) origins before each asked one, and each of those its own level window
+        lags = self.correction_lags if cw else ()
+        span, rows = history_span(origins, self.first_origin, w + cw + max(lags, default=0))
         mean = np.tensordot(self.weights, self.member_forecasts(frame, span), axes=1)  # [S, H]
         target = known_targets(frame["cnt"].to_numpy(), span, mean.shape[1])  # [S, H], NaN after the data
         need = np.arange(len(span)) if cw else rows  # the rows whose calibrated forecasts are used
@@ -280,7 +301,7 @@ class LoadedEnsemble:
         calibrated = mean[need] * np.where(np.isnan(factors), self.scale, factors)
         if not cw:
             return calibrated
-        return calibrated[rows] + residual_corrections(calibrated, target, rows, cw)
+        return calibrated[rows] + residual_corrections(calibrated, target, rows, cw, lags)
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
         if frame is None:
@@ -302,12 +323,14 @@ def save_ensemble(
     intervals: Intervals | None = None,
     level_window: int = 0,
     correction_window: int = 0,
+    correction_lags: tuple[int, ...] = CORRECTION_LAGS,
 ) -> Path:
     """Write one standalone ensemble file (atomically). ``members``: name -> model bundle; ``weights``:
     name -> weight (members with weight 0 are dropped; the rest are normalised to sum to 1); ``scale``:
     the calibration factor (:func:`calibrate`); ``intervals``: conformal intervals of the ensemble's forecasts;
     ``level_window``: origins before each forecast that the factor is refit on (0: never); ``correction_window``:
-    origins before each forecast that its residual correction is fitted on (0: none)."""
+    origins before each forecast that its residual correction is fitted on (0: none), regressing each hour's
+    error on those ``correction_lags`` hours before it."""
     kept = {n: float(w) for n, w in weights.items() if w > 0}
     missing = [n for n in kept if n not in members]
     if not kept or missing:
@@ -319,6 +342,7 @@ def save_ensemble(
         "scale": float(scale),
         "level_window": int(level_window),
         "correction_window": int(correction_window),
+        "correction_lags": [int(lag) for lag in correction_lags] if correction_window else [],
         "intervals": intervals.to_dict() if intervals is not None else None,
         "meta": dict(meta or {}),
     }
@@ -345,6 +369,11 @@ def ensemble_from_payload(payload: dict[str, Any], source: str, device: str | to
         window = payload.get(key, 0)
         if not isinstance(window, int) or window < 0:
             raise CheckpointError(f"{source}: {key.replace('_', ' ')} {window!r}: expected a whole number of hours >= 0")
+    lags = payload.get("correction_lags") or []
+    if (not isinstance(lags, list) or not all(isinstance(lag, int) and lag >= 1 for lag in lags)
+            or (payload.get("correction_window") and not lags)):
+        raise CheckpointError(f"{source}: correction lags {lags!r}: expected a list of whole numbers of hours >= 1 "
+                              "(at least one when the correction window is above 0)")
     names = list(weights)
     loaded = []
     for name in names:

@@ -325,7 +325,8 @@ def _print_ensemble(rep: Any) -> None:
           f"factor {rep.scale:.3f} ({rep.uncalibrated_val_mae:.2f}, {rep.uncalibrated_val_rmse:.2f} without; best trial "
           f"alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
     print(f"  where it forecasts, the factor is fitted again at each hour on the {LEVEL_WINDOW // 24} days before it, "
-          f"and the error of the hour just seen is carried on (AR(1), fitted on the {CORRECTION_WINDOW // 24} days before)")
+          f"and its own error is forecast from those of the hour, the day and the week before (fitted on the "
+          f"{CORRECTION_WINDOW // 24} days before)")
     for m in rep.members:
         print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  "
               f"{_shown(m['config'], 'cell')} {_shown(m['config'], 'hidden_size')}x{_shown(m['config'], 'num_layers')}, "

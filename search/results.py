@@ -210,6 +210,31 @@ def current_ensemble(path: str, summaries: list[TrialSummary], refit: bool = Fal
     return rep
 
 
+def candidate_forecasts(path: str, candidates: list[TrialSummary],
+                        frame: Any) -> tuple[dict[str, dict[str, Any]], np.ndarray, np.ndarray]:
+    """The candidates' best checkpoints as member bundles (trial id -> bundle, without the optimizer state), their
+    validation forecasts [M, N, H] and the validation targets [N, H], in bikes per hour."""
+    from rnn_core.data import build
+    from rnn_core.ensemble import member_bundle
+
+    bundles, forecasts = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        val = None
+        for i, s in enumerate(candidates):
+            local = storage.download(storage.join(s.checkpoint or "", BUNDLE_FILE), Path(tmp) / str(i))
+            bundle = load_bundle(local)
+            lm = model_from_bundle(bundle, str(s.checkpoint))
+            if val is None:  # the validation windows and targets (every trial shares the split)
+                val = build(frame, lm.data_config, scalers=(lm.feature_scaler, lm.target_scaler))["val"]
+            forecasts.append(lm.forecast(frame, val.origin))  # [N, H] bikes/hour
+            # without the optimizer state: 200 trials' checkpoints stay small in memory
+            bundles[s.trial_id] = dict(member_bundle(bundle), meta=dict(
+                bundle.get("meta", {}), trial_id=s.trial_id, config=s.config, experiment_path=path, best_epoch=s.best_epoch))
+    if val is None:
+        raise ResultsError(f"{path}: no trial has a checkpoint to choose an ensemble from yet")
+    return bundles, np.stack(forecasts), val.y_raw.numpy().astype(np.float64)
+
+
 def build_ensemble(
     run: str,
     where: str | None = None,
@@ -226,8 +251,8 @@ def build_ensemble(
 
     ``selection``: what the greedy selection minimises; ``metric``: the calibration factor's fit (default: the
     search metric's, mae unless it searched val_rmse)."""
-    from rnn_core.data import build, load_frame
-    from rnn_core.ensemble import calibrate, member_bundle, refit_bundles, save_ensemble, select
+    from rnn_core.data import load_frame
+    from rnn_core.ensemble import calibrate, refit_bundles, save_ensemble, select
     from rnn_core.intervals import conformal
 
     t0 = time.perf_counter()
@@ -237,22 +262,7 @@ def build_ensemble(
     frame, *_ = load_frame(data_path or _recorded_data_path(path))
     log.info("choosing an ensemble of up to %d picks among %d trials' best checkpoints, by validation %s",
              size, len(candidates), selection.upper())
-    bundles, forecasts = {}, []
-    with tempfile.TemporaryDirectory() as tmp:
-        val = None
-        for i, s in enumerate(candidates):
-            local = storage.download(storage.join(s.checkpoint or "", BUNDLE_FILE), Path(tmp) / str(i))
-            bundle = load_bundle(local)
-            lm = model_from_bundle(bundle, str(s.checkpoint))
-            if val is None:  # the validation windows and targets (every trial shares the split)
-                val = build(frame, lm.data_config, scalers=(lm.feature_scaler, lm.target_scaler))["val"]
-            forecasts.append(lm.forecast(frame, val.origin))  # [N, H] bikes/hour
-            # without the optimizer state: 200 trials' checkpoints stay small in memory
-            bundles[s.trial_id] = dict(member_bundle(bundle), meta=dict(
-                bundle.get("meta", {}), trial_id=s.trial_id, config=s.config, experiment_path=path, best_epoch=s.best_epoch))
-    assert val is not None
-    F = np.stack(forecasts)  # [M, N, H]
-    target = val.y_raw.numpy().astype(np.float64)  # [N, H]
+    bundles, F, target = candidate_forecasts(path, candidates, frame)
     weights, _ = select(F, target, size, selection)
     chosen = [i for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
     mean = np.tensordot(weights, F, axes=1)  # [N, H]

@@ -237,44 +237,48 @@ def test_an_ensemble_with_a_level_window_refits_its_factor_on_the_weeks_before_e
         assert got[j, 0] == pytest.approx(k * mean[o - (origins[1] - w), 0], rel=1e-6)
 
 
-def test_residual_corrections_fit_an_ar1_on_the_errors_known_at_each_origin() -> None:
+def test_residual_corrections_regress_on_the_errors_known_at_each_origin_and_run_forward() -> None:
     from rnn_core.ensemble import CORRECTION_RANGE, residual_corrections
 
     rng = np.random.default_rng(1)
-    m, h, w = 300, 3, 40
+    m, h, w, lags = 300, 4, 40, (1, 3)
     pred = rng.uniform(0, 400, (m, h))
     target = pred + rng.normal(0, 20, (m, h))
+    target[:, 0] += 15 * np.sin(np.arange(m))  # errors with some structure at lag 1 and 3
     target[-1:, :] = np.nan  # the last origin's targets lie after the data
-    rows = np.array([w, w + 1, 150, m - 1])
-    got = residual_corrections(pred, target, rows, w)
-    assert (got[0] == 0).all()  # fewer than w + 1 origins before it
-    z = (target[:, 0] - pred[:, 0]) / np.sqrt(pred[:, 0] + 1)  # step-1 errors on the sqrt scale
+    rows = np.array([w + 2, w + 3, 150, m - 1])
+    got = residual_corrections(pred, target, rows, w, lags)
+    assert (got[0] == 0).all()  # fewer than w + max(lags) origins before it
+    z = (target[:, 0] - pred[:, 0]) / np.sqrt(pred[:, 0] + 1)  # hour-ahead errors (origin j: hour j + 1), sqrt scale
     for j, i in enumerate(rows[1:], start=1):
-        x, y = z[i - w - 1: i - 1], z[i - w: i]  # pairs (z[j-1], z[j]) for origins j = i-w .. i-1, known at origin i
-        rho = np.clip((x * y).sum() / (x * x).sum(), *CORRECTION_RANGE)
-        for k in range(1, h + 1):
-            want = rho**k * z[i - 1] * np.sqrt(pred[i, k - 1] + 1)
-            assert got[j, k - 1] == pytest.approx(want, rel=1e-9, abs=1e-12), (i, k)
+        fit = np.arange(i - w, i)  # origins i-w .. i-1: their hour-ahead errors are known at origin i
+        coef, *_ = np.linalg.lstsq(np.stack([z[fit - lag] for lag in lags], 1), z[fit], rcond=None)
+        coef = np.clip(coef, *CORRECTION_RANGE)
+        err = {hour: z[hour - 1] for hour in range(i - 10, i + 1)}  # hour -> its error, known up to hour i
+        for k in range(1, h + 1):  # then forecast hour by hour, a forecast error standing in for an unknown one
+            err[i + k] = sum(c * err[i + k - lag] for c, lag in zip(coef, lags))
+            want = err[i + k] * np.sqrt(pred[i, k - 1] + 1)
+            assert got[j, k - 1] == pytest.approx(want, rel=1e-7, abs=1e-9), (i, k)
     assert np.isfinite(got).all()
+    assert (got[1:] != 0).any()
 
 
-def test_residual_corrections_remove_persistent_errors_and_leave_independent_ones() -> None:
+def test_residual_corrections_remove_persistent_and_daily_errors_and_leave_independent_ones() -> None:
     from rnn_core.ensemble import residual_corrections
 
     rng = np.random.default_rng(2)
     n, w = 3000, 14 * 24
-    level = rng.uniform(50, 500, n)
-    truth = level.copy()
-    for name, phi in (("persistent", 0.6), ("independent", 0.0)):
-        e = np.zeros(n)  # AR(1) errors on the sqrt scale
-        for t in range(1, n):
-            e[t] = phi * e[t - 1] + rng.normal(0, 2.0)
-        pred = (truth - e * np.sqrt(level + 1))[:, None]  # [n, 1]: forecasts whose errors persist with factor phi
-        rows = np.arange(w + 1, n)
+    truth = rng.uniform(50, 500, n)
+    for name, (phi1, phi24) in (("persistent", (0.6, 0.0)), ("daily", (0.0, 0.5)), ("independent", (0.0, 0.0))):
+        e = rng.normal(0, 2.0, n)  # errors on the sqrt scale: e[t] = phi1 e[t-1] + phi24 e[t-24] + noise
+        for t in range(24, n):
+            e[t] += phi1 * e[t - 1] + phi24 * e[t - 24]
+        pred = (truth - e * np.sqrt(truth + 1))[:, None]  # [n, 1]
+        rows = np.arange(w + 168, n)
         fixed = pred[rows] + residual_corrections(pred, truth[:, None], rows, w)
         before, after = np.abs(pred[rows, 0] - truth[rows]).mean(), np.abs(fixed[:, 0] - truth[rows]).mean()
-        if phi:
-            assert after < 0.85 * before, (name, before, after)  # sqrt(1 - 0.36) = 0.8 of the spread is left
+        if phi1 or phi24:
+            assert after < 0.9 * before, (name, before, after)
         else:
             assert after < 1.02 * before, (name, before, after)  # nothing to carry: (almost) no harm
 
@@ -289,15 +293,19 @@ def test_an_ensemble_with_a_correction_window_adds_the_correction_to_its_calibra
     both = load_ensemble(save_ensemble(tmp_path / "both.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1, level_window=w,
                                        correction_window=cw))
     assert level.correction_window == 0 and both.correction_window == cw
+    assert both.correction_lags == (1, 24, 168)  # rnn_core.config.CORRECTION_LAGS, stored in the file
     frame, *_ = load_frame(hour_csv)
     origins = np.array([12_000, 12_001, 13_500, len(frame) - 1])
-    start = origins[0] - cw - 5
+    start = origins[0] - cw - 168 - 5
     span = np.arange(start, len(frame))
     calibrated = level.forecast(frame, span)  # [S, 1]: the rolling level alone, at every origin of the span
     target = np.append(frame["cnt"].to_numpy(np.float64)[start + 1:], np.nan)[:, None]  # the next hour; NaN after the data
-    want = calibrated[origins - start] + residual_corrections(calibrated, target, origins - start, cw)
+    want = calibrated[origins - start] + residual_corrections(calibrated, target, origins - start, cw, (1, 24, 168))
     np.testing.assert_allclose(both.forecast(frame, origins), want, rtol=1e-6)
     assert not np.allclose(want, calibrated[origins - start])  # the correction did something
     crafted = _resign(tmp_path / "both.pt", tmp_path / "crafted.pt", lambda p: p.update(correction_window=-1))
     with pytest.raises(CheckpointError, match="correction window -1: expected a whole number of hours >= 0"):
+        load_model(crafted)
+    crafted = _resign(tmp_path / "both.pt", tmp_path / "lags.pt", lambda p: p.update(correction_lags=[1, 0]))
+    with pytest.raises(CheckpointError, match=r"correction lags \[1, 0\]: expected a list of whole numbers of hours >= 1"):
         load_model(crafted)

@@ -1,0 +1,92 @@
+"""What the ensemble's choices are worth on the test period of finished searches: greedy selection by validation
+MAE vs RMSE, each without the residual correction, with an AR(1) one (lag 1 only) and with the default lags
+(rnn_core.config.CORRECTION_LAGS); the rolling level always on.
+
+Each variant is chosen among the same trials' best checkpoints, written to a temporary ensemble file and
+loaded back, so it forecasts through the product's own code (rnn_core.ensemble). Nothing in the experiments
+is changed.
+
+Usage:
+  python benchmarks/ensemble_variants.py RUN [RUN ...] [--data hour.csv] [--size 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, ENSEMBLE_SIZE, LEVEL_WINDOW  # noqa: E402
+from rnn_core.data import build, load_frame  # noqa: E402
+from rnn_core.ensemble import calibrate, load_ensemble, save_ensemble, select  # noqa: E402
+from rnn_core.metrics import mae, rmse  # noqa: E402
+from search.results import best_trial, candidate_forecasts  # noqa: E402
+
+SELECTIONS = ("mae", "rmse")
+
+
+def variants(run: str, frame, size: int) -> tuple[str, list[tuple[str, float, float, float, float]]]:
+    """[(selection, MAE, RMSE, all-step MAE without the correction, the same with lag 1, with the default lags)]
+    on the run's test period (MAE and RMSE of step 1)."""
+    best, summaries, path = best_trial(run)
+    candidates = [s for s in summaries if s.checkpoint]
+    metric = "rmse" if best.metric == "val_rmse" else "mae"  # the calibration factor's fit, as build_ensemble does
+    bundles, F, target = candidate_forecasts(path, candidates, frame)
+    out, period = [], ""
+    with tempfile.TemporaryDirectory() as tmp:
+        for selection in SELECTIONS:
+            weights, _ = select(F, target, size, selection)
+            scale = calibrate(np.tensordot(weights, F, axes=1), target, metric)
+            chosen = {candidates[i].trial_id: float(weights[i]) for i in np.flatnonzero(weights)}
+            file = save_ensemble(Path(tmp) / f"{selection}.pt", {n: bundles[n] for n in chosen}, chosen,
+                                 {"metric": metric}, scale, None, LEVEL_WINDOW, CORRECTION_WINDOW)
+            ens = load_ensemble(file)
+            test = build(frame, ens.data_config, scalers=(ens.feature_scaler, ens.target_scaler))["test"]
+            period = f"{str(test.target_time[0, 0])[:10]} .. {str(test.target_time[-1, 0])[:10]}"
+            y = test.y_raw.numpy().astype(np.float64)  # [N, H]
+            row = [selection]
+            for cw, lags in ((0, ()), (CORRECTION_WINDOW, (1,)), (CORRECTION_WINDOW, CORRECTION_LAGS)):
+                ens.bundle.update(correction_window=cw, correction_lags=list(lags))
+                pred = ens.forecast(frame, test.origin)  # [N, H]
+                row += [mae(pred[:, :1], y[:, :1]), rmse(pred[:, :1], y[:, :1]), mae(pred, y)]
+            out.append(tuple(row))
+            logging.info("%s: selection by %s done", Path(path).name, selection)
+    return f"`{Path(path).name}` ({len(candidates)} trials, test {period})", out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="experiment paths")
+    ap.add_argument("--data", default=str(DEFAULT_CSV))
+    ap.add_argument("--size", type=int, default=ENSEMBLE_SIZE)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    frame, *_ = load_frame(args.data)
+    lags = ", ".join(map(str, CORRECTION_LAGS))
+    lines = ["| experiment | selection by | no correction | correction, lag 1 | correction, lags " + lags + " |",
+             "|---|---|---|---|---|"]
+    wins = {"mae": 0, "rmse": 0}
+    for run in args.runs:
+        name, rows = variants(run, frame, args.size)
+        for sel, *v in rows:
+            cells = [f"{v[i]:.2f} / {v[i + 1]:.2f} ({v[i + 2]:.2f})" for i in (0, 3, 6)]
+            lines.append(f"| {name} | {sel.upper()} | {cells[0]} | {cells[1]} | **{cells[2]}** |")
+        (_, *m), (_, *r) = rows
+        wins["rmse" if r[6] < m[6] else "mae"] += 1
+    body = (f"Test MAE / RMSE of step 1 (MAE over all steps), bikes per hour; {args.size} greedy picks; the rolling level "
+            f"({LEVEL_WINDOW // 24} days) in every row, the residual correction fitted on {CORRECTION_WINDOW // 24} days.\n\n"
+            + "\n".join(lines) +
+            f"\n\nLower test MAE (step 1, default correction): selection by RMSE on {wins['rmse']} of {len(args.runs)} "
+            f"experiments, by MAE on {wins['mae']}.\n")
+    record("Ensemble variants on finished searches: selection metric x residual correction", body)
+
+
+if __name__ == "__main__":
+    main()
