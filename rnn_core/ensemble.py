@@ -25,7 +25,7 @@ uses only counts observed by t, which the members read as inputs anyway.
 
 Residual correction (:func:`residual_corrections`): the ensemble's errors persist (weather and events that
 the inputs show late or not at all) and repeat by the day and the week (the members read 24-48 hours of
-history, not last week's): on four test periods of 2012 the calibrated ensemble's hour-ahead errors had a
+history, not last week's): on three test periods of 2012 the calibrated ensemble's hour-ahead errors had a
 lag-1 autocorrelation of 0.10-0.34 and lag-24 of 0.10-0.25. So an ensemble with ``correction_window`` > 0
 adds a forecast of its own error: an autoregression of its hour-ahead errors on those of the hour, the day
 and the week before (``correction_lags``), fitted again at each origin on the ``correction_window`` origins
