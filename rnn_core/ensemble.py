@@ -301,7 +301,8 @@ class LoadedEnsemble:
         calibrated = mean[need] * np.where(np.isnan(factors), self.scale, factors)
         if not cw:
             return calibrated
-        return calibrated[rows] + residual_corrections(calibrated, target, rows, cw, lags)
+        # a count is never below zero: a negative error carried onto a quiet night hour could say otherwise
+        return np.maximum(calibrated[rows] + residual_corrections(calibrated, target, rows, cw, lags), 0.0)
 
     def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
         if frame is None:

@@ -300,7 +300,7 @@ def test_an_ensemble_with_a_correction_window_adds_the_correction_to_its_calibra
     span = np.arange(start, len(frame))
     calibrated = level.forecast(frame, span)  # [S, 1]: the rolling level alone, at every origin of the span
     target = np.append(frame["cnt"].to_numpy(np.float64)[start + 1:], np.nan)[:, None]  # the next hour; NaN after the data
-    want = calibrated[origins - start] + residual_corrections(calibrated, target, origins - start, cw, (1, 24, 168))
+    want = np.maximum(calibrated[origins - start] + residual_corrections(calibrated, target, origins - start, cw, (1, 24, 168)), 0)
     np.testing.assert_allclose(both.forecast(frame, origins), want, rtol=1e-6)
     assert not np.allclose(want, calibrated[origins - start])  # the correction did something
     crafted = _resign(tmp_path / "both.pt", tmp_path / "crafted.pt", lambda p: p.update(correction_window=-1))
