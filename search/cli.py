@@ -614,10 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip choosing an ensemble of the trials at the end (default: choose one; see `ensemble`)")
     _add_data(tu)
     _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
-    for action in tu._actions:  # a preset's data settings apply where these flags are not given
-        if action.dest in ("horizon", "val_windows"):
-            action.help = (action.help or "").replace(" (default: %(default)s)", " (default: %(default)s, or the preset's: "
-                                                      "day-ahead horizon 24, default 4 validation windows)")
+    for action in tu._actions:  # a preset's data settings (Preset.data) apply where these flags are not given
+        presets = ", ".join(f"{name} {p.data[action.dest]}" for name, p in PRESETS.items() if action.dest in p.data)
+        if presets:
+            action.help = (action.help or "").replace(" (default: %(default)s)", f" (default: %(default)s, or the preset's: {presets})")
     tu.set_defaults(func=cmd_tune)
 
     b = sub.add_parser("best", help="top trials of an experiment (finished or running) and the best checkpoint")

@@ -86,8 +86,8 @@ PRESETS: dict[str, Preset] = {
     }, trials=8, max_epochs=6, grace_period=1, reduction_factor=2.0),
     # Validation on 4 windows spread over the year before the test period (--val-windows 4; a flag, or
     # --val-windows 1, overrides it): its ensembles measured better than one window of the months just before
-    # on both periods compared, test MAE 20.93 vs 21.11 on November-December, 28.57 vs 30.83 on July-August 2012
-    # (benchmarks/RESULTS.md).
+    # on both periods compared, test MAE 20.59 vs 20.65 on November-December, 27.70 vs 28.83 on July-August 2012
+    # (with the residual correction; 20.93 vs 21.11 and 28.57 vs 30.83 without it; benchmarks/RESULTS.md).
     "default": Preset(_DEFAULT_SPACE, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0,
                       data={"val_windows": 4}),
     # Tomorrow's 24 hours from each hour (issue 12): many-to-one with a 24-output head against the lecture's
