@@ -230,7 +230,8 @@ def test_an_ensemble_with_a_level_window_refits_its_factor_on_the_weeks_before_e
     origins = np.array([rolling.first_origin + 5, 12_000, 12_001, len(frame) - 1])  # the first: too little history
     got = rolling.forecast(frame, origins)  # [4, 1]
     mean = fixed.forecast(frame, np.arange(origins[1] - w, len(frame))) / 1.1  # the members' weighted mean
-    assert got[0, 0] == pytest.approx(fixed.forecast(frame, origins[:1])[0, 0], rel=1e-9)  # the validation factor
+    # the validation factor; float32 networks round differently in batches of other sizes (1 origin here, 4 there)
+    assert got[0, 0] == pytest.approx(fixed.forecast(frame, origins[:1])[0, 0], rel=1e-6)
     for j, o in enumerate(origins[1:], start=1):
         rows = np.arange(o - w, o) - (origins[1] - w)  # origins o-w .. o-1, whose next hour is known at o
         k = calibrate(mean[rows], cnt[np.arange(o - w, o) + 1, None])
