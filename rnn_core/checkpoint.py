@@ -257,8 +257,8 @@ def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.d
         model=model,
         model_config=mcfg,
         data_config=dcfg,
-        feature_scaler=FeatureScaler.from_dict(bundle["feature_scaler"]),
-        target_scaler=TargetScaler(**bundle["target_scaler"]),
+        feature_scaler=rebuild("its field feature_scaler cannot be read", FeatureScaler.from_dict, bundle["feature_scaler"]),
+        target_scaler=rebuild("its field target_scaler cannot be read", TargetScaler.from_dict, bundle["target_scaler"]),
         bundle=bundle,
         source=source,
     )

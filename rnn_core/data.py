@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+1, H] views
 
-from rnn_core.config import DataConfig, ModelConfig, UserError
+from rnn_core.config import TARGET_TRANSFORMS, DataConfig, ModelConfig, UserError
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,29 @@ class TargetScaler:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Any) -> TargetScaler:
+        """A stored scaler, every field checked (a model file's field is never defaulted: a missing std would
+        silently scale by 1). Raises ValueError naming the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a mapping with transform, mean and std, got {type(d).__name__}")
+        unknown, missing = sorted(set(d) - {"transform", "mean", "std"}), [k for k in ("transform", "mean", "std") if k not in d]
+        if unknown or missing:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}" if unknown else f"missing field(s) {', '.join(missing)}")
+        if d["transform"] not in TARGET_TRANSFORMS:
+            raise ValueError(f"transform {d['transform']!r}: expected one of {', '.join(TARGET_TRANSFORMS)}")
+        mean, std = _finite("mean", d["mean"]), _finite("std", d["std"])
+        if std <= 0:
+            raise ValueError(f"std {std!r}: expected a number above 0")
+        return cls(d["transform"], mean, std)
+
+
+def _finite(name: str, v: Any) -> float:
+    """A stored number, checked: a finite int or float (bool is not a number here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ValueError(f"{name} {v!r}: expected a finite number")
+    return float(v)
+
 
 @dataclass(frozen=True)
 class FeatureScaler:
@@ -138,8 +161,22 @@ class FeatureScaler:
         return {"names": list(self.names), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FeatureScaler:
-        return cls(tuple(d["names"]), tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+    def from_dict(cls, d: Any) -> FeatureScaler:
+        """A stored scaler, every field checked. Raises ValueError naming the field."""
+        if not isinstance(d, dict) or set(d) != {"names", "mean", "std"}:
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"expected the fields names, mean and std, got {got}")
+        names = d["names"]
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ValueError("names: expected a list of feature names")
+        for key in ("mean", "std"):
+            if not isinstance(d[key], (list, tuple)) or len(d[key]) != len(names):
+                raise ValueError(f"{key}: expected {len(names)} numbers, one per feature name")
+        mean = tuple(_finite(f"mean of {n}", v) for n, v in zip(names, d["mean"]))
+        std = tuple(_finite(f"std of {n}", v) for n, v in zip(names, d["std"]))
+        if bad := [n for n, v in zip(names, std) if v <= 0]:
+            raise ValueError(f"std of {bad[0]}: expected a number above 0")
+        return cls(tuple(names), mean, std)
 
 
 # --------------------------------------------------------------------------------------- output

@@ -409,7 +409,7 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     targets end before the test period), scaled with the member's own stored scalers."""
     cfg = DataConfig.from_dict(bundle["data_config"])
     fs = FeatureScaler.from_dict(bundle["feature_scaler"])
-    ts = TargetScaler(**bundle["target_scaler"])
+    ts = TargetScaler.from_dict(bundle["target_scaler"])
     data = build(frame, cfg, scalers=(fs, ts))
     tr, va = data["train"], data["val"]
     # Every origin from the first training window to the last validation one: also the H-1 windows that

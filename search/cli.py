@@ -300,9 +300,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     opts = _search_options(args)
     if args.resume:
-        _, path = resume_search(args.resume, opts)
+        grid, path = resume_search(args.resume, opts)
     else:
-        _, path = run_search(opts)
+        grid, path = run_search(opts)
+    errored = [r for r in grid if r.error is not None]
     best, summaries, _ = best_trial(path)
     print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by best "
           f"{summaries[0].metric} over all epochs:")
@@ -313,6 +314,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
         _print_ensemble(build_ensemble(path, data_path=args.data))
     print(f"\nnext: rnn-search test {path} --plots plots/   |   rnn-search export {path} --out model.pt")
+    if errored:
+        from rnn_core.config import first_line
+        from search.storage import name
+
+        print(f"error: {len(errored)} of {len(grid)} trials ended in error after their retries (first: "
+              f"{first_line(errored[0].error)}); `rnn-search tune --resume {name(path)}` retries them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -707,6 +715,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("ray", "optuna", "filelock", "urllib3", "matplotlib", "wandb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:
+        # Tune's driver logs end a search with tracebacks and its own ways back (`Tuner.restore(...)`); the
+        # search's own lines say what happened and how to resume (--verbose shows them).
+        for tune_driver in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state"):
+            logging.getLogger(tune_driver).setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except (UserError, ValueError, FileNotFoundError) as exc:
@@ -714,8 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # search.tuner.SearchInterrupted says how to resume
+        print(str(exc) or "interrupted", file=sys.stderr)
         return 130
 
 

@@ -18,7 +18,7 @@ from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle, wri
 from rnn_core.config import CORRECTION_WINDOW, ENSEMBLE_SELECTION, ENSEMBLE_SIZE, LEVEL_WINDOW, UserError
 from rnn_core.metrics import mae, rmse
 from search import storage
-from search.tuner import MODE, SearchError, _experiment_meta, experiment_metric
+from search.tuner import MODE, SearchError, experiment_meta, experiment_metric
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ def build_ensemble(
 def _recorded_data_path(path: str) -> str | None:
     """The hour.csv the search used, when it is a file on this machine (else the usual lookup applies)."""
     try:
-        recorded = _experiment_meta(path).get("data_path")
+        recorded = experiment_meta(path).get("data_path")
     except (SearchError, ValueError):
         return None
     return recorded if recorded and Path(recorded).is_file() else None

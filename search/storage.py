@@ -95,16 +95,43 @@ def exists(location: str) -> bool:
         raise StorageError(f"{location}: cannot be read: {first_line(exc)}") from None
 
 
-def read_text(location: str) -> str | None:
-    """A small file's text, or None when it does not exist."""
+def read_bytes(location: str) -> bytes | None:
+    """A small file's bytes, or None when it does not exist."""
     fs, path = filesystem(location)
     try:
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             return None
         with fs.open_input_stream(path) as f:
-            return f.read().decode()
+            return f.read()
     except OSError as exc:
         raise StorageError(f"{location}: cannot be read: {first_line(exc)}") from None
+
+
+def read_text(location: str) -> str | None:
+    """A small file's text, or None when it does not exist."""
+    data = read_bytes(location)
+    return None if data is None else data.decode()
+
+
+def list_names(location: str) -> list[str]:
+    """The names of the entries directly inside a folder (empty when it does not exist)."""
+    fs, path = filesystem(location)
+    try:
+        return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
+    except OSError as exc:
+        raise StorageError(f"{location}: cannot be listed: {first_line(exc)}") from None
+
+
+def delete(location: str) -> None:
+    """Remove a file if it exists."""
+    fs, path = filesystem(location)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            raise StorageError(f"{location}: cannot be removed: {first_line(exc)}") from None
 
 
 def write_bytes(location: str, data: bytes) -> None:

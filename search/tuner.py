@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +25,11 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.config import DataConfig, UserError, split_kwargs
+from rnn_core.config import DataConfig, UserError, first_line
 from rnn_core.data import BikeData, cache_dir, load
 from search import space as spaces
-from search import storage
+from search import snapshot, storage
+from search.runlock import RunLock
 from search.jobs import AUTH_HINT, is_auth_failure
 from search.retention import CheckpointRetention
 from search.trainable import train_bikes
@@ -39,6 +41,14 @@ METRIC, MODE = "val_loss", "min"  # the default search metric; see search_metric
 
 class SearchError(UserError):
     """A search that cannot start or resume; the message says what to do."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """The search was stopped (Ctrl-C, SIGINT/SIGUSR1) before it finished; its saved state resumes it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"interrupted: rnn-search tune --resume {storage.name(path)} "
+                         f"--storage {snapshot.posix_parent(path)} continues it")
 
 
 class AshaAwareOptunaSearch(OptunaSearch):
@@ -56,6 +66,8 @@ class AshaAwareOptunaSearch(OptunaSearch):
             return
         try:
             self._tell(trial_id, result, error)
+        except OSError:
+            raise  # the study's storage failed: the search stops (snapshot.StorageFault), not this trial
         except Exception as exc:  # noqa: BLE001 - an exception here would make Tune restart the trial
             log.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
@@ -78,6 +90,8 @@ class AshaAwareOptunaSearch(OptunaSearch):
                 ot_trial.report(float(result[self.metric]), step)
         try:
             self._ot_study.tell(ot_trial, value, state=state)
+        except OSError:
+            raise
         except Exception as exc:  # noqa: BLE001 - Optuna rejects e.g. a second tell; keep the search going
             log.warning("optuna tell for %s failed: %s", trial_id, exc)
 
@@ -269,33 +283,33 @@ def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:
 STUDY_FILE = "optuna.journal"
 
 
-def study_journal(path: str) -> Path:
+def study_journal(path: str, run_id: str = "") -> Path:
     """The local journal file of an experiment's Optuna study (an Optuna JournalStorage).
 
     A local run keeps it inside the run. For a run on s3:// or gs:// it is a working copy in the cache at a
-    path derived from the run's URI (the restored searcher finds it there again on --resume), uploaded into
-    the run after every trial; --resume downloads it first.
+    path derived from the run's URI and its run id (stored in the run's metadata), so that a new run at a URI
+    used before never starts from an old run's copy; it is uploaded into the run at every saved state and
+    after every trial; --resume downloads it first.
     """
     if not storage.is_uri(path):
         return Path(path) / STUDY_FILE
-    key = hashlib.sha256(path.encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{path}\n{run_id}".encode()).hexdigest()[:16]
     return cache_dir() / "studies" / f"{storage.name(path)}-{key}" / STUDY_FILE
 
 
-def study_storage(path: str) -> optuna.storages.JournalStorage:
+def study_storage(journal: Path) -> optuna.storages.JournalStorage:
     """The Optuna storage of an experiment's study: its journal file (made, with its folder, if new)."""
     from optuna.storages.journal import JournalFileBackend
 
-    journal = study_journal(path)
     journal.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
-def study_summary(path: str) -> str:
+def study_summary(path: str, journal: Path) -> str:
     """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal."""
-    if not study_journal(path).is_file():
+    if not journal.is_file():
         return "no study"
-    study = optuna.load_study(study_name=storage.name(path), storage=study_storage(path))
+    study = optuna.load_study(study_name=storage.name(path), storage=study_storage(journal))
     states = [t.state for t in study.trials]
     done = states.count(optuna.trial.TrialState.COMPLETE)
     best = f", best {study.best_value:.4f}" if done else ""
@@ -303,20 +317,15 @@ def study_summary(path: str) -> str:
 
 
 class StudySync(tune.Callback):
-    """Copies the study's journal into a remote run when a trial starts (so that a trial in Tune's saved
-    state is in the saved study too, and a resumed searcher can tell its result), when one finishes, and
-    at the end."""
+    """Copies a remote run's study journal into the run when a trial finishes and at the end (for
+    optuna-dashboard; what --resume needs is uploaded with every saved state, see search.snapshot)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, journal: Path) -> None:
+        self.path, self.journal = path, journal
 
     def upload(self) -> None:
-        journal = study_journal(self.path)
-        if storage.is_uri(self.path) and journal.is_file():
-            storage.upload(journal, storage.join(self.path, STUDY_FILE))
-
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.upload()
+        if storage.is_uri(self.path) and self.journal.is_file():
+            storage.upload(self.journal, storage.join(self.path, STUDY_FILE))
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.upload()
@@ -325,17 +334,44 @@ class StudySync(tune.Callback):
         self.upload()
 
 
-def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metric: str, path: str) -> Any:
+class StorageFaults(tune.Callback):
+    """Ends the search at the first trial that failed because the run's storage did (full, read-only): its
+    retries would fail the same way and burn its --max-failures. The saved state resumes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._check(trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._check(trial)
+
+    def _check(self, trial: Trial) -> None:
+        try:
+            text = Path(trial.error_file).read_text(errors="replace") if trial.error_file else ""
+        except OSError:
+            text = ""
+        why = snapshot.storage_fault(text)
+        if why:
+            raise snapshot.StorageFault(snapshot.fault_message(self.path, why))
+
+
+def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metric: str, path: str,
+              journal: Path) -> snapshot.SnapshotSearchGenerator | snapshot.SnapshotVariantGenerator:
+    """The search algorithm, one that snapshots the run after each of Tune's saves (search.snapshot)."""
     if opts.searcher == "random" or spaces.is_fixed(space):
-        return None  # Tune's default BasicVariantGenerator: random sampling (or the one fixed config)
+        # Tune's BasicVariantGenerator: random sampling (or the one fixed config)
+        return snapshot.SnapshotVariantGenerator(max_concurrent=opts.max_concurrent or 0)
     # TPE samples at random for its first n_startup_trials (Optuna's default 10): with 8 trials it would
     # never model anything, so small searches start modelling after a third of their trials.
     startup = opts.n_startup_trials or min(10, max(3, num_samples // 3))
     sampler = optuna.samplers.TPESampler(seed=opts.seed, n_startup_trials=startup)
     cls = AshaAwareOptunaSearch if opts.searcher == "optuna-asha" else OptunaSearch
     # A durable study: optuna-dashboard reads it, --resume continues it.
-    alg = cls(sampler=sampler, metric=metric, mode=MODE, study_name=storage.name(path), storage=study_storage(path))
-    return ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent) if opts.max_concurrent else alg
+    alg = cls(sampler=sampler, metric=metric, mode=MODE, study_name=storage.name(path), storage=study_storage(journal))
+    return snapshot.SnapshotSearchGenerator(ConcurrencyLimiter(alg, max_concurrent=opts.max_concurrent)
+                                            if opts.max_concurrent else alg)
 
 
 def load_datasets(opts: SearchOptions, space: dict[str, Any]) -> dict[DataConfig, BikeData]:
@@ -374,9 +410,9 @@ def check_wandb(mode: str) -> None:
                               "(or use --wandb offline, which needs none)")
 
 
-def _callbacks(opts: SearchOptions, path: str, metric: str) -> list[Any]:
+def _callbacks(opts: SearchOptions, path: str, metric: str, journal: Path) -> list[Any]:
     name = storage.name(path)
-    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), StudySync(path),
+    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), StudySync(path, journal), StorageFaults(path),
                       CheckpointRetention(opts.keep_checkpoints, metric, MODE), *opts.callbacks]
     if opts.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
@@ -418,54 +454,86 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     check_wandb(opts.wandb)
     opts = dataclasses.replace(opts, data=preset_data(opts, budget.data))
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
-    opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage))
+    opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage), data_path=data_file(opts.data_path))
     path = storage.join(opts.storage, name)
     datasets = load_datasets(opts, space)
     if storage.is_uri(opts.storage):
         storage.check_writable(opts.storage)  # a missing bucket or wrong credentials: one line, before Ray
-    init_ray(opts.address)
-    check_shared(opts.storage)
-    metric = search_metric(opts, space)
-    trainable = build_trainable(opts, datasets, max_epochs, name, metric)
-    write_experiment_meta(path, opts, max_epochs, metric)
-    if opts.wandb == "offline":
-        log.info("W&B offline runs go to %s/<trial>/wandb/offline-run-*; upload them later with `wandb sync DIR`", path)
-    if not opts.max_concurrent:
-        # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
-        opts = dataclasses.replace(opts, max_concurrent=trials_that_fit(opts))
-    if opts.searcher == "random":
-        scheduler: Any = tune.schedulers.FIFOScheduler()
-    else:
-        scheduler = ASHAScheduler(
-            time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=reduction
+    with RunLock(path, new_run=True) as lock:  # a run name belongs to one run (before Ray: a clash needs none)
+        init_ray(opts.address)
+        check_shared(opts.storage)
+        metric = search_metric(opts, space)
+        trainable = build_trainable(opts, datasets, max_epochs, name, metric)
+        run_id = uuid.uuid4().hex
+        journal = study_journal(path, run_id)
+        write_experiment_meta(path, opts, max_epochs, metric, run_id)
+        if opts.wandb == "offline":
+            log.info("W&B offline runs go to %s/<trial>/wandb/offline-run-*; upload them later with `wandb sync DIR`", path)
+        if not opts.max_concurrent:
+            # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
+            opts = dataclasses.replace(opts, max_concurrent=trials_that_fit(opts))
+        if opts.searcher == "random":
+            scheduler: Any = tune.schedulers.FIFOScheduler()
+        else:
+            scheduler = ASHAScheduler(
+                time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=reduction
+            )
+        search_alg = _searcher(opts, space, num_samples, metric, path, journal)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=metric, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
+                reuse_actors=opts.reuse_actors, time_budget_s=opts.time_budget_s,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=opts.storage,
+                # Tune keeps every checkpoint; CheckpointRetention (in the callbacks) deletes those beyond the best
+                # --keep-checkpoints once no saved experiment state can still name them (see search/retention.py).
+                checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=metric, checkpoint_score_order=MODE),
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                stop=opts.stop,
+                callbacks=_callbacks(opts, path, metric, journal),
+                verbose=0,
+            ),
         )
-    search_alg = _searcher(opts, space, num_samples, metric, path)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=metric, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-            # a searcher is limited by its ConcurrencyLimiter; random search by Tune itself
-            max_concurrent_trials=None if search_alg is not None else (opts.max_concurrent or None),
-            reuse_actors=opts.reuse_actors, time_budget_s=opts.time_budget_s,
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=opts.storage,
-            # Tune keeps every checkpoint; CheckpointRetention (in the callbacks) deletes those beyond the best
-            # --keep-checkpoints once no saved experiment state can still name them (see search/retention.py).
-            checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=metric, checkpoint_score_order=MODE),
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            stop=opts.stop,
-            callbacks=_callbacks(opts, path, metric),
-            verbose=0,
-        ),
-    )
-    log.info("search %s: preset %s, %d trials x <= %d epochs (ASHA grace %d, reduction %g), %s per trial, storage %s",
-             name, opts.preset, num_samples, max_epochs, grace, reduction,
-             f"{opts.cpus_per_trial:g} CPU" + (f" + {opts.gpus_per_trial:g} GPU" if opts.gpus_per_trial else ""),
-             opts.storage)
-    return tuner.fit(), path
+        log.info("search %s: preset %s, %d trials x <= %d epochs (ASHA grace %d, reduction %g), %s per trial, storage %s",
+                 name, opts.preset, num_samples, max_epochs, grace, reduction,
+                 f"{opts.cpus_per_trial:g} CPU" + (f" + {opts.gpus_per_trial:g} GPU" if opts.gpus_per_trial else ""),
+                 opts.storage)
+        search_alg.bind(path, journal if search_alg_has_study(search_alg) else None, lock.heartbeat)
+        return fit(tuner, search_alg, path), path
+
+
+def search_alg_has_study(alg: Any) -> bool:
+    """Whether the search algorithm keeps an Optuna study (TPE), whose journal its snapshots measure."""
+    return isinstance(alg, snapshot.SnapshotSearchGenerator)
+
+
+def data_file(data_path: str | None) -> str | None:
+    """--data as an absolute path (a run resumed from another folder finds it); None: the usual lookup."""
+    return str(Path(data_path).expanduser().resolve()) if data_path else None
+
+
+def fit(tuner: tune.Tuner, alg: Any, path: str) -> tune.ResultGrid:
+    """tuner.fit(), with its endings told apart: a storage fault (StorageFault, one line), an interruption
+    (SearchInterrupted: Ctrl-C, a signal) or a finished search (its results, errored trials included)."""
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C while Tune saved its state
+        raise SearchInterrupted(path) from None
+    except Exception as exc:
+        why = getattr(alg, "fault", None) or snapshot.storage_fault(exc)
+        if why:
+            raise snapshot.StorageFault(snapshot.fault_message(path, why)) from None
+        raise
+    if getattr(alg, "fault", None):  # Tune's last save failed (it logs and returns)
+        raise snapshot.StorageFault(snapshot.fault_message(path, alg.fault))
+    unfinished = [t for t in grid._experiment_analysis.trials if t.status not in (Trial.TERMINATED, Trial.ERROR)]
+    if unfinished or not alg.is_finished():  # Tune ends its loop on SIGINT and returns as if done
+        raise SearchInterrupted(path)
+    return grid
 
 
 def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
@@ -474,63 +542,79 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     if not storage.exists(storage.join(path, "tuner.pkl")):
         raise SearchError(f"{path}: not a resumable experiment (no tuner.pkl); give a run name under "
                           f"--storage {opts.storage} or the experiment's path")
-    meta = _experiment_meta(path)
+    meta = experiment_meta(path)
     space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
-    keys = ("preset", "data_path", "report_every", "checkpoint_every")
-    opts = dataclasses.replace(opts, data=_meta_data_config(meta), **{k: meta[k] for k in keys})
+    keys = ("preset", "report_every", "checkpoint_every")
+    # an explicit --data wins over the recorded path (the run moved to a machine where the file lies elsewhere)
+    opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys},
+                               data_path=data_file(opts.data_path) or meta["data_path"])
     datasets = load_datasets(opts, space)  # the same data as the original run
-    init_ray(opts.address)
-    if not tune.Tuner.can_restore(path):
-        raise SearchError(f"{path}: Tune cannot restore this experiment")
-    trainable = build_trainable(opts, datasets, meta["max_epochs"], storage.name(path), meta.get("metric", METRIC))
-    if storage.is_uri(path):  # the restored searcher reads its study from the local working copy
-        remote = storage.join(path, STUDY_FILE)
-        if storage.exists(remote):
-            journal = study_journal(path)
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as tmp:
-                os.replace(storage.download(remote, tmp), journal)
-    log.info("resuming %s; its Optuna study: %s", path, study_summary(path))
-    tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    results = tuner.fit()
-    StudySync(path).upload()
-    log.info("study after the resume: %s", study_summary(path))
-    return results, path
+    journal = study_journal(path, meta.get("run_id", ""))
+    with RunLock(path, new_run=False) as lock:
+        if not snapshot.restore(path, journal) and storage.is_uri(path):
+            _download_journal(path, journal)  # a run saved before its first snapshot
+        init_ray(opts.address)
+        if not tune.Tuner.can_restore(path):
+            raise SearchError(f"{path}: Tune cannot restore this experiment")
+        trainable = build_trainable(opts, datasets, meta["max_epochs"], storage.name(path), meta.get("metric", METRIC))
+        log.info("resuming %s; its Optuna study: %s", path, study_summary(path, journal))
+        try:
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise SearchError(f"{path}: Tune cannot restore this experiment: {first_line(exc)}") from None
+        alg = tuner._local_tuner._tune_config.search_alg  # restored from the run: bind it to this run again
+        alg.bind(path, journal if search_alg_has_study(alg) else None, lock.heartbeat)
+        results = fit(tuner, alg, path)
+        StudySync(path, journal).upload()
+        log.info("study after the resume: %s", study_summary(path, journal))
+        return results, path
+
+
+def _download_journal(path: str, journal: Path) -> None:
+    remote = storage.join(path, STUDY_FILE)
+    if storage.exists(remote):
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            os.replace(storage.download(remote, tmp), journal)
 
 
 META_FILE = "rnn_search.json"
 
 
-def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int, metric: str = METRIC) -> None:
+def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int, metric: str, run_id: str) -> None:
     """Record how the experiment was made (local or remote), so that --resume can rebuild the same trainable
-    and best/export/test rank trials by the metric it was searched on."""
+    and best/export/test rank trials by the metric it was searched on. ``run_id`` names this run instance
+    (a remote study's local working copy is keyed by it)."""
     meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "data": opts.data.to_dict(),
             "data_path": opts.data_path, "max_epochs": max_epochs, "report_every": opts.report_every,
-            "checkpoint_every": opts.checkpoint_every, "metric": metric}
+            "checkpoint_every": opts.checkpoint_every, "metric": metric, "run_id": run_id}
     storage.write_text(storage.join(path, META_FILE), json.dumps(meta, indent=1))
 
 
 def experiment_metric(path: str) -> str:
     """The metric an experiment was searched on (from its rnn_search.json; val_loss if unknown)."""
     try:
-        return str(_experiment_meta(path).get("metric", METRIC))
+        return str(experiment_meta(path).get("metric", METRIC))
     except SearchError:
         return METRIC
 
 
-def _meta_data_config(meta: dict[str, Any]) -> DataConfig:
-    """The run's DataConfig; runs made before it was stored whole kept three of its fields at the top level."""
-    if "data" in meta:
-        return DataConfig.from_dict(meta["data"])
-    return DataConfig(target_transform=meta.get("target_transform", "log1p"), seasonal_lags=tuple(meta.get("seasonal_lags", ())),
-                      **split_kwargs(meta.get("split", "default")))
-
-
-def _experiment_meta(path: str) -> dict[str, Any]:
-    text = storage.read_text(storage.join(path, META_FILE))
+def experiment_meta(path: str) -> dict[str, Any]:
+    """The run's rnn_search.json, checked: one line naming the file and field when it is not what tune wrote."""
+    where = storage.join(path, META_FILE)
+    text = storage.read_text(where)
     if text is None:
         raise SearchError(f"{path}: no {META_FILE}; it was not made by rnn-search tune")
-    return json.loads(text)
+    try:
+        meta = json.loads(text)
+        missing = [k for k in ("preset", "seed", "data", "data_path", "max_epochs", "report_every", "checkpoint_every")
+                   if k not in meta]
+    except (ValueError, TypeError):
+        raise SearchError(f"{where}: not readable JSON (torn or edited?)") from None
+    if missing:
+        raise SearchError(f"{where}: lacks the field(s) {', '.join(missing)}")
+    return meta
 
 
-__all__ = ["AshaAwareOptunaSearch", "SearchError", "SearchOptions", "run_search", "resume_search"]
+__all__ = ["AshaAwareOptunaSearch", "SearchError", "SearchInterrupted", "SearchOptions", "experiment_meta", "run_search",
+           "resume_search"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,14 @@ def find_test_data(env: dict[str, str], shared: Path = SHARED_CSV) -> tuple[Path
 
 
 HOUR_CSV, NO_DATA = find_test_data(dict(os.environ))  # before any test isolates the environment
+
+# The whole session, and every process it starts (Ray nodes, the installed command, moto), gets a HOME and a
+# cache of its own: nothing a test does reaches the runner's ~/.cache (module-scoped fixtures such as the
+# cluster start before any per-test fixture could isolate them). Removed when the session ends.
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="rnn-search-tests-home-"))
+os.environ.update(HOME=str(SESSION_HOME), XDG_CACHE_HOME=str(SESSION_HOME / ".cache"),
+                  RNN_SEARCH_CACHE=str(SESSION_HOME / ".cache" / "rnn-search"))
+atexit.register(shutil.rmtree, SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -128,15 +128,21 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path: Path) -> None:
         build_space("quick", space)
 
 
-def test_runs_made_before_the_data_config_was_stored_whole_still_resume() -> None:
-    from rnn_core.config import DataConfig
-    from search.tuner import _meta_data_config
+def test_a_runs_metadata_that_is_not_what_tune_wrote_is_one_line(tmp_path: Path) -> None:
+    import json
 
-    old = {"preset": "quick", "split": "2012-06-01,2012-07-01", "target_transform": "standard", "seasonal_lags": [24]}
-    assert _meta_data_config(old) == DataConfig(split="custom", val_start="2012-06-01", test_start="2012-07-01",
-                                                target_transform="standard", seasonal_lags=(24,))
-    new = {"data": DataConfig(horizon=3).to_dict()}
-    assert _meta_data_config(new) == DataConfig(horizon=3)
+    import pytest
+
+    from search.tuner import META_FILE, SearchError, experiment_meta
+
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / META_FILE).write_text(json.dumps({"preset": "quick", "split": "2012-06-01,2012-07-01"}))  # before 0.1.0
+    with pytest.raises(SearchError, match=r"rnn_search.json: lacks the field\(s\) seed, data, data_path"):
+        experiment_meta(str(run))
+    (run / META_FILE).write_text('{"preset": "qu')  # torn
+    with pytest.raises(SearchError, match="rnn_search.json: not readable JSON"):
+        experiment_meta(str(run))
 
 
 def test_a_presets_data_settings_apply_where_the_command_line_left_them() -> None:
