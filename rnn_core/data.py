@@ -217,6 +217,14 @@ class BikeData:
     n_filled: int
     raw_rows: int
     splits: dict[str, Split] = field(default_factory=dict)
+    filled: np.ndarray | None = None
+    """[T] bool: hours absent from the file, filled on the grid (zero counts)."""
+
+    def filled_targets(self, name: str) -> tuple[int, int]:
+        """(filled, all) distinct target hours of a split: the filled ones are scored as zero rentals."""
+        s = self[name]
+        rows = np.unique(s.origin[:, None] + np.arange(1, self.config.horizon + 1))  # [N, H] -> distinct hours
+        return (int(self.filled[rows].sum()) if self.filled is not None else 0), len(rows)
 
     def model_config(self, **fields: Any) -> ModelConfig:
         """A ModelConfig for these windows: F and H from the data, the architecture from ``fields``."""
@@ -342,12 +350,11 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
         if col == "dteday":
             continue
         values = pd.to_numeric(raw[col].str.strip(), errors="coerce")
-        bad = values.isna()
+        bad = values.isna() | ~np.isfinite(values.fillna(0.0))  # 'inf', '-inf' and 'nan' parse as floats
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"{path}: line {_line(row)}, column '{col}': {raw[col].iloc[row]!r} is not a number"
-            )
+            what = "a number" if np.isnan(values.iloc[row]) else "a finite number"
+            raise DataError(f"{path}: line {_line(row)}, column '{col}': {raw[col].iloc[row]!r} is not {what}")
         df[col] = values.astype(np.float64)
     dates = pd.to_datetime(raw["dteday"].str.strip(), format="%Y-%m-%d", errors="coerce")
     if dates.isna().any():
@@ -409,9 +416,15 @@ def verify(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         raise DataError(f"{path}: cnt totals {total:,}, expected {CNT_TOTAL:,}")
 
 
+#: A run of absent hours longer than this is warned about: rather a gap in the file than quiet night hours.
+LONG_FILL_HOURS = 24
+
+
 def hourly_grid(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Reindex to all 17,544 hours of 2011-2012. Returns the frame (indexed by timestamp) and hours filled."""
-    full = pd.date_range(GRID_START, GRID_END, freq="h")
+    """Reindex to every hour from the file's first to its last (all 17,544 hours of 2011-2012 for the full
+    file): hours are never invented beyond what the file covers. Returns the frame (indexed by timestamp) and
+    the hours filled."""
+    full = pd.date_range(raw["timestamp"].iloc[0], raw["timestamp"].iloc[-1], freq="h")
     df = raw.set_index("timestamp").reindex(full)
     missing = df["cnt"].isna().to_numpy()
     df["is_missing"] = missing.astype(np.float64)
@@ -432,7 +445,17 @@ def load_frame(path: str | os.PathLike[str] | None = None, *, download: bool = T
     p, source = find_data(path, download=download)
     raw = read_raw(p)
     frame, n_filled = hourly_grid(raw)
+    for start, end in long_fills(frame):
+        log.warning("%s: the %d hours %s .. %s are absent from the file: counted as hours without rentals (zero), "
+                    "weather carried forward", p, (end - start) // pd.Timedelta(hours=1) + 1, start, end)
     return frame, source, n_filled, len(raw)
+
+
+def long_fills(frame: pd.DataFrame, longer_than: int = LONG_FILL_HOURS) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(first, last) hour of each run of filled hours longer than ``longer_than`` hours."""
+    missing = np.r_[0, frame["is_missing"].to_numpy(np.int8), 0]
+    edges = np.flatnonzero(np.diff(missing))  # starts at even positions, ends (exclusive) at odd ones
+    return [(frame.index[a], frame.index[b - 1]) for a, b in zip(edges[::2], edges[1::2]) if b - a > longer_than]
 
 
 # --------------------------------------------------------------------------------------- features
@@ -537,6 +560,7 @@ def split_origins(hours: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
     te = np.datetime64(pd.Timestamp(test_end)) if test_end else hours[-1]
     if test_end and len(str(test_end)) <= 10:  # a bare date includes its whole day
         te = np.datetime64(pd.Timestamp(test_end) + pd.Timedelta(hours=23))
+    check_covered(hours, cfg, vs, ts, te)
     test = origins[(first >= ts) & (last <= te)]
     if cfg.val_windows == 1:
         return {"train": origins[last < vs], "val": origins[(first >= vs) & (last < ts)], "test": test}
@@ -555,6 +579,20 @@ def split_origins(hours: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
         in_val |= (first >= a) & (last < b)
         touches |= (start < b) & (last >= a)  # an input or target hour in [a, b)
     return {"train": origins[(last < ts) & ~touches], "val": origins[in_val], "test": test}
+
+
+def check_covered(hours: np.ndarray, cfg: DataConfig, vs: np.datetime64, ts: np.datetime64, te: np.datetime64) -> None:
+    """Refuse a split whose periods the data does not cover (training before validation, then the test period
+    up to its end), in one line: windows from hours the file lacks would be scored as if they were real."""
+    name = "the default split" if cfg.split == "default" else f"--split {cfg.val_start},{cfg.test_start}" + (
+        f",{cfg.test_end}" if cfg.test_end else "")
+    def hour(t: np.datetime64) -> str:
+        return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M")
+
+    test = f"test {hour(ts)} .. {hour(te)}" if cfg.test_end else f"test from {hour(ts)}"
+    if not hours[0] < vs < ts <= hours[-1] or te > hours[-1]:
+        raise DataError(f"{name} (validation from {hour(vs)}, {test}) is not covered: the data covers "
+                        f"{hour(hours[0])} .. {hour(hours[-1])}; give --split VAL_START,TEST_START[,TEST_END] within it")
 
 
 def covered_hours(origins: np.ndarray, n_hours: int, seq: int, horizon: int) -> np.ndarray:
@@ -675,6 +713,7 @@ def build(
     return BikeData(
         config=cfg, source=source, feature_names=names, feature_scaler=fscaler, target_scaler=tscaler,
         hours=hours, cnt=cnt, n_filled=n_filled, raw_rows=raw_rows, splits=splits,
+        filled=frame["is_missing"].to_numpy() > 0 if "is_missing" in frame else None,
     )
 
 

@@ -136,7 +136,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     for name, s in data.splits.items():
         runs = np.split(s.origin, np.where(np.diff(s.origin) > 1)[0] + 1)  # runs of consecutive windows
         parts = ", ".join(f"{str(data.hours[r[0] + 1])[:16]} .. {str(data.hours[r[-1] + cfg.horizon])[:16]}" for r in runs)
-        print(f"  {name:<5} {len(s):>6,} windows, targets {parts}")
+        filled, total = data.filled_targets(name)
+        print(f"  {name:<5} {len(s):>6,} windows, targets {parts} ({filled:,} of {total:,} target hours filled)")
     print(f"target:        {data.target_scaler.transform} (train mean {data.target_scaler.mean:.4f}, std {data.target_scaler.std:.4f})")
     print(f"features ({len(data.feature_names)}): {', '.join(data.feature_names)}")
     return 0
@@ -463,8 +464,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     print(f"{'model':<16}{ev.mae:>9.2f}{ev.rmse:>9.2f}")
     for name, m in ev.baselines.items():
         print(f"{name:<16}{m['mae']:>9.2f}{m['rmse']:>9.2f}")
+    filled, total = ev.data.filled_targets(args.split)
+    if filled:  # the bikes file leaves out the hours in which nobody rented a bike: they are real zeros
+        print(f"({filled:,} of the {total:,} target hours are absent from the file and count as 0 rentals: the bikes "
+              "data leaves out hours without rentals)")
     base_name, base = ev.best_baseline()
-    print(f"improvement over the best baseline ({base_name}): {100 * (1 - ev.mae / base['mae']):.1f}% lower MAE")
+    if base["mae"] > 0:
+        print(f"improvement over the best baseline ({base_name}): {100 * (1 - ev.mae / base['mae']):.1f}% lower MAE")
+    else:
+        print(f"the best baseline ({base_name}) is exact on these targets: no improvement is measurable")
     if ev.intervals is not None:
         iv = ev.intervals
         print(f"intervals ({iv.describe()}):")

@@ -196,8 +196,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise SpaceError(f"{path}: cannot read the space file: {exc}") from None
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{path}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # one line: where, and what the parser found there
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise SpaceError(f"{path}: not valid YAML{where}: {what}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):

@@ -305,8 +305,10 @@ def study_storage(journal: Path) -> optuna.storages.JournalStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
-def study_summary(path: str, journal: Path) -> str:
-    """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal."""
+def study_summary(path: str, journal: Path | None = None) -> str:
+    """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal (default: the run's
+    own, or for a remote run its local working copy)."""
+    journal = journal or study_journal(path, experiment_meta(path).get("run_id", ""))
     if not journal.is_file():
         return "no study"
     study = optuna.load_study(study_name=storage.name(path), storage=study_storage(journal))
