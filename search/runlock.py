@@ -45,13 +45,13 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self._refuse_existing()
+        self.refuse_existing()
         if storage.is_uri(self.path):
             self._take_remote()
         else:
             self._take_local()
         try:
-            self._refuse_existing()  # made by another search between the first look and the lock
+            self.refuse_existing()  # made by another search between the first look and the lock
         except RunLockError:
             self.release()
             raise
@@ -60,7 +60,8 @@ class RunLock:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
-    def _refuse_existing(self) -> None:
+    def refuse_existing(self) -> None:
+        """A new run whose name is taken is refused (also called before the lock, to refuse before Ray starts)."""
         if self.new_run and holds_a_run(self.path):
             name, where = storage.name(self.path), self.path.rstrip("/").rsplit("/", 1)[0]
             raise RunLockError(f"run {name} already exists in {where}: `rnn-search tune --resume {name}` continues it, "

@@ -31,6 +31,7 @@ from search import space as spaces
 from search import snapshot, storage
 from search.runlock import RunLock
 from search.jobs import AUTH_HINT, is_auth_failure
+from search.history import CsvHistory, JsonHistory
 from search.retention import CheckpointRetention
 from search.trainable import train_bikes
 
@@ -414,7 +415,8 @@ def check_wandb(mode: str) -> None:
 
 def _callbacks(opts: SearchOptions, path: str, metric: str, journal: Path) -> list[Any]:
     name = storage.name(path)
-    cbs: list[Any] = [ProgressLine(opts.progress_interval_s, metric), StudySync(path, journal), StorageFaults(path),
+    cbs: list[Any] = [JsonHistory(), CsvHistory(),  # in place of Tune's own (search.history says why)
+                      ProgressLine(opts.progress_interval_s, metric), StudySync(path, journal), StorageFaults(path),
                       CheckpointRetention(opts.keep_checkpoints, metric, MODE), *opts.callbacks]
     if opts.wandb != "off":
         from ray.air.integrations.wandb import WandbLoggerCallback
@@ -461,9 +463,11 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     datasets = load_datasets(opts, space)
     if storage.is_uri(opts.storage):
         storage.check_writable(opts.storage)  # a missing bucket or wrong credentials: one line, before Ray
-    with RunLock(path, new_run=True) as lock:  # a run name belongs to one run (before Ray: a clash needs none)
-        init_ray(opts.address)
-        check_shared(opts.storage)
+    lock = RunLock(path, new_run=True)
+    lock.refuse_existing()  # a run name belongs to one run: a clash is refused before Ray starts
+    init_ray(opts.address)
+    check_shared(opts.storage)
+    with lock:  # held until the search ends; two searches cannot write one run
         metric = search_metric(opts, space)
         trainable = build_trainable(opts, datasets, max_epochs, name, metric)
         run_id = uuid.uuid4().hex

@@ -3,6 +3,7 @@ shared token), a search across both nodes, a Ray Job submission, and cluster.yam
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -51,6 +52,13 @@ def _kill_tree(marker: str) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(s3):
+    with _two_nodes(s3) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _two_nodes(s3):
+    """A head and a worker node on loopback, 1 CPU each, one token; yields what tests need; kills both after."""
     tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's unix socket paths must fit in 107 bytes
     token = Path(tmp) / "token"
     token.write_text(secrets.token_hex(32))
@@ -70,10 +78,28 @@ def cluster(s3):
         subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
                         f"--temp-dir={tmp}/w", f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"], env=env, check=True, capture_output=True,
                        timeout=120)
+        _wait_for_dashboard(f"http://127.0.0.1:{dash}")
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp}
     finally:
         _kill_tree(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wait_for_dashboard(url: str, timeout: float = 90) -> None:
+    """`ray start` returns before the head's dashboard (the job server) listens: poll it, on a busy machine too."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/version", timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (authentication asked for is an answer)
+        except OSError:
+            assert time.monotonic() < deadline, f"the dashboard at {url} did not answer within {timeout:g} s"
+            time.sleep(0.2)
 
 
 def _without_ray_noise(text: str) -> str:
@@ -222,3 +248,54 @@ def test_tune_without_address_starts_its_own_ray(cluster, hour_csv: Path, tmp_pa
                 str(tmp_path / "runs"), "--name", "own", "--data", str(hour_csv), "--progress-interval", "60"], env)
     assert run.returncode == 0, _without_ray_noise(run.stdout + run.stderr)
     assert (tmp_path / "runs" / "own" / "rnn_search.json").is_file()
+
+
+def test_a_lost_node_costs_no_trial_and_no_reported_epoch(s3, hour_csv: Path, tmp_path: Path) -> None:
+    """Fault 4: the worker node of a two-node cluster dies (its raylet and workers SIGKILLed) while a trial trains
+    there: the trial is retried from its checkpoint on the live node, the search exits 0, and every trial's
+    history (result.json in the bucket, what best/plots/summaries read) has every epoch 1..N."""
+    from search import storage
+
+    space = write_space(tmp_path / "space.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\nsequence_size: 24\n"
+                                                 "learning_rate: {choice: [0.003, 0.005]}\n")
+    with _two_nodes(s3) as c:
+        proc = subprocess.Popen([sys.executable, "-m", "search.cli", "tune", "--address", c["address"], "--space",
+                                 str(space), "--num-samples", "2", "--max-epochs", "8", "--grace-period", "8",
+                                 "--storage", "s3://runs/nodeloss", "--name", "lost", "--data", str(hour_csv),
+                                 "--progress-interval", "1000", "--no-ensemble"],
+                                env=c["env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The driver's own result files (in the head's session folder) show when both trials have trained a
+            # while, one on each node (one CPU each).
+            def reported() -> list[int]:
+                return [len(f.read_text().splitlines()) for f in Path(c["tmp"]).glob("session_latest/artifacts/*/lost/"
+                                                                                      "driver_artifacts/*/result.json")]
+            deadline = time.monotonic() + 300
+            while not (len(reported()) == 2 and min(reported()) >= 2):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+                time.sleep(0.1)
+            _kill_tree(f"{c['tmp']}/w")  # the worker node: its raylet, its object store, its trial's worker
+            out, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, _without_ray_noise(out + err)
+    run = "s3://runs/nodeloss/lost"
+    old = {k: os.environ.get(k) for k in s3["env"]}
+    os.environ.update(s3["env"])
+    try:
+        import pyarrow.fs as pafs
+
+        fs, path = storage.filesystem(run)
+        trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
+        assert len(trials) == 2
+        nodes = set()
+        for t in trials:
+            lines = [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
+            epochs = [r["epoch"] for r in lines]
+            nodes |= {r["node_id"] for r in lines}
+            assert sorted(set(epochs)) == list(range(1, 9)), f"{t}: epochs {epochs}"
+        assert len(nodes) == 2, "no trial ran on the lost node"
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
