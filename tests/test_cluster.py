@@ -254,28 +254,35 @@ def test_tune_without_address_starts_its_own_ray(cluster, hour_csv: Path, tmp_pa
     assert (tmp_path / "runs" / "own" / "rnn_search.json").is_file()
 
 
-def test_a_lost_node_costs_no_trial_and_no_reported_epoch(s3, hour_csv: Path, tmp_path: Path) -> None:
+def test_a_lost_node_costs_no_trial_and_no_reported_epoch(s3, hour_csv: Path, tmp_path: Path, monkeypatch) -> None:
     """Fault 4: the worker node of a two-node cluster dies (its raylet and workers SIGKILLed) while a trial trains
     there, and a new node joins: the trial is retried from its checkpoint on a live node, the search exits 0, and every trial's
     history (result.json in the bucket, what best/plots/summaries read) has every epoch 1..N."""
     from search import storage
 
+    for k, v in s3["env"].items():  # this process reads the bucket too
+        monkeypatch.setenv(k, v)
     space = write_space(tmp_path / "space.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\nsequence_size: 24\n"
                                                  "learning_rate: {choice: [0.003, 0.005]}\n")
     with _two_nodes(s3) as c:
         proc = subprocess.Popen([sys.executable, "-m", "search.cli", "tune", "--address", c["address"], "--space",
-                                 str(space), "--num-samples", "2", "--max-epochs", "8", "--grace-period", "8",
+                                 str(space), "--num-samples", "2", "--max-epochs", "20", "--grace-period", "20",
                                  "--storage", "s3://runs/nodeloss", "--name", "lost", "--data", str(hour_csv),
                                  "--progress-interval", "1000", "--no-ensemble"],
                                 env=c["env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            # The driver's own result files (in the head's session folder) show when both trials have trained a
-            # while, one on each node (one CPU each).
-            def reported() -> list[int]:
-                return [len(f.read_text().splitlines()) for f in Path(c["tmp"]).glob("session_latest/artifacts/*/lost/"
-                                                                                      "driver_artifacts/*/result.json")]
+            # Killed when, for both trials (one on each node, one CPU each), the bucket holds a synced result.json
+            # and the driver's own copy (in the head's session folder) already has epochs more: the moment a
+            # restart's download of the bucket's copy would lose them.
+            def ahead() -> bool:
+                local = {f.parent.name: len(f.read_text().splitlines()) for f in Path(c["tmp"]).glob(
+                    "session_latest/artifacts/*/lost/driver_artifacts/*/result.json")}
+                synced = {t: len((storage.read_text(f"s3://runs/nodeloss/lost/{t}/result.json") or "").splitlines())
+                          for t in local}
+                return len(local) == 2 and all(0 < synced[t] < local[t] for t in local)
+
             deadline = time.monotonic() + 300
-            while not (len(reported()) == 2 and min(reported()) >= 2):
+            while not ahead():
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
                 time.sleep(0.1)
             # the worker node (its raylet, object store and trial worker), not its replacement in {tmp}/w2
@@ -288,21 +295,15 @@ def test_a_lost_node_costs_no_trial_and_no_reported_epoch(s3, hour_csv: Path, tm
                 proc.kill()
     assert proc.returncode == 0, _without_ray_noise(out + err)
     run = "s3://runs/nodeloss/lost"
-    old = {k: os.environ.get(k) for k in s3["env"]}
-    os.environ.update(s3["env"])
-    try:
-        import pyarrow.fs as pafs
+    import pyarrow.fs as pafs
 
-        fs, path = storage.filesystem(run)
-        trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
-        assert len(trials) == 2
-        nodes = set()
-        for t in trials:
-            lines = [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
-            epochs = [r["epoch"] for r in lines]
-            nodes |= {r["node_id"] for r in lines}
-            assert sorted(set(epochs)) == list(range(1, 9)), f"{t}: epochs {epochs}"
-        assert len(nodes) >= 2, "no trial ran on the lost node"  # its retry ran on the head or on the new node
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    fs, path = storage.filesystem(run)
+    trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
+    assert len(trials) == 2
+    nodes = set()
+    for t in trials:
+        lines = [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
+        epochs = [r["epoch"] for r in lines]
+        nodes |= {r["node_id"] for r in lines}
+        assert sorted(set(epochs)) == list(range(1, 21)), f"{t}: epochs {epochs}"
+    assert len(nodes) >= 2, "no trial ran on the lost node"  # its retry ran on the head or on the new node
