@@ -138,11 +138,10 @@ def test_search_runs_on_both_nodes_with_s3_storage(cluster, hour_csv: Path, tmp_
     os.environ.update({k: cluster["env"][k] for k in old})
     try:
         fs, path = storage.filesystem(run)
-        trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
-        assert len(trials) == 4
+        results = _bucket_results(run)
+        assert len(results) == 4
         nodes = set()
-        for t in trials:
-            lines = [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
+        for t, lines in results.items():
             nodes |= {r["node_id"] for r in lines}
             ckpts = [i for i in fs.get_file_info(pafs.FileSelector(f"{path}/{t}", recursive=True))
                      if i.base_name == "model.pt"]
@@ -151,6 +150,18 @@ def test_search_runs_on_both_nodes_with_s3_storage(cluster, hour_csv: Path, tmp_
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _bucket_results(run: str) -> dict[str, list[dict]]:
+    """Trial folder -> its reports (result.json), read from the run in the bucket (credentials in os.environ)."""
+    import pyarrow.fs as pafs
+
+    from search import storage
+
+    fs, path = storage.filesystem(run)
+    trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
+    return {t: [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
+            for t in trials}
 
 
 def test_job_submission_follow_then_best(cluster, hour_csv: Path, tmp_path: Path) -> None:
@@ -294,15 +305,10 @@ def test_a_lost_node_costs_no_trial_and_no_reported_epoch(s3, hour_csv: Path, tm
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0, _without_ray_noise(out + err)
-    run = "s3://runs/nodeloss/lost"
-    import pyarrow.fs as pafs
-
-    fs, path = storage.filesystem(run)
-    trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
-    assert len(trials) == 2
+    results = _bucket_results("s3://runs/nodeloss/lost")
+    assert len(results) == 2
     nodes = set()
-    for t in trials:
-        lines = [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
+    for t, lines in results.items():
         epochs = [r["epoch"] for r in lines]
         nodes |= {r["node_id"] for r in lines}
         assert sorted(set(epochs)) == list(range(1, 21)), f"{t}: epochs {epochs}"
