@@ -52,18 +52,22 @@ class StorageFault(UserError):
 
 def storage_fault(exc: BaseException | str | None) -> str | None:
     """The first line of a storage failure in an exception (its causes included) or an error text, else None."""
+    if isinstance(exc, str):
+        return _fault_line(exc)
     seen = set()
-    while isinstance(exc, BaseException) and id(exc) not in seen:
+    while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, (StorageFault, storage.StorageError)) or (
                 isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
             return first_line(exc)
-        if any(m in str(exc) for m in STORAGE_MESSAGES):
-            return next(line for line in str(exc).splitlines() if any(m in line for m in STORAGE_MESSAGES)).strip()
+        if line := _fault_line(str(exc)):
+            return line
         exc = exc.__cause__ or exc.__context__
-    if isinstance(exc, str) and any(m in exc for m in STORAGE_MESSAGES):
-        return next(line for line in exc.splitlines() if any(m in line for m in STORAGE_MESSAGES)).strip()
     return None
+
+
+def _fault_line(text: str) -> str | None:
+    return next((line.strip() for line in text.splitlines() if any(m in line for m in STORAGE_MESSAGES)), None)
 
 
 def fault_message(path: str, why: str) -> str:
