@@ -84,10 +84,14 @@ def posix_parent(path: str) -> str:
 class _Snapshots:
     """Mixed into a Tune search algorithm: after each save, one whole snapshot of it into the run."""
 
-    def bind(self, path: str, journal: Path | None, heartbeat: Any = None) -> None:
-        """Where snapshots go (the run), the study journal they measure (None: no study), and a callable run at
-        each snapshot (the run lock's heartbeat). Called again on --resume (the object is unpickled from the run)."""
-        self._run_path, self._journal, self._heartbeat = path, journal, heartbeat
+    has_study = False
+    """Whether the searcher keeps an Optuna study, whose journal the snapshots measure."""
+
+    def bind(self, path: str, journal: Path, heartbeat: Any = None) -> None:
+        """Where snapshots go (the run), the study journal they measure (where the searcher keeps a study), and a
+        callable run at each snapshot (the run lock's heartbeat). Called again on --resume (the object is
+        unpickled from the run)."""
+        self._run_path, self._journal, self._heartbeat = path, journal if self.has_study else None, heartbeat
         self.fault: str | None = None
 
     _BOUND = ("_run_path", "_journal", "_heartbeat", "fault")
@@ -114,6 +118,8 @@ class _Snapshots:
 
 class SnapshotSearchGenerator(_Snapshots, SearchGenerator):
     """Tune's SearchGenerator (a Searcher such as OptunaSearch, wrapped) that snapshots the run after each save."""
+
+    has_study = True
 
 
 class SnapshotVariantGenerator(_Snapshots, BasicVariantGenerator):

@@ -508,13 +508,8 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
                  name, opts.preset, num_samples, max_epochs, grace, reduction,
                  f"{opts.cpus_per_trial:g} CPU" + (f" + {opts.gpus_per_trial:g} GPU" if opts.gpus_per_trial else ""),
                  opts.storage)
-        search_alg.bind(path, journal if search_alg_has_study(search_alg) else None, lock.heartbeat)
+        search_alg.bind(path, journal, lock.heartbeat)
         return fit(tuner, search_alg, path), path
-
-
-def search_alg_has_study(alg: Any) -> bool:
-    """Whether the search algorithm keeps an Optuna study (TPE), whose journal its snapshots measure."""
-    return isinstance(alg, snapshot.SnapshotSearchGenerator)
 
 
 def data_file(data_path: str | None) -> str | None:
@@ -569,7 +564,7 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         except (ValueError, RuntimeError, OSError) as exc:
             raise SearchError(f"{path}: Tune cannot restore this experiment: {first_line(exc)}") from None
         alg = tuner._local_tuner._tune_config.search_alg  # restored from the run: bind it to this run again
-        alg.bind(path, journal if search_alg_has_study(alg) else None, lock.heartbeat)
+        alg.bind(path, journal, lock.heartbeat)
         results = fit(tuner, alg, path)
         StudySync(path, journal).upload()
         log.info("study after the resume: %s", study_summary(path, journal))
