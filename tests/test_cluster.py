@@ -64,7 +64,8 @@ def _two_nodes(s3):
     token.write_text(secrets.token_hex(32))
     # Every node reaches the loopback S3 server: the cluster's only shared storage.
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AIR_NEW_OUTPUT="0", **s3["env"])
+               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", RAY_AIR_NEW_OUTPUT="0",
+               RAY_worker_niceness="0", **s3["env"])  # as cluster.yaml starts its nodes
     port, dash = _free_port(), _free_port()
     ray = str(BIN / "ray")
     try:
