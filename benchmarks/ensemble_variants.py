@@ -2,9 +2,9 @@
 MAE vs RMSE, each without the residual correction, with an AR(1) one (lag 1 only) and with the default lags
 (rnn_core.config.CORRECTION_LAGS); the rolling level always on.
 
-Each variant is chosen among the same trials' best checkpoints, written to a temporary ensemble file and
-loaded back, so it forecasts through the product's own code (rnn_core.ensemble). Nothing in the experiments
-is changed.
+Each variant is chosen among the same trials' best checkpoints by the product's own code
+(rnn_core.ensemble.choose_ensemble); the ablations are prefixes and variants of its post-processing chain.
+Nothing in the experiments is changed.
 
 Usage:
   python benchmarks/ensemble_variants.py RUN [RUN ...] [--data hour.csv] [--size 20]
@@ -13,21 +13,20 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, ENSEMBLE_SIZE, LEVEL_WINDOW  # noqa: E402
-from rnn_core.data import build, load_frame  # noqa: E402
-from rnn_core.ensemble import calibrate, load_ensemble, save_ensemble, select  # noqa: E402
+from rnn_core.data import load_frame  # noqa: E402
+from rnn_core.ensemble import choose_ensemble  # noqa: E402
+from rnn_core.forecaster import split_targets  # noqa: E402
 from rnn_core.metrics import mae, rmse  # noqa: E402
-from search.results import best_trial, candidate_forecasts  # noqa: E402
+from search.results import best_trial, calibration_loss, candidate_bundles  # noqa: E402
 
 SELECTIONS = ("mae", "rmse")
 
@@ -37,27 +36,21 @@ def variants(run: str, frame, size: int) -> tuple[str, list[tuple[str, float, fl
     on the run's test period (MAE and RMSE of step 1)."""
     best, summaries, path = best_trial(run)
     candidates = [s for s in summaries if s.checkpoint]
-    metric = "rmse" if best.metric == "val_rmse" else "mae"  # the calibration factor's fit, as build_ensemble does
-    bundles, F, target = candidate_forecasts(path, candidates, frame)
+    bundles = candidate_bundles(path, candidates)
     out, period = [], ""
-    with tempfile.TemporaryDirectory() as tmp:
-        for selection in SELECTIONS:
-            weights, _ = select(F, target, size, selection)
-            scale = calibrate(np.tensordot(weights, F, axes=1), target, metric)
-            chosen = {candidates[i].trial_id: float(weights[i]) for i in np.flatnonzero(weights)}
-            file = save_ensemble(Path(tmp) / f"{selection}.pt", {n: bundles[n] for n in chosen}, chosen,
-                                 {"metric": metric}, scale, None, LEVEL_WINDOW, CORRECTION_WINDOW)
-            ens = load_ensemble(file)
-            test = build(frame, ens.data_config, scalers=(ens.feature_scaler, ens.target_scaler))["test"]
-            period = f"{str(test.target_time[0, 0])[:10]} .. {str(test.target_time[-1, 0])[:10]}"
-            y = test.y_raw.numpy().astype(np.float64)  # [N, H]
-            row = [selection]
-            for cw, lags in ((0, ()), (CORRECTION_WINDOW, (1,)), (CORRECTION_WINDOW, CORRECTION_LAGS)):
-                ens.bundle.update(correction_window=cw, correction_lags=list(lags))
-                pred = ens.forecast(frame, test.origin)  # [N, H]
-                row += [mae(pred[:, :1], y[:, :1]), rmse(pred[:, :1], y[:, :1]), mae(pred, y)]
-            out.append(tuple(row))
-            logging.info("%s: selection by %s done", Path(path).name, selection)
+    for selection in SELECTIONS:
+        shipped = choose_ensemble(bundles, frame, size, selection, calibration_loss(best.metric)).forecaster
+        origins, y = split_targets(frame, shipped.data_config, "test")  # [N], [N, H]
+        times = frame.index[origins + 1]
+        period = f"{str(times[0])[:10]} .. {str(times[-1])[:10]}"
+        level, correction, non_negative = shipped.point_steps
+        row = [selection]
+        # ablations are chains: the rolling level alone; with an AR(1) correction; the shipped chain
+        for steps in ((level,), (level, dataclasses.replace(correction, lags=(1,)), non_negative), shipped.point_steps):
+            pred = shipped.with_steps(steps).forecast(frame, origins)  # [N, H]
+            row += [mae(pred[:, :1], y[:, :1]), rmse(pred[:, :1], y[:, :1]), mae(pred, y)]
+        out.append(tuple(row))
+        logging.info("%s: selection by %s done", Path(path).name, selection)
     return f"`{Path(path).name}` ({len(candidates)} trials, test {period})", out
 
 

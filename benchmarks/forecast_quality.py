@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 from rnn_core import plot  # noqa: E402
 from rnn_core.config import ENSEMBLE_SIZE, DataConfig, split_kwargs  # noqa: E402
 from rnn_core.data import build, load_frame  # noqa: E402
+from rnn_core.postprocess import describe_steps  # noqa: E402
 from rnn_core.metrics import baseline_metrics, evaluate_model, mae, rmse  # noqa: E402
 from search.results import best_trial, build_ensemble, load_experiment  # noqa: E402
 
@@ -109,20 +110,15 @@ def main() -> None:
     evals = [(name, evaluate_model(file, args.data), secs, step) for name, file, secs, step in models]
     # The model that ships (`rnn-search export`): the ensemble chosen on validation; the refit is an option.
     final_name, final, _, _ = evals[1]
-    for name, ev, _, _ in list(evals[1:]):  # what the residual correction and the calibration are worth on the test period
-        lm = ev.model
-        if lm.correction_window:
-            plain = dataclasses.replace(lm, bundle=dict(lm.bundle, correction_window=0)).forecast(ev.frame, ev.data["test"].origin)
-            evals.append((f"{name}, without the residual correction",
-                          argparse.Namespace(mae=mae(plain, ev.target), rmse=rmse(plain, ev.target)), 0.0, "-"))
-        fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0, correction_window=0))  # the validation factor everywhere
-        static = fixed.forecast(ev.frame, ev.data["test"].origin)
-        if lm.level_window:
-            evals.append((f"{name}, its validation factor {lm.scale:.3f} instead of the rolling one, no correction",
-                          argparse.Namespace(mae=mae(static, ev.target), rmse=rmse(static, ev.target)), 0.0, "-"))
-        raw = static / lm.scale
-        evals.append((f"{name}, without calibration",
-                      argparse.Namespace(mae=mae(raw, ev.target), rmse=rmse(raw, ev.target)), 0.0, "-"))
+    for name, ev, _, _ in list(evals[1:]):  # what each step of the chain is worth on the test period: its prefixes
+        lm, origins = ev.model, ev.data["test"].origin
+        level = lm.point_steps[0]  # rnn_core.postprocess.Calibration, its rolling refit on
+        fixed = dataclasses.replace(level, window=0)  # the validation factor everywhere
+        for what, steps in ((f"{name}, without the residual correction", (level,)),
+                            (f"{name}, its validation factor {level.factor:.3f} instead of the rolling one, no correction", (fixed,)),
+                            (f"{name}, without calibration", ())):
+            pred = lm.with_steps(steps).forecast(ev.frame, origins)
+            evals.append((what, argparse.Namespace(mae=mae(pred, ev.target), rmse=rmse(pred, ev.target)), 0.0, "-"))
     te = final.data["test"]
     period = f"{str(te.target_time[0, 0])[:10]} .. {str(te.target_time[-1, -1])[:10]}"
     png = RESULTS.with_name(f"quality_test_{str(te.target_time[0, 0])[:7]}.png")
@@ -145,14 +141,12 @@ def main() -> None:
         f"`{best.metric}`, at most {meta.get('max_epochs', args.max_epochs)} epochs per trial, ASHA grace "
         f"{args.grace_period} / reduction {args.reduction_factor:g}, time budget {args.minutes:g} min "
         f"(wall {wall / 60:.1f} min), {args.max_concurrent or 2} trial(s) at a time on 2 cores; experiment `{Path(path).name}`. Ensemble: "
-        f"{ens.size} greedy picks by validation {(ens.selection or ens.metric).upper()} among {ens.candidates} trials. "
+        f"{ens.size} greedy picks by validation {ens.selection.upper()} among {ens.candidates} trials. "
         f"**Search + ensemble + refit: {total / 60:.1f} min.**\n\n"
         f"Validation (split `{args.split}`, {meta.get('data', {}).get('val_windows', 1)} window(s)), bikes/hour: best trial MAE {ens.best_val_mae:.2f} / RMSE {ens.best_val_rmse:.2f}, "
-        f"ensemble {ens.uncalibrated_val_mae:.2f} / {ens.uncalibrated_val_rmse:.2f}, with its calibration factor "
-        f"{ens.scale:.3f} {ens.val_mae:.2f} / {ens.val_rmse:.2f} (fitted on these hours). On the test period the ensemble "
-        f"refits that factor at each hour on its forecasts of the {final.model.level_window // 24} days before it "
-        f"(rnn_core.ensemble.rolling_factors) and adds the residual correction (an autoregression of its errors, lags {final.model.correction_lags}) fitted on the {final.model.correction_window // 24} days before it "
-        "(rnn_core.ensemble.residual_corrections); the rows below also show it without the correction, with the validation factor, and with neither.\n\n"
+        f"the members' mean {ens.mean_val_mae:.2f} / {ens.mean_val_rmse:.2f}, the shipped ensemble (its whole chain) "
+        f"{ens.val_mae:.2f} / {ens.val_rmse:.2f}. Its chain: {describe_steps(final.model.steps)}; the rows below also "
+        "show prefixes of it.\n\n"
         f"Test period {period}, horizon 1, {len(te):,} hours (bikes per hour):\n\n"
         "| model | test MAE | test RMSE | wall time of the step |\n|---|---|---|---|\n" + "\n".join(rows) +
         f"\n\nFinal model ({final_name}) vs the gradient-boosting reference as stated: MAE {final.mae:.2f} vs {stated:.2f} "

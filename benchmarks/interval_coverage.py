@@ -15,10 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
 
-import numpy as np  # noqa: E402
 
-from rnn_core.checkpoint import load_model  # noqa: E402
-from rnn_core.data import build, known_targets, load_frame  # noqa: E402
+from rnn_core.data import build, load_frame  # noqa: E402
+from rnn_core.forecaster import load_model  # noqa: E402
 from rnn_core.intervals import LEVELS, SCALES, WINDOW, conformal, coverage  # noqa: E402
 
 WINDOWS_DAYS = (0, 14, 28, 56)  # 0: the validation offsets everywhere
@@ -30,27 +29,20 @@ def main() -> None:
     ap.add_argument("--data", default=str(DEFAULT_CSV))
     args = ap.parse_args()
     frame, source, n_filled, raw_rows = load_frame(args.data)
-    cnt = frame["cnt"].to_numpy()
     header = "| model | test period | H | intervals | scale | " + " | ".join(f"{a:.0%}: coverage / width" for a in LEVELS) + " |"
     rows = [header, "|" + "---|" * (5 + len(LEVELS))]
     for f in args.models:
         lm = load_model(f)
-        data = build(frame, lm.data_config, source=source, n_filled=n_filled, raw_rows=raw_rows,
-                     scalers=(lm.feature_scaler, lm.target_scaler))
+        data = build(frame, lm.data_config, source=source, n_filled=n_filled, raw_rows=raw_rows)
         va, te = data["val"], data["test"]
-        start = int(te.origin[0]) - max(WINDOWS_DAYS) * 24
-        span = np.arange(start, int(te.origin[-1]) + 1)  # consecutive origins: the weeks before the test period and it
-        pred = lm.forecast(frame, span)  # [M, H]
-        target = known_targets(cnt, span, pred.shape[1])
-        rows_te = np.asarray(te.origin) - start
-        val_pred = lm.forecast(frame, va.origin)
+        val_pred = lm.forecast(frame, va.origin)  # [N, H]: the shipped point forecasts the intervals are fitted on
         period = f"{str(te.target_time[0, 0])[:10]} .. {str(te.target_time[-1, -1])[:10]}"
         name = f"{Path(f).parent.name}/{Path(f).name}"
         for days in WINDOWS_DAYS:
             for scale in SCALES:
                 iv = conformal(val_pred, va.y_raw.numpy(), LEVELS, scale=scale, window=days * 24)
-                bands = iv.rolling_bands(pred, target, rows_te) if days else iv.bands(pred[rows_te])
-                cells = [coverage(lo, hi, target[rows_te]) for lo, hi in bands.values()]
+                pred, bands = lm.with_intervals(iv).forecast_with_bands(frame, te.origin)  # the chain, this interval step last
+                cells = [coverage(lo, hi, te.y_raw.numpy()) for lo, hi in bands.values()]
                 how = f"rolling, {days} days" if days else "validation months only"
                 default = " **(default)**" if days * 24 == WINDOW and scale == SCALES[0] else ""
                 rows.append(f"| {name} | {period} | {pred.shape[1]} | {how}{default} | {scale} | "

@@ -20,8 +20,9 @@ _EXPORTS = {
     "BikeData": "data", "DataError": "data", "load": "data",
     "RNNForecaster": "model",
     "FitResult": "train", "evaluate": "train", "fit": "train", "train_epoch": "train",
-    "CheckpointError": "checkpoint", "load_bundle": "checkpoint", "load_model": "checkpoint", "save_bundle": "checkpoint",
+    "CheckpointError": "checkpoint", "load_bundle": "checkpoint", "load_model": "forecaster", "save_bundle": "checkpoint",
     "Evaluation": "metrics", "evaluate_model": "metrics",
+    "Forecaster": "forecaster", "PostProcessed": "forecaster", "WeightedMean": "forecaster",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -16,21 +16,22 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line
-from rnn_core.data import BikeData, FeatureScaler, Split, TargetScaler, features_for, make_windows
-from rnn_core.intervals import Intervals
+from rnn_core.data import BikeData, FeatureScaler, TargetScaler, features_for, make_windows
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict
 
 FORMAT = "rnn-search-bundle"
 ENSEMBLE_FORMAT = "rnn-search-ensemble"  # rnn_core.ensemble: the same envelope around several members
-VERSION = 1
+VERSION = 2
+"""2: a file's post-processing is a list of steps (``"steps"``, rnn_core.postprocess); 1 had loose keys for it,
+converted on reading by :func:`_from_version_1`."""
 BUNDLE_FILE = "model.pt"  # the file name inside a Tune checkpoint directory
 
 
@@ -133,8 +134,9 @@ def read_verified(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     fmt = outer.get("format") if isinstance(outer, dict) else None
     if fmt not in (FORMAT, ENSEMBLE_FORMAT):
         raise CheckpointError(f"{path}: not an rnn-search checkpoint (no '{FORMAT}' header); a foreign file?")
-    if outer.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {outer.get('version')!r}; this rnn-search reads version {VERSION}")
+    version = outer.get("version")
+    if version not in (1, VERSION):
+        raise CheckpointError(f"{path}: checkpoint version {version!r}; this rnn-search reads versions 1 and {VERSION}")
     payload = outer.get("payload")
     if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
         raise CheckpointError(f"{path}: checkpoint payload is missing or malformed")
@@ -144,7 +146,27 @@ def read_verified(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
     inner = _safe_load(io.BytesIO(raw), str(path))
     if not isinstance(inner, dict):
         raise CheckpointError(f"{path}: checkpoint payload is not a mapping")
-    return fmt, inner
+    return fmt, (_from_version_1(fmt, inner) if version == 1 else inner)
+
+
+def _from_version_1(fmt: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 payload in version 2's layout: its calibration factor, rolling level window, residual
+    correction and intervals (loose keys, the loss in ``meta["metric"]``) become the chain they meant."""
+    out = {k: v for k, v in payload.items()
+           if k not in ("scale", "level_window", "correction_window", "correction_lags", "intervals")}
+    steps: list[Any] = []
+    if fmt == ENSEMBLE_FORMAT:
+        meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+        steps.append({"kind": "calibration", "factor": payload.get("scale", 1.0), "window": payload.get("level_window", 0),
+                      "loss": meta.get("metric", "mae")})
+        if payload.get("correction_window"):
+            steps += [{"kind": "residual_correction", "window": payload["correction_window"],
+                       "lags": payload.get("correction_lags") or []}, {"kind": "non_negative"}]
+    if payload.get("intervals"):
+        steps.append({"kind": "conformal_intervals", **payload["intervals"]} if isinstance(payload["intervals"], dict)
+                     else {"kind": "conformal_intervals", "intervals": payload["intervals"]})
+    out["steps"] = steps
+    return out
 
 
 #: What every model bundle holds (an ensemble's members included).
@@ -186,11 +208,6 @@ class LoadedModel:
         """The earliest forecast origin (an index into the hourly frame) with a full input window."""
         return self.data_config.sequence_size - 1
 
-    @property
-    def intervals(self) -> Intervals | None:
-        """The conformal intervals stored with the model (rnn_core.intervals), if any."""
-        return stored_intervals(self.bundle, self.source)
-
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
         """Forecasts in bikes per hour [N, H] from consecutive origins [N] (indices of the last input hour)."""
         origins = np.asarray(origins)
@@ -200,42 +217,9 @@ class LoadedModel:
         feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
         return self._bikes(make_windows(feats, origins, self.data_config.sequence_size))  # [N, L, F] -> [N, H]
 
-    def forecast_split(self, split: Split, frame: pd.DataFrame | None = None) -> np.ndarray:
-        """Forecasts [N, H] of a split built from this model's own data config (its windows are ready)."""
-        return self._bikes(split.X)
-
     def _bikes(self, X: torch.Tensor) -> np.ndarray:
         """Windows [N, L, F] -> forecasts in bikes per hour [N, H]."""
         return self.target_scaler.inverse(predict(self.model, X).double()).numpy()
-
-
-if TYPE_CHECKING:
-    from rnn_core.ensemble import LoadedEnsemble
-
-    #: Either kind of model file, loaded: both have .forecast(frame, origins) and .forecast_split(split, frame).
-    Forecaster = LoadedModel | LoadedEnsemble
-
-
-def stored_intervals(payload: dict[str, Any], source: str) -> Intervals | None:
-    """A model or ensemble file's stored intervals, checked; None when it has none."""
-    if not payload.get("intervals"):
-        return None
-    try:
-        return Intervals.from_dict(payload["intervals"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: its stored intervals cannot be read: {exc}") from None
-
-
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Forecaster:
-    """Load a model file or an ensemble file (rnn_core.ensemble) written by rnn-search; Ray is not needed.
-
-    Both kinds forecast with ``.forecast(frame, origins)``; a single model is a :class:`LoadedModel`."""
-    fmt, payload = read_verified(path)
-    if fmt == ENSEMBLE_FORMAT:
-        from rnn_core.ensemble import ensemble_from_payload  # the ensemble module builds on this one
-
-        return ensemble_from_payload(payload, str(path), device)
-    return model_from_bundle(check_bundle(payload, str(path)), str(path), device)
 
 
 def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedModel:

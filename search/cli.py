@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -185,14 +186,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     res = fit(data, mcfg, tcfg, on_epoch_end=on_epoch_end)
-    if ckpt.exists():  # conformal intervals of the kept model, from its validation hours
-        from rnn_core.checkpoint import load_bundle, model_from_bundle, write_bundle
+    if ckpt.exists():  # the kept model as it ships: the post-processing chain fitted on its validation hours
         from rnn_core.data import load_frame
-        from rnn_core.metrics import validation_intervals
+        from rnn_core.forecaster import ship_checkpoint
 
-        bundle = load_bundle(ckpt)
-        bundle["intervals"] = validation_intervals(model_from_bundle(bundle, str(ckpt)), load_frame(args.data)[0]).to_dict()
-        write_bundle(ckpt, bundle)
+        ship_checkpoint(ckpt, load_frame(args.data)[0])
     if run is not None:
         run.summary.update({f"best_{k}": v for k, v in res.best_metrics.items()})
         run.finish()
@@ -207,11 +205,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from rnn_core.checkpoint import load_model
     from rnn_core.data import DataError, load_frame
-    from rnn_core.metrics import interval_bands, intervals_for
+    from rnn_core.forecaster import load_model
+    from rnn_core.metrics import intervals_at
 
-    lm = load_model(args.file)  # a model or an ensemble file
+    lm = load_model(args.file)  # a model or an ensemble file: one forecaster
     frame, _, _, _ = load_frame(args.data)
     hours = pd.DatetimeIndex(frame.index)
     if args.at:
@@ -227,9 +225,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if origin < lm.first_origin:
         raise DataError(f"--at {hours[origin]}: needs {lm.first_origin + 1} hours of history ending there; "
                         f"the earliest possible origin is {hours[lm.first_origin]}")
-    pred = lm.forecast(frame, np.array([origin]))  # [1, H] bikes per hour
-    iv = intervals_for(lm, frame, args.levels)
-    bands = interval_bands(lm, iv, frame, np.array([origin]), pred)
+    lm = intervals_at(lm, frame, args.levels)
+    pred, bands = lm.forecast_with_bands(frame, np.array([origin]))  # [1, H] bikes per hour, and their bands
+    iv = lm.intervals
     print(f"# origin {hours[origin]} (last input hour); {pred.shape[1]} hour(s) ahead; bikes per hour with "
           f"{', '.join(f'{a:.0%}' for a in bands)} intervals ({iv.describe()})")
     print(f"{'hour':<20}{'forecast':>9}" + "".join(f"{f'{a:.0%} from':>10}{'to':>8}" for a in bands))
@@ -326,16 +324,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_ensemble(rep: Any) -> None:
-    from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW
+    from rnn_core.postprocess import describe_steps
 
     print(f"\nensemble: {len(rep.members)} trial(s) of {rep.candidates} chosen greedily on validation "
-          f"{(rep.selection or rep.metric).upper()} "
-          f"({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} bikes/hour with its calibration "
-          f"factor {rep.scale:.3f} ({rep.uncalibrated_val_mae:.2f}, {rep.uncalibrated_val_rmse:.2f} without; best trial "
-          f"alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
-    print(f"  where it forecasts, the factor is fitted again at each hour on the {LEVEL_WINDOW // 24} days before it, "
-          f"and its own error is forecast from those of the hour, the day and the week before (fitted on the "
-          f"{CORRECTION_WINDOW // 24} days before)")
+          f"{rep.selection.upper()} ({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} bikes/hour "
+          f"as the file forecasts ({rep.mean_val_mae:.2f}, {rep.mean_val_rmse:.2f} for the members' mean alone; best "
+          f"trial alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
+    print(f"  then: {describe_steps(rep.steps)}")
     for m in rep.members:
         print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  "
               f"{_shown(m['config'], 'cell')} {_shown(m['config'], 'hidden_size')}x{_shown(m['config'], 'num_layers')}, "
@@ -386,8 +381,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from search.results import export_best
 
     if args.single:
-        out, best = export_best(args.run, args.out, args.storage, args.data)
-        print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {best.best_val_mae:.2f} bikes/hour")
+        out, best, (val_mae, val_rmse) = export_best(args.run, args.out, args.storage, args.data)
+        print(f"wrote {out}: trial {best.trial_id}, epoch {best.best_epoch}, val MAE {val_mae:.2f}, RMSE {val_rmse:.2f} "
+              "bikes/hour as the file forecasts")
         return 0
     import tempfile
 
@@ -434,8 +430,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     import numpy as np
 
     from rnn_core import plot
-    from rnn_core.checkpoint import CheckpointError, load_model
-    from rnn_core.metrics import evaluate_model, forecast, interval_bands
+    from rnn_core.checkpoint import CheckpointError
+    from rnn_core.forecaster import load_model
+    from rnn_core.metrics import evaluate_model
 
     from search import storage
 
@@ -444,9 +441,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         if not storage.exists(args.target):
             raise CheckpointError(f"{args.target}: no such model file")
         with tempfile.TemporaryDirectory() as tmp:
-            lm = load_model(storage.download(args.target, tmp))
-        lm.source = title = args.target
-        experiment = lm.bundle.get("meta", {}).get("experiment_path")
+            lm = dataclasses.replace(load_model(storage.download(args.target, tmp)), source=args.target)
+        title = args.target
+        experiment = lm.meta.get("experiment_path")
     else:
         from search.results import best_trial, chosen_model
 
@@ -490,13 +487,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.plots:
         out = Path(args.plots)
         def step1(n: str, s: Any) -> Any:
-            pred = ev.prediction if n == args.split else forecast(lm, s, ev.frame)
-            if ev.intervals is None:
-                bands = {}
-            elif n == args.split:
-                bands = ev.bands
-            else:
-                bands = interval_bands(lm, ev.intervals, ev.frame, s.origin, pred)
+            pred, bands = (ev.prediction, ev.bands) if n == args.split else ev.model.forecast_with_bands(ev.frame, s.origin)
             return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
                                {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -11,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ray.tune import ExperimentAnalysis, ResultGrid
 
-from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle, write_bundle
-from rnn_core.config import CORRECTION_WINDOW, ENSEMBLE_SELECTION, ENSEMBLE_SIZE, LEVEL_WINDOW, UserError
-from rnn_core.metrics import mae, rmse
+from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle
+from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, UserError
+from rnn_core.forecaster import member_bundle, save_forecaster
 from search import storage
 from search.tuner import MODE, SearchError, experiment_meta, experiment_metric
 
@@ -133,16 +133,26 @@ def best_bundle(run: str, where: str | None = None) -> tuple[dict[str, Any], Tri
     return bundle, best, summaries, path
 
 
-def export_best(run: str, out: str | Path, where: str | None = None, data_path: str | None = None) -> tuple[Path, TrialSummary]:
-    """Write the best trial's best checkpoint as one standalone bundle (loads with rnn_core alone), with
-    conformal intervals from its validation hours."""
+def export_best(run: str, out: str | Path, where: str | None = None,
+                data_path: str | None = None) -> tuple[Path, TrialSummary, tuple[float, float]]:
+    """Write the best trial's best checkpoint as one standalone forecaster (loads with rnn_core alone), through
+    the same post-processing chain as an ensemble (rnn_core.forecaster.post_process); also its own validation
+    (MAE, RMSE)."""
     from rnn_core.data import load_frame
-    from rnn_core.metrics import validation_intervals
+    from rnn_core.forecaster import post_process, save_forecaster
+    from rnn_core.metrics import split_score
 
     bundle, best, _, path = best_bundle(run, where)
     frame, *_ = load_frame(data_path or _recorded_data_path(path))
-    bundle["intervals"] = validation_intervals(model_from_bundle(bundle, str(best.checkpoint)), frame).to_dict()
-    return write_bundle(out, bundle), best
+    shipped = post_process(model_from_bundle(member_bundle(bundle), str(best.checkpoint)), frame,
+                           calibration_loss(best.metric), bundle["meta"])
+    return save_forecaster(out, shipped), best, split_score(shipped, frame)
+
+
+def calibration_loss(metric: str) -> str:
+    """What the calibration factor's fit minimises for a search metric: least squares for val_rmse, else
+    least absolute deviation."""
+    return "rmse" if metric == "val_rmse" else "mae"
 
 
 # ------------------------------------------------------------------------------------------ ensembles
@@ -161,16 +171,18 @@ class EnsembleReport:
     members: list[dict[str, Any]]
     """trial_id, weight, config, val_mae, val_rmse (each member alone) per member, heaviest first."""
     size: int
-    metric: str
+    loss: str
     """The calibration factor's fit (mae: least absolute deviation; rmse: least squares), by the search metric."""
     candidates: int
     val_mae: float
     val_rmse: float
-    """The ensemble on the validation hours, bikes/hour (before any refit: afterwards they are training hours)."""
-    scale: float
-    """The calibration factor (rnn_core.ensemble.calibrate), fitted on the same hours."""
-    uncalibrated_val_mae: float
-    uncalibrated_val_rmse: float
+    """The shipped file's own forecast on the validation hours, bikes/hour (before any refit: afterwards they
+    are training hours)."""
+    steps: list[dict[str, Any]]
+    """The file's post-processing chain, as stored (rnn_core.postprocess)."""
+    mean_val_mae: float
+    mean_val_rmse: float
+    """The members' weighted mean alone, on the same hours."""
     best_val_mae: float
     best_val_rmse: float
     """The best trial's checkpoint on the same hours."""
@@ -210,29 +222,18 @@ def current_ensemble(path: str, summaries: list[TrialSummary], refit: bool = Fal
     return rep
 
 
-def candidate_forecasts(path: str, candidates: list[TrialSummary],
-                        frame: Any) -> tuple[dict[str, dict[str, Any]], np.ndarray, np.ndarray]:
-    """The candidates' best checkpoints as member bundles (trial id -> bundle, without the optimizer state), their
-    validation forecasts [M, N, H] and the validation targets [N, H], in bikes per hour."""
-    from rnn_core.data import build
-    from rnn_core.ensemble import member_bundle
-
-    bundles, forecasts = {}, []
+def candidate_bundles(path: str, candidates: list[TrialSummary]) -> dict[str, dict[str, Any]]:
+    """The candidates' best checkpoints as member bundles (trial id -> bundle, without the optimizer state:
+    200 trials' checkpoints stay small in memory), best first, each with its trial in its ``meta``."""
+    bundles = {}
     with tempfile.TemporaryDirectory() as tmp:
-        val = None
         for i, s in enumerate(candidates):
-            local = storage.download(storage.join(s.checkpoint or "", BUNDLE_FILE), Path(tmp) / str(i))
-            bundle = load_bundle(local)
-            lm = model_from_bundle(bundle, str(s.checkpoint))
-            if val is None:  # the validation windows and targets (every trial shares the split)
-                val = build(frame, lm.data_config, scalers=(lm.feature_scaler, lm.target_scaler))["val"]
-            forecasts.append(lm.forecast(frame, val.origin))  # [N, H] bikes/hour
-            # without the optimizer state: 200 trials' checkpoints stay small in memory
+            bundle = load_bundle(storage.download(storage.join(s.checkpoint or "", BUNDLE_FILE), Path(tmp) / str(i)))
             bundles[s.trial_id] = dict(member_bundle(bundle), meta=dict(
                 bundle.get("meta", {}), trial_id=s.trial_id, config=s.config, experiment_path=path, best_epoch=s.best_epoch))
-    if val is None:
+    if not bundles:
         raise ResultsError(f"{path}: no trial has a checkpoint to choose an ensemble from yet")
-    return bundles, np.stack(forecasts), val.y_raw.numpy().astype(np.float64)
+    return bundles
 
 
 def build_ensemble(
@@ -242,54 +243,44 @@ def build_ensemble(
     refit: bool = False,
     data_path: str | None = None,
     jobs: int | None = None,
-    metric: str | None = None,
+    loss: str | None = None,
     selection: str = ENSEMBLE_SELECTION,
 ) -> EnsembleReport:
-    """Choose an ensemble among the trials' best checkpoints on their validation forecasts (bikes/hour), write it
-    into the experiment as one standalone file, and with ``refit`` also a copy whose members were retrained on
+    """Choose an ensemble among the trials' best checkpoints (rnn_core.ensemble.choose_ensemble), write it into
+    the experiment as one standalone file, and with ``refit`` also a copy whose members were retrained on
     training + validation hours. Works on finished and running experiments, local or s3:// / gs://.
 
-    ``selection``: what the greedy selection minimises; ``metric``: the calibration factor's fit (default: the
+    ``selection``: what the greedy selection minimises; ``loss``: the calibration factor's fit (default: the
     search metric's, mae unless it searched val_rmse)."""
     from rnn_core.data import load_frame
-    from rnn_core.ensemble import calibrate, refit_bundles, save_ensemble, select
-    from rnn_core.intervals import conformal
+    from rnn_core.ensemble import choose_ensemble
 
     t0 = time.perf_counter()
     best, summaries, path = best_trial(run, where)
     candidates = [s for s in summaries if s.checkpoint]  # best first: ties in the selection go to better trials
-    metric = metric or ("rmse" if best.metric == "val_rmse" else "mae")
+    loss = loss or calibration_loss(best.metric)
     frame, *_ = load_frame(data_path or _recorded_data_path(path))
     log.info("choosing an ensemble of up to %d picks among %d trials' best checkpoints, by validation %s",
              size, len(candidates), selection.upper())
-    bundles, F, target = candidate_forecasts(path, candidates, frame)
-    weights, _ = select(F, target, size, selection)
-    chosen = [i for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
-    mean = np.tensordot(weights, F, axes=1)  # [N, H]
-    scale = calibrate(mean, target, metric)
-    ens_pred = scale * mean
-    members = [{"trial_id": candidates[i].trial_id, "weight": float(weights[i]), "config": candidates[i].config,
-                "val_mae": mae(F[i], target), "val_rmse": rmse(F[i], target)} for i in chosen]
-    meta = {"experiment_path": path, "size": size, "metric": metric, "selection": selection, "val_mae": mae(ens_pred, target),
-            "val_rmse": rmse(ens_pred, target), "scale": scale, "uncalibrated_val_mae": mae(mean, target),
-            "uncalibrated_val_rmse": rmse(mean, target), "members": members}
-    picked = {candidates[i].trial_id: bundles[candidates[i].trial_id] for i in chosen}
-    w = {candidates[i].trial_id: float(weights[i]) for i in chosen}
+    choice = choose_ensemble(candidate_bundles(path, candidates), frame, size, selection, loss, {"experiment_path": path})
+    configs = {s.trial_id: s.config for s in candidates}
+    members = [dict(m, config=configs[m["trial_id"]]) for m in choice.members]
     file = storage.join(path, ENSEMBLE_FILE)
-    intervals = conformal(ens_pred, target)  # from these validation hours; a refit keeps them (its own are in-sample)
-    _write_model(file, lambda out: save_ensemble(out, picked, w, meta, scale, intervals, LEVEL_WINDOW, CORRECTION_WINDOW))
-    select_s = time.perf_counter() - t0
+    shipped = dataclasses.replace(choice.forecaster, meta=dict(choice.forecaster.meta, members=members,
+                                                               val_mae=choice.val_mae, val_rmse=choice.val_rmse))
+    _write_model(file, lambda out: save_forecaster(out, shipped))
     report = EnsembleReport(
-        file=file, members=members, size=size, metric=metric, candidates=len(candidates),
-        val_mae=meta["val_mae"], val_rmse=meta["val_rmse"], scale=scale, uncalibrated_val_mae=meta["uncalibrated_val_mae"],
-        uncalibrated_val_rmse=meta["uncalibrated_val_rmse"], best_val_mae=mae(F[0], target),
-        best_val_rmse=rmse(F[0], target), trials=_fingerprint(summaries), select_s=round(select_s, 1), selection=selection)
+        file=file, members=members, size=size, loss=loss, candidates=len(candidates), val_mae=choice.val_mae,
+        val_rmse=choice.val_rmse, steps=[st.to_dict() for st in shipped.point_steps], mean_val_mae=choice.mean_val_mae,
+        mean_val_rmse=choice.mean_val_rmse, best_val_mae=choice.best_val_mae, best_val_rmse=choice.best_val_rmse,
+        trials=_fingerprint(summaries), select_s=round(time.perf_counter() - t0, 1), selection=selection)
     if refit:
+        from rnn_core.refit import refit_forecaster
+
         t1 = time.perf_counter()
-        refits = refit_bundles(picked, frame, jobs)
         report.refit_file = storage.join(path, REFIT_FILE)
-        _write_model(report.refit_file, lambda out: save_ensemble(out, refits, w, dict(meta, refit=True), scale, intervals,
-                                                                  LEVEL_WINDOW, CORRECTION_WINDOW))
+        refitted = refit_forecaster(shipped, frame, jobs)
+        _write_model(report.refit_file, lambda out: save_forecaster(out, refitted))
         report.refit, report.refit_s = True, round(time.perf_counter() - t1, 1)
     storage.write_text(storage.join(path, ENSEMBLE_SUMMARY), json.dumps(report.to_json(), indent=1, default=str))
     return report
@@ -319,11 +310,17 @@ def chosen_model(run: str, where: str | None = None, single: bool = False, refit
     """What `export` and `test` serve from an experiment: its ensemble (chosen again when the trials changed
     since it was built, or when ``size`` differs; ``refit``: the refit one), or with ``single`` the best trial's
     best checkpoint. Returns (the loaded model or ensemble, a description)."""
-    from rnn_core.checkpoint import load_model
+    from rnn_core.forecaster import load_model
 
     if single:
-        bundle, best, _, _ = best_bundle(run, where)
-        return model_from_bundle(bundle, str(best.checkpoint)), f"trial {best.trial_id} (epoch {best.best_epoch})"
+        from rnn_core.data import load_frame
+        from rnn_core.forecaster import post_process
+
+        bundle, best, _, path = best_bundle(run, where)
+        frame, *_ = load_frame(data_path or _recorded_data_path(path))
+        shipped = post_process(model_from_bundle(member_bundle(bundle), str(best.checkpoint)), frame,
+                               calibration_loss(best.metric), bundle["meta"], str(best.checkpoint))
+        return shipped, f"trial {best.trial_id} (epoch {best.best_epoch})"
     _, summaries, path = best_trial(run, where)
     rep = current_ensemble(path, summaries, refit)
     if rep is None or (size is not None and rep.size != size):
@@ -331,7 +328,7 @@ def chosen_model(run: str, where: str | None = None, single: bool = False, refit
     file = rep.refit_file if refit else rep.file
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(storage.download(file or "", tmp))
-    model.source = file or ""
+    model = dataclasses.replace(model, source=file or "")
     what = (f"ensemble of {len(rep.members)} trial(s){' refit on train+val' if refit else ''}: "
             + ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in rep.members))
     return model, what

@@ -6,7 +6,6 @@ this namespace, so everything to check is gathered here)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

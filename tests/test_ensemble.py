@@ -1,4 +1,5 @@
-"""Ensembles (rnn_core.ensemble): greedy selection, the one-file format and its refusals, refit. No Ray."""
+"""Ensembles (rnn_core.ensemble, rnn_core.forecaster): greedy selection, the post-processing chain, the one-file
+format and its refusals, refit. No Ray."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from rnn_core.checkpoint import ENSEMBLE_FORMAT, CheckpointError, load_bundle, load_model, save_bundle, write_bundle
+from rnn_core.checkpoint import ENSEMBLE_FORMAT, CheckpointError, load_bundle, save_bundle, write_bundle
 from rnn_core.config import TrainConfig
 from rnn_core.data import load_frame
-from rnn_core.ensemble import LoadedEnsemble, load_ensemble, refit_bundle, save_ensemble, select, train_through_val
+from rnn_core.ensemble import select
+from rnn_core.forecaster import PostProcessed, WeightedMean, ensemble_of, load_model, save_forecaster
+from rnn_core.postprocess import Calibration, NonNegative, ResidualCorrection
+from rnn_core.refit import refit_bundle, train_through_val
 from rnn_core.train import fit
 from search.cli import main
 
@@ -65,8 +69,13 @@ def members(bikes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def ensemble_file(members: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundles = {n: load_bundle(p) for n, p in members.items()}
-    return save_ensemble(tmp_path_factory.mktemp("ens") / "ensemble.pt", bundles, {"a": 1.0, "b": 3.0}, {"note": "test"})
+    return _save(tmp_path_factory.mktemp("ens") / "ensemble.pt", members, {"a": 1.0, "b": 3.0}, meta={"note": "test"})
+
+
+def _save(path: Path, members: dict[str, Path], weights: dict[str, float], steps: tuple = (), meta: dict | None = None) -> Path:
+    """An ensemble file of these member files, weights and post-processing steps."""
+    base = ensemble_of({n: load_bundle(p) for n, p in members.items()}, weights)
+    return save_forecaster(path, PostProcessed(base, tuple(steps), dict(meta or {})))
 
 
 def test_an_ensemble_loads_without_ray_and_predicts_the_weighted_mean(ensemble_file: Path, members, hour_csv: Path,
@@ -78,9 +87,9 @@ def test_an_ensemble_loads_without_ray_and_predicts_the_weighted_mean(ensemble_f
             f"ens = load_model({str(ensemble_file)!r})\n"
             f"ev = evaluate_model(ens, {str(hour_csv)!r}, 'test')\n"
             f"np.save({str(tmp_path / 'pred.npy')!r}, ev.prediction)\n"
-            "print(type(ens).__name__, ens.names, ens.weights.tolist())")
+            "print(type(ens.base).__name__, ens.base.names, ens.base.weights.tolist())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split()[0] == "LoadedEnsemble" and "[0.25, 0.75]" in out
+    assert out.split()[0] == "WeightedMean" and "[0.25, 0.75]" in out
     pred = np.load(tmp_path / "pred.npy")  # [N, 1]
     # The members, each loaded from its own file and forecasting on its own windows:
     from rnn_core.metrics import evaluate_model
@@ -139,9 +148,8 @@ def test_damaged_or_inconsistent_ensemble_files_are_refused(ensemble_file: Path,
 
 
 def test_a_single_model_file_is_not_an_ensemble(members) -> None:
-    with pytest.raises(CheckpointError, match="a single model's file, not an ensemble"):
-        load_ensemble(members["a"])
-    assert not isinstance(load_model(members["a"]), LoadedEnsemble)
+    single = load_model(members["a"])
+    assert not isinstance(single.base, WeightedMean) and single.steps == ()  # a trial's raw network
 
 
 # ------------------------------------------------------------------ refit
@@ -170,8 +178,8 @@ def test_refit_trains_through_the_validation_hours_for_the_best_epoch_count(memb
 
 
 def test_calibration_fits_the_factor_that_minimises_the_error() -> None:
-    from rnn_core.ensemble import calibrate
     from rnn_core.metrics import mae, rmse
+    from rnn_core.postprocess import calibrate
 
     rng = np.random.default_rng(1)
     truth = rng.gamma(2.0, 100.0, size=(500, 2))
@@ -199,7 +207,7 @@ def test_selection_keeps_the_best_prefix() -> None:
 
 
 def test_rolling_factors_are_the_calibration_fit_on_the_hours_known_at_each_origin() -> None:
-    from rnn_core.ensemble import calibrate, rolling_factors
+    from rnn_core.postprocess import calibrate, rolling_factors
 
     rng = np.random.default_rng(0)
     m, h, w = 400, 3, 50
@@ -218,13 +226,12 @@ def test_rolling_factors_are_the_calibration_fit_on_the_hours_known_at_each_orig
 
 def test_an_ensemble_with_a_level_window_refits_its_factor_on_the_weeks_before_each_hour(
         members: dict[str, Path], hour_csv: Path, tmp_path: Path) -> None:
-    from rnn_core.ensemble import calibrate
+    from rnn_core.postprocess import calibrate
 
-    bundles = {n: load_bundle(p) for n, p in members.items()}
     w = 7 * 24
-    fixed = load_ensemble(save_ensemble(tmp_path / "fixed.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1))
-    rolling = load_ensemble(save_ensemble(tmp_path / "rolling.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1, level_window=w))
-    assert fixed.level_window == 0 and rolling.level_window == w
+    fixed = load_model(_save(tmp_path / "fixed.pt", members, {"a": 1.0, "b": 1.0}, (Calibration(1.1),)))
+    rolling = load_model(_save(tmp_path / "rolling.pt", members, {"a": 1.0, "b": 1.0}, (Calibration(1.1, w),)))
+    assert fixed.steps == (Calibration(1.1, 0),) and rolling.steps == (Calibration(1.1, w),)
     frame, *_ = load_frame(hour_csv)
     cnt = frame["cnt"].to_numpy(np.float64)
     origins = np.array([rolling.first_origin + 5, 12_000, 12_001, len(frame) - 1])  # the first: too little history
@@ -239,7 +246,7 @@ def test_an_ensemble_with_a_level_window_refits_its_factor_on_the_weeks_before_e
 
 
 def test_residual_corrections_regress_on_the_errors_known_at_each_origin_and_run_forward() -> None:
-    from rnn_core.ensemble import CORRECTION_RANGE, residual_corrections
+    from rnn_core.postprocess import CORRECTION_RANGE, residual_corrections
 
     rng = np.random.default_rng(1)
     m, h, w, lags = 300, 4, 40, (1, 3)
@@ -265,7 +272,7 @@ def test_residual_corrections_regress_on_the_errors_known_at_each_origin_and_run
 
 
 def test_residual_corrections_remove_persistent_and_daily_errors_and_leave_independent_ones() -> None:
-    from rnn_core.ensemble import residual_corrections
+    from rnn_core.postprocess import residual_corrections
 
     rng = np.random.default_rng(2)
     n, w = 3000, 14 * 24
@@ -286,15 +293,13 @@ def test_residual_corrections_remove_persistent_and_daily_errors_and_leave_indep
 
 def test_an_ensemble_with_a_correction_window_adds_the_correction_to_its_calibrated_forecasts(
         members: dict[str, Path], hour_csv: Path, tmp_path: Path) -> None:
-    from rnn_core.ensemble import residual_corrections
+    from rnn_core.postprocess import residual_corrections
 
-    bundles = {n: load_bundle(p) for n, p in members.items()}
     w, cw = 7 * 24, 3 * 24
-    level = load_ensemble(save_ensemble(tmp_path / "level.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1, level_window=w))
-    both = load_ensemble(save_ensemble(tmp_path / "both.pt", bundles, {"a": 1.0, "b": 1.0}, scale=1.1, level_window=w,
-                                       correction_window=cw))
-    assert level.correction_window == 0 and both.correction_window == cw
-    assert both.correction_lags == (1, 24, 168)  # rnn_core.config.CORRECTION_LAGS, stored in the file
+    steps = (Calibration(1.1, w), ResidualCorrection(cw), NonNegative())
+    both = load_model(_save(tmp_path / "both.pt", members, {"a": 1.0, "b": 1.0}, steps))
+    assert both.steps == steps and both.steps[1].lags == (1, 24, 168)  # rnn_core.config.CORRECTION_LAGS, stored
+    level = both.with_steps(both.steps[:1])  # a prefix of the chain: the rolling level alone
     frame, *_ = load_frame(hour_csv)
     origins = np.array([12_000, 12_001, 13_500, len(frame) - 1])
     start = origins[0] - cw - 168 - 5
@@ -304,9 +309,41 @@ def test_an_ensemble_with_a_correction_window_adds_the_correction_to_its_calibra
     want = np.maximum(calibrated[origins - start] + residual_corrections(calibrated, target, origins - start, cw, (1, 24, 168)), 0)
     np.testing.assert_allclose(both.forecast(frame, origins), want, rtol=1e-6)
     assert not np.allclose(want, calibrated[origins - start])  # the correction did something
-    crafted = _resign(tmp_path / "both.pt", tmp_path / "crafted.pt", lambda p: p.update(correction_window=-1))
-    with pytest.raises(CheckpointError, match="correction window -1: expected a whole number of hours >= 0"):
+    crafted = _resign(tmp_path / "both.pt", tmp_path / "crafted.pt", lambda p: p["steps"][1].update(window=-1))
+    with pytest.raises(CheckpointError, match="residual_correction: correction window -1: expected a whole number >= 1"):
         load_model(crafted)
-    crafted = _resign(tmp_path / "both.pt", tmp_path / "lags.pt", lambda p: p.update(correction_lags=[1, 0]))
-    with pytest.raises(CheckpointError, match=r"correction lags \[1, 0\]: expected a list of whole numbers of hours >= 1"):
+    crafted = _resign(tmp_path / "both.pt", tmp_path / "lags.pt", lambda p: p["steps"][1].update(lags=[1, 0]))
+    with pytest.raises(CheckpointError, match=r"residual_correction: correction lag 0: expected a whole number >= 1"):
         load_model(crafted)
+    crafted = _resign(tmp_path / "both.pt", tmp_path / "kind.pt", lambda p: p["steps"].append({"kind": "smooth"}))
+    with pytest.raises(CheckpointError, match=r"both.pt|kind.pt: post-processing step 'smooth': expected one of calibration"):
+        load_model(crafted)
+
+
+def test_a_version_1_file_loads_as_the_chain_its_keys_meant(members: dict[str, Path], hour_csv: Path, tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """Files written before the chain (version 1: loose keys scale, level_window, correction_window,
+    correction_lags, intervals, the loss in meta["metric"]) are converted on reading, in one place."""
+    import rnn_core.checkpoint as checkpoint
+    from rnn_core.intervals import conformal
+
+    frame, *_ = load_frame(hour_csv)
+    iv = conformal(np.full((500, 1), 100.0), np.linspace(50, 150, 500)[:, None])
+    old = {"members": {n: load_bundle(p) for n, p in members.items()}, "weights": {"a": 0.5, "b": 0.5}, "scale": 1.1,
+           "level_window": 7 * 24, "correction_window": 3 * 24, "correction_lags": [1, 24], "intervals": iv.to_dict(),
+           "meta": {"metric": "rmse"}}
+    monkeypatch.setattr(checkpoint, "VERSION", 1)
+    v1 = write_bundle(tmp_path / "v1.pt", old, fmt=ENSEMBLE_FORMAT)
+    monkeypatch.undo()
+    lm = load_model(v1)
+    assert lm.point_steps == (Calibration(1.1, 7 * 24, "rmse"), ResidualCorrection(3 * 24, (1, 24)), NonNegative())
+    assert lm.intervals == iv
+    v2 = load_model(_save(tmp_path / "v2.pt", members, {"a": 1.0, "b": 1.0}, lm.steps))
+    origins = np.arange(12_000, 12_050)
+    np.testing.assert_array_equal(lm.forecast(frame, origins), v2.forecast(frame, origins))
+    old["correction_lags"] = [1, 0]
+    monkeypatch.setattr(checkpoint, "VERSION", 1)
+    bad = write_bundle(tmp_path / "bad.pt", old, fmt=ENSEMBLE_FORMAT)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="bad.pt: post-processing step residual_correction: correction lag 0"):
+        load_model(bad)

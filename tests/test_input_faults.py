@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnn_core.checkpoint import load_bundle, load_model, save_bundle, write_bundle
+from rnn_core.checkpoint import load_bundle, save_bundle, write_bundle
+from rnn_core.forecaster import load_model
 from rnn_core.config import ModelConfig, TrainConfig
 from rnn_core.train import fit
 from search.cli import main
@@ -113,7 +114,7 @@ def test_a_model_file_with_a_malformed_field_is_one_line_naming_it(model_file: P
     assert main(["predict", str(bad), "--data", str(hour_csv)]) == 2
     err = _one_error(capsys)
     assert str(bad) in err and pattern in err, err
-    assert isinstance(load_model(model_file).model, torch.nn.Module)  # the original stays good
+    assert isinstance(load_model(model_file).base.model, torch.nn.Module)  # the original stays good
 
 
 def test_model_config_is_required_of_every_model_file(model_file: Path, tmp_path: Path, capsys) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnn_core.checkpoint import CheckpointError, load_bundle, load_model, write_bundle
+from rnn_core.checkpoint import CheckpointError, load_bundle, write_bundle
+from rnn_core.forecaster import load_model
 from rnn_core.intervals import Intervals, conformal, coverage
 from search.cli import main
 
@@ -116,7 +117,8 @@ def test_a_model_file_with_intervals_round_trips(tmp_path: Path, hour_csv: Path,
     assert "50% from" in capsys.readouterr().out
     # damaged interval tables are refused with the file's name
     bundle = load_bundle(ckpt)
-    bundle["intervals"]["lower"] = [[0.0]]
+    bundle["steps"][-1]["lower"] = [[0.0]]
     bad = write_bundle(tmp_path / "bad.pt", bundle)
-    with pytest.raises(CheckpointError, match="bad.pt: its stored intervals cannot be read"):
-        _ = load_model(bad).intervals
+    with pytest.raises(CheckpointError, match="bad.pt: post-processing step conformal_intervals: interval tables do not "
+                                              "match their levels"):
+        load_model(bad)

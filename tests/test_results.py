@@ -13,8 +13,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from rnn_core.checkpoint import load_bundle, load_model, write_bundle
-from rnn_core.data import load
+from rnn_core.checkpoint import load_bundle, write_bundle
+from rnn_core.data import load, load_frame
+from rnn_core.forecaster import load_model
+from rnn_core.metrics import mae, rmse
 from rnn_core.train import evaluate
 from search.cli import main
 
@@ -65,9 +67,8 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
     assert sum(m["weight"] for m in rep["members"]) == pytest.approx(1.0)
     # greedy (by squared error) only adds what helps, so it is never worse than one trial alone, the best by the
     # search metric included; the calibration factor (LAD: the search metric is val_mae) is fitted on the same hours
-    assert rep["selection"] == "rmse" and rep["metric"] == "mae"
-    assert rep["uncalibrated_val_rmse"] <= rep["best_val_rmse"] + 1e-9
-    assert rep["val_mae"] <= rep["uncalibrated_val_mae"] + 1e-9
+    assert rep["selection"] == "rmse" and rep["loss"] == "mae"
+    assert rep["mean_val_rmse"] <= rep["best_val_rmse"] + 1e-9
     from search.results import best_trial
 
     best, summaries, _ = best_trial(experiment["path"])
@@ -80,30 +81,50 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
     assert "ensemble of" in capsys.readouterr().out
     code = ("import sys; sys.modules['ray'] = None\n"
             "import numpy as np\n"
-            "import dataclasses\n"
             "from rnn_core import load_model, evaluate_model\n"
             f"lm = load_model({str(exported)!r})\n"
-            "fixed = dataclasses.replace(lm, bundle=dict(lm.bundle, level_window=0, correction_window=0))\n"  # validation factor only
-            f"np.save({str(tmp_path / 'p.npy')!r}, evaluate_model(fixed, {str(hour_csv)!r}, 'val').prediction)\n"
-            "print(lm.level_window, lm.correction_window)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            "fixed = lm.with_steps(lm.steps[:1])\n"  # an ablation: the chain's first step, the calibration, alone
+            "fixed = fixed.with_steps((type(fixed.steps[0])(fixed.steps[0].factor),))\n"  # ... with its validation factor
+            f"np.save({str(tmp_path / 'p.npy')!r}, evaluate_model(fixed, {str(hour_csv)!r}, 'val', levels=False).prediction)\n"
+            "print(*[s.kind for s in lm.steps], lm.steps[0].window, lm.steps[1].window)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW
     from rnn_core.metrics import evaluate_model
 
     # where it forecasts, the factor is refit on the weeks before, and the residual correction fitted on them
-    assert [int(v) for v in out.split()[-2:]] == [LEVEL_WINDOW, CORRECTION_WINDOW]
+    assert out == ["calibration", "residual_correction", "non_negative", "conformal_intervals", str(LEVEL_WINDOW),
+                   str(CORRECTION_WINDOW)]
     ckpt = {s.trial_id: Path(s.checkpoint) / "model.pt" for s in summaries}
-    expect = rep["scale"] * sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction
-                                for m in rep["members"])
+    expect = rep["steps"][0]["factor"] * sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction
+                                             for m in rep["members"])
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expect, rtol=1e-6, atol=1e-4)
     assert main(["test", experiment["path"], "--data", str(hour_csv), "--single"]) == 0
     assert f"trial {best.trial_id}" in capsys.readouterr().out
 
 
+def test_the_score_printed_at_selection_is_the_shipped_files_own(experiment, hour_csv: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    """What `ensemble` (and ensemble.json) and `export --single` say of the validation hours is what the file they
+    wrote forecasts there, its whole chain included."""
+    from rnn_core.metrics import evaluate_model
+
+    assert main(["ensemble", experiment["path"], "--size", "3", "--data", str(hour_csv)]) == 0
+    said = re.search(r"val MAE ([\d.]+), RMSE ([\d.]+) bikes/hour as the file forecasts", capsys.readouterr().out)
+    rep = json.loads((Path(experiment["path"]) / "ensemble.json").read_text())
+    ev = evaluate_model(rep["file"], hour_csv, "val", levels=False)
+    assert (rep["val_mae"], rep["val_rmse"]) == (pytest.approx(ev.mae, abs=1e-9), pytest.approx(ev.rmse, abs=1e-9))
+    assert said and (said.group(1), said.group(2)) == (f"{ev.mae:.2f}", f"{ev.rmse:.2f}")
+    single = tmp_path / "single.pt"
+    assert main(["export", experiment["path"], "--out", str(single), "--single", "--data", str(hour_csv)]) == 0
+    said = re.search(r"val MAE ([\d.]+), RMSE ([\d.]+) bikes/hour as the file forecasts", capsys.readouterr().out)
+    ev = evaluate_model(single, hour_csv, "val", levels=False)
+    assert said and (said.group(1), said.group(2)) == (f"{ev.mae:.2f}", f"{ev.rmse:.2f}")
+
+
 def test_exported_bundle_loads_without_ray(exported: Path, experiment) -> None:
     code = ("import sys; sys.modules['ray'] = None\n"  # any import of ray now fails
             "from rnn_core import load_model\n"
-            f"m = load_model({str(exported)!r}); print(m.model_config.cell, m.bundle['meta']['trial_id'])")
+            f"m = load_model({str(exported)!r}); print(m.base.model_config.cell, m.meta['trial_id'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     from search.results import best_trial
 
@@ -116,12 +137,17 @@ def test_test_command_metrics_match_rnn_core(exported: Path, hour_csv: Path, cap
     out = capsys.readouterr().out
     m = re.search(r"^model\s+([\d.]+)\s+([\d.]+)", out, re.M)
     assert m, out
-    lm = load_model(exported)
+    lm = load_model(exported)  # the best trial through the same chain as an ensemble
+    assert [s.kind for s in lm.steps] == ["calibration", "residual_correction", "non_negative", "conformal_intervals"]
     data = load(lm.data_config, hour_csv)
     te = data["test"]
-    ref = evaluate(lm.model, te.X, te.y, te.y_raw, lm.target_scaler)
-    assert float(m.group(1)) == pytest.approx(ref["mae"], abs=0.006)
-    assert float(m.group(2)) == pytest.approx(ref["rmse"], abs=0.006)
+    frame, *_ = load_frame(hour_csv)
+    pred = lm.forecast(frame, te.origin)
+    assert float(m.group(1)) == pytest.approx(mae(pred, te.y_raw.numpy()), abs=0.006)
+    assert float(m.group(2)) == pytest.approx(rmse(pred, te.y_raw.numpy()), abs=0.006)
+    # the chain's empty prefix is the network alone, as the trainer scores it
+    ref = evaluate(lm.base.model, te.X, te.y, te.y_raw, lm.base.target_scaler)
+    assert mae(lm.with_steps(()).forecast(frame, te.origin), te.y_raw.numpy()) == pytest.approx(ref["mae"], abs=1e-3)
     for base in ("persistence", "seasonal_24h", "seasonal_168h"):
         assert re.search(rf"^{base}\s+[\d.]+\s+[\d.]+", out, re.M)
     assert "improvement over the best baseline" in out

@@ -139,7 +139,6 @@ def test_driver_killed_then_resumed_from_s3(s3_env, hour_csv: Path, tmp_path: Pa
 def test_a_new_run_at_a_uri_used_before_starts_a_study_of_its_own(s3_env, hour_csv: Path, tmp_path: Path) -> None:
     """Fault 3 on s3://: the bucket emptied, a new run at the same URI with another space neither refuses its
     space nor learns from the old run's trials (the local working copy of the study belongs to one run)."""
-    import pyarrow.fs as pafs
 
     from search.tuner import study_summary
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnn_core.checkpoint import CheckpointError, load_bundle, load_model, save_bundle, write_bundle
+from rnn_core.checkpoint import CheckpointError, load_bundle, save_bundle, write_bundle
+from rnn_core.forecaster import load_model
 from rnn_core.config import ModelConfig, TrainConfig
 from rnn_core.model import RNNForecaster
 from rnn_core.train import evaluate, fit
@@ -140,9 +141,11 @@ def saved(bikes, tmp_path_factory) -> Path:
 def test_load_model_rebuilds_from_the_file_alone(saved: Path, bikes) -> None:
     lm = load_model(saved)
     val = bikes["val"]
-    m = evaluate(lm.model, val.X, val.y, val.y_raw, lm.target_scaler)
-    assert math.isclose(m["mae"], lm.bundle["best_metrics"]["val_mae"], rel_tol=1e-6)
-    assert lm.data_config == bikes.config and lm.feature_scaler == bikes.feature_scaler
+    net = lm.base  # a trial's checkpoint: the network alone, no post-processing steps
+    assert lm.steps == ()
+    m = evaluate(net.model, val.X, val.y, val.y_raw, net.target_scaler)
+    assert math.isclose(m["mae"], net.bundle["best_metrics"]["val_mae"], rel_tol=1e-6)
+    assert lm.data_config == bikes.config and net.feature_scaler == bikes.feature_scaler
 
 
 def test_truncated_checkpoint(saved: Path, tmp_path: Path) -> None:
@@ -228,8 +231,11 @@ def test_train_then_predict(hour_csv: Path, tmp_path: Path, capsys) -> None:
     assert "best V_loss so far (early stopping follows V_loss, not V_MAE)" in log and "improved" not in log
     ckpt = out / "model.pt"
     lm = load_model(ckpt)
-    assert lm.model_config.cell == "rnn" and lm.model_config.hidden_size == 8 and lm.model_config.num_layers == 2
-    assert lm.intervals is not None and lm.intervals.levels == (0.8, 0.95)  # conformal, from the validation hours
+    net = lm.base.model_config
+    assert net.cell == "rnn" and net.hidden_size == 8 and net.num_layers == 2
+    # shipped as an ensemble is: the same chain, conformal intervals from the validation hours last
+    assert [s.kind for s in lm.steps] == ["calibration", "residual_correction", "non_negative", "conformal_intervals"]
+    assert lm.intervals is not None and lm.intervals.levels == (0.8, 0.95)
     args = ["predict", str(ckpt), "--data", str(hour_csv), "--at", "2012-12-01 07:00"]
     assert main(args) == 0
     first = capsys.readouterr().out

@@ -1,0 +1,265 @@
+"""The forecaster a user gets: a base (one network, or the weighted mean of several) and the ordered chain of
+post-processing steps (rnn_core.postprocess) that turns its raw forecasts into the shipped ones, intervals
+included. One object, one file, read in one place.
+
+A file of either kind (rnn_core.checkpoint's envelope) stores the base and ``"steps"``: the chain as a list.
+A single model's file is a model bundle with that list (a trial checkpoint has none: its raw network); an
+ensemble's file is ``{"members": {name: bundle}, "weights": {name: w}, "steps": [...], "meta": {...}}``, the
+members complete bundles without their optimizer state, so the file stands alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnn_core.checkpoint import (
+    ENSEMBLE_FORMAT, FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
+)
+from rnn_core.config import DataConfig
+from rnn_core.data import history_span, known_targets
+from rnn_core.intervals import Intervals
+from rnn_core.postprocess import ConformalIntervals, Step, StepError, steps_from_list
+
+#: Keys of a trial checkpoint that an ensemble member does not need (resumable training state).
+TRAINING_STATE = ("model", "ema", "optimizer", "scheduler", "rng", "bad_epochs")
+
+Bands = dict[float, tuple[np.ndarray, np.ndarray]]
+"""level -> (lower [N, H], upper [N, H]) in bikes per hour."""
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """What a forecast needs: the earliest origin with a full input window, the split and horizon it is scored
+    on (its data config: every member's split, the longest window), and forecasts [N, H] in bikes per hour from
+    origins [N] (indices of the last input hour in the hourly frame)."""
+
+    @property
+    def first_origin(self) -> int: ...
+
+    @property
+    def data_config(self) -> DataConfig: ...
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class WeightedMean:
+    """The weighted mean of members' forecasts in bikes per hour (members with different windows, transforms,
+    cells or lags combine: each turns the hourly frame into its own inputs)."""
+
+    members: tuple[LoadedModel, ...]
+    names: tuple[str, ...]
+    weights: np.ndarray
+    """[M] positive, summing to 1."""
+
+    @property
+    def first_origin(self) -> int:
+        return max(m.first_origin for m in self.members)
+
+    @property
+    def data_config(self) -> DataConfig:
+        """The members' split and horizon (checked equal when loaded), with the longest member window."""
+        return dataclasses.replace(self.members[0].data_config,
+                                   sequence_size=max(m.data_config.sequence_size for m in self.members))
+
+    def member_forecasts(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """[M, N, H] each member's forecasts."""
+        return np.stack([m.forecast(frame, origins) for m in self.members])
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        return np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)  # [N, H]
+
+    def describe(self) -> str:
+        parts = [f"{n} x{w:.2f} ({m.model_config.cell} {m.model_config.hidden_size}x{m.model_config.num_layers}, "
+                 f"{m.data_config.sequence_size} h)" for n, w, m in zip(self.names, self.weights, self.members)]
+        return f"ensemble of {len(self.members)}: " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class PostProcessed:
+    """A base forecaster and its chain of steps; what every model file loads as."""
+
+    base: LoadedModel | WeightedMean
+    steps: tuple[Step, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    """What the file says about where it came from (trial, search, selection); never behaviour."""
+    source: str = ""
+    """Where it was loaded from (for messages)."""
+
+    @property
+    def first_origin(self) -> int:
+        return self.base.first_origin
+
+    @property
+    def data_config(self) -> DataConfig:
+        return self.base.data_config
+
+    @property
+    def intervals(self) -> Intervals | None:
+        """The chain's conformal intervals (its last step), if it has them."""
+        return self.steps[-1].intervals if self.steps and isinstance(self.steps[-1], ConformalIntervals) else None
+
+    @property
+    def point_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if not isinstance(s, ConformalIntervals))
+
+    def with_steps(self, steps: tuple[Step, ...]) -> PostProcessed:
+        """The same base with another chain (a prefix or subset of this one, for ablations; or new intervals)."""
+        return dataclasses.replace(self, steps=tuple(steps))
+
+    def with_intervals(self, intervals: Intervals | None) -> PostProcessed:
+        return self.with_steps(self.point_steps + ((ConformalIntervals(intervals),) if intervals is not None else ()))
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """[N, H] the shipped forecasts from origins [N]."""
+        return self.forecast_with_bands(frame, origins, bands=False)[0]
+
+    def forecast_with_bands(self, frame: pd.DataFrame, origins: np.ndarray,
+                            bands: bool = True) -> tuple[np.ndarray, Bands]:
+        """The shipped forecasts [N, H] and (with ``bands``, when the chain has intervals) their bands."""
+        origins = np.asarray(origins, np.int64)
+        steps = self.steps if bands else self.point_steps
+        lookback = sum(s.lookback for s in steps)
+        if not len(origins):
+            return np.empty((0, self.data_config.horizon)), {}
+        # Each step may use the forecasts of the `lookback` origins before each row: forecast the consecutive
+        # origins from the first asked one minus the chain's whole lookback (not before the first possible one).
+        span, rows = (origins, np.arange(len(origins))) if not lookback else history_span(origins, self.first_origin, lookback)
+        pred = self.base.forecast(frame, span)  # [S, H]
+        target = known_targets(frame["cnt"].to_numpy(), span, pred.shape[1]) if lookback else None  # [S, H]
+        for step in steps:
+            pred = step.apply(pred, target)
+        iv = steps[-1] if steps and isinstance(steps[-1], ConformalIntervals) else None
+        return pred[rows], (iv.bands(pred, target, rows) if iv is not None else {})
+
+    def describe(self) -> str:
+        base = self.base.describe() if isinstance(self.base, WeightedMean) else f"model {self.source}"
+        return base + "; then " + (", ".join(s.kind.replace("_", " ") for s in self.steps) or "nothing")
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def member_bundle(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A trial checkpoint without its resumable training state: what a member needs to forecast."""
+    return {k: v for k, v in bundle.items() if k not in TRAINING_STATE}
+
+
+def save_forecaster(path: str | os.PathLike[str], forecaster: PostProcessed) -> Path:
+    """Write a forecaster as one standalone file (atomically): its base's bundle(s), its chain, its meta."""
+    chain = [s.to_dict() for s in forecaster.steps]
+    base = forecaster.base
+    if isinstance(base, LoadedModel):
+        return write_bundle(path, dict(member_bundle(base.bundle), steps=chain, meta=dict(forecaster.meta)))
+    payload = {"members": {n: member_bundle(m.bundle) for n, m in zip(base.names, base.members)},
+               "weights": {n: float(w) for n, w in zip(base.names, base.weights)}, "steps": chain,
+               "meta": dict(forecaster.meta)}
+    return write_bundle(path, payload, fmt=ENSEMBLE_FORMAT)
+
+
+def ensemble_of(bundles: dict[str, dict[str, Any]], weights: dict[str, float]) -> WeightedMean:
+    """Members (name -> model bundle) and weights (name -> weight; 0 drops a member, the rest are normalised to
+    sum to 1) -> their weighted mean."""
+    kept = {n: float(w) for n, w in weights.items() if w > 0}
+    missing = [n for n in kept if n not in bundles]
+    if not kept or missing:
+        raise ValueError(f"an ensemble needs weighted members that it holds; missing: {missing or 'all'}")
+    total = sum(kept.values())
+    return WeightedMean(tuple(model_from_bundle(bundles[n], n) for n in kept), tuple(kept),
+                        np.array([w / total for w in kept.values()]))
+
+
+def _weighted_mean(payload: dict[str, Any], source: str, device: str | torch.device) -> WeightedMean:
+    members, weights = payload.get("members"), payload.get("weights")
+    if not isinstance(members, dict) or not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"{source}: an ensemble file without members or weights")
+    for name, w in weights.items():
+        if name not in members or not isinstance(members[name], dict):
+            raise CheckpointError(f"{source}: the ensemble names member {name!r}, which the file does not hold")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise CheckpointError(f"{source}: member {name!r} has weight {w!r}; weights must be positive numbers")
+    if abs(sum(weights.values()) - 1.0) > 1e-6:
+        raise CheckpointError(f"{source}: the ensemble's weights sum to {sum(weights.values()):.6f}, not 1")
+    names = tuple(weights)
+    loaded = tuple(model_from_bundle(check_bundle(members[n], f"{source} (member {n})"), f"{source} (member {n})", device)
+                   for n in names)
+    ref = loaded[0].data_config
+    for name, m in zip(names, loaded):
+        cfg = m.data_config
+        if cfg.horizon != ref.horizon or (cfg.split, cfg.val_start, cfg.test_start, cfg.test_end) != (
+                ref.split, ref.val_start, ref.test_start, ref.test_end):
+            raise CheckpointError(f"{source}: member {name!r} forecasts horizon {cfg.horizon} on split {cfg.split!r}, "
+                                  f"unlike member {names[0]!r} (horizon {ref.horizon}, split {ref.split!r})")
+    return WeightedMean(loaded, names, np.array([weights[n] for n in names], dtype=np.float64))
+
+
+def forecaster_from_payload(fmt: str, payload: dict[str, Any], source: str,
+                            device: str | torch.device = "cpu") -> PostProcessed:
+    """A verified payload (rnn_core.checkpoint.read_verified) -> its forecaster."""
+    try:
+        steps = steps_from_list(payload.get("steps", []))
+    except StepError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    if fmt == ENSEMBLE_FORMAT:
+        base: LoadedModel | WeightedMean = _weighted_mean(payload, source, device)
+    else:
+        base = model_from_bundle(check_bundle(payload, source), source, device)
+    meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+    return PostProcessed(base, steps, meta, source)
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> PostProcessed:
+    """Load a model file or an ensemble file written by rnn-search (Ray is not needed): one forecaster,
+    ``.forecast(frame, origins)``; ``.base`` is the network (``LoadedModel``) or the members' mean."""
+    fmt, payload = read_verified(path)
+    return forecaster_from_payload(fmt, payload, str(path), device)
+
+
+def forecaster_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> PostProcessed:
+    """A model bundle in memory (a trial checkpoint: no steps) -> its forecaster."""
+    return forecaster_from_payload(FORMAT, bundle, source, device)
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def split_targets(frame: pd.DataFrame, cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's origins [N] and targets [N, H] in bikes per hour (no windows: a forecaster builds its own)."""
+    from rnn_core.data import make_targets, split_origins
+
+    origins = split_origins(frame.index.to_numpy(), cfg)[split]
+    return origins, make_targets(frame["cnt"].to_numpy(np.float64), origins, cfg.horizon)
+
+
+def post_process(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str = "mae",
+                 meta: dict[str, Any] | None = None, source: str = "") -> PostProcessed:
+    """The shipped forecaster of ``base``: rnn_core.postprocess.standard_steps with the calibration factor
+    fitted on the validation hours (``loss``: mae or rmse), then conformal intervals fitted on the chain's own
+    validation forecasts. Single models and ensembles get the same chain."""
+    from rnn_core.intervals import conformal
+    from rnn_core.postprocess import calibrate, standard_steps
+
+    origins, target = split_targets(frame, base.data_config, "val")
+    point = PostProcessed(base, standard_steps(calibrate(base.forecast(frame, origins), target, loss), loss),
+                          dict(meta or {}), source)
+    return point.with_intervals(conformal(point.forecast(frame, origins), target))
+
+
+def ship_checkpoint(path: str | os.PathLike[str], frame: pd.DataFrame, loss: str = "mae") -> PostProcessed:
+    """Turn a trained model's checkpoint (rnn_core.train's bundle) into the forecaster it ships as, in place:
+    without its training state, with the chain of :func:`post_process`."""
+    from rnn_core.checkpoint import load_bundle
+
+    bundle = load_bundle(path)
+    shipped = post_process(model_from_bundle(member_bundle(bundle), str(path)), frame, loss, bundle.get("meta"), str(path))
+    save_forecaster(path, shipped)
+    return shipped

@@ -1,0 +1,316 @@
+"""What happens to a forecast after the network (or the members' weighted mean) has made it: an ordered chain
+of steps, each a frozen dataclass that checks itself, states its lookback and applies one stage.
+
+Every step works on the forecasts ``pred`` [S, H] of S consecutive origins and on what is known of their targets
+``target`` [S, H] (NaN where a target lies after the data or after an origin's own time is irrelevant: each
+stage uses, for origin i and step k, only targets of origins up to i - k, those known at i). A step's
+``lookback`` is how many origins before an asked one it needs the forecasts of; a row with less history in the
+span falls back as the step says. So a chain forecasts ``sum(lookback)`` origins before the first asked one.
+
+Calibration (:class:`Calibration`): one factor k on the forecast, the least-absolute-deviation or least-squares
+fit of target = k * forecast on the validation hours, k within [0.8, 1.25]. Members trained on log counts of
+earlier, quieter months forecast the level of later, busier ones too low; one parameter corrects that without
+room to overfit. With ``window`` > 0 it is fitted again at each origin t on the forecasts of the ``window``
+origins before t whose targets are known at t (for step k, origins up to t - k): demand keeps moving (a model
+trained before a season of growth forecasts it too low all season); the validation factor stays where less
+history exists.
+
+Residual correction (:class:`ResidualCorrection`): the forecast's errors persist (weather and events that the
+inputs show late or not at all) and repeat by the day and the week; an autoregression of its hour-ahead errors
+on those of the hour, the day and the week before (``lags``), fitted again at each origin on the ``window``
+origins before it, on the sqrt scale (a count's spread grows with its level), run forward over the horizon.
+
+Non-negativity (:class:`NonNegative`): a count is never below zero (a negative error carried onto a quiet
+night hour could say otherwise).
+
+Intervals (:class:`ConformalIntervals`): rolling conformal intervals around the final forecast
+(rnn_core.intervals); the last step; it bounds the forecast and does not change it.
+
+A file stores its chain as a list of ``step.to_dict()`` (each with its ``kind``); :func:`steps_from_list` maps
+them back and refuses, in one line naming the step and field, anything malformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view  # windows of past errors: [S, ...] -> views
+
+from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW
+from rnn_core.data import known_runs
+from rnn_core.intervals import Intervals
+
+#: What a calibration factor's fit minimises.
+LOSSES = ("mae", "rmse")
+
+
+# ------------------------------------------------------------------------------------------ the stages
+
+
+CALIBRATION_RANGE = (0.8, 1.25)
+
+
+def _factors(p: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
+    """Forecasts and targets [B, n] -> [B] the factor k that minimises the error of k * p on each row, within
+    CALIBRATION_RANGE. mae: the weighted median of y/p with weights p (sum |y - k p| = sum p |y/p - k|);
+    rmse: sum(p y) / sum(p^2). Hours forecast at (nearly) zero carry no weight; a row with none gets 1."""
+    w = np.where(p > 1e-6, p, 0.0)
+    if loss == "rmse":
+        f = (w * y).sum(axis=1) / np.maximum((w * p).sum(axis=1), 1e-12)
+    else:
+        ratio = np.where(w > 0, y / np.where(w > 0, p, 1.0), np.inf)  # zero-weight hours sort last
+        order = np.argsort(ratio, axis=1)
+        cum = np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)  # [B, n]
+        half = np.argmax(cum >= cum[:, -1:] / 2, axis=1)  # the first rank holding half the weight
+        f = np.take_along_axis(np.take_along_axis(ratio, order, axis=1), half[:, None], axis=1)[:, 0]
+    return np.clip(np.where(w.sum(axis=1) > 0, f, 1.0), *CALIBRATION_RANGE)
+
+
+def calibrate(pred: np.ndarray, target: np.ndarray, loss: str = "mae") -> float:
+    """The factor k that minimises the error of k * pred on (pred, target) [N, H], within CALIBRATION_RANGE
+    (:func:`_factors`: least absolute deviation for mae, least squares for rmse)."""
+    p = np.asarray(pred, np.float64).ravel()[None]
+    return float(_factors(p, np.asarray(target, np.float64).ravel()[None], loss)[0]) if p.size else 1.0
+
+
+def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int, loss: str = "mae") -> np.ndarray:
+    """The calibration factor of each forecast ``pred[rows]``, fitted as :func:`calibrate` does on recent hours.
+
+    ``pred`` and ``target`` [M, H] belong to consecutive origins (target NaN where not yet known). For row i
+    and step k (1-based) the fit uses rows i - window .. i - k. Returns [N, H]; NaN for rows with fewer than
+    ``window`` rows before them."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    rows = np.asarray(rows, np.int64)
+    out = np.full((len(rows), pred.shape[1]), np.nan)
+    ok = rows >= window
+    if window <= 0 or not ok.any():
+        return out
+    q = rows[ok]
+    for k in range(pred.shape[1]):  # step k + 1: the [Nq, n] forecasts and targets known at each origin
+        out[ok, k] = _factors(known_runs(pred, q, window, k + 1), known_runs(target, q, window, k + 1), loss)
+    return out
+
+
+#: Each coefficient of the residual correction is kept within this range: persistence, never reversal (a
+#: negative coefficient fitted on two weeks of errors is noise), and never the whole of a past error.
+CORRECTION_RANGE = (0.0, 0.9)
+
+
+def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int,
+                         lags: tuple[int, ...] = CORRECTION_LAGS) -> np.ndarray:
+    """What to add to the calibrated forecasts ``pred[rows]`` for the errors before them: [N, H].
+
+    ``pred`` and ``target`` [S, H] belong to consecutive origins (target NaN where not yet known). On the sqrt
+    scale, z[j] = (target - pred) / sqrt(pred + 1) at step 1 of origin j is the error for hour j + 1, known
+    from origin j + 1 on. At origin i, the coefficients b are the least-squares fit of z[j] on
+    z[j - l] for l in ``lags``, over origins j = i - window .. i - 1 (all known at i), each kept within
+    CORRECTION_RANGE; the error of hour i + k is then forecast as sum_l b_l * z(hour i + k - l), with the
+    known error where that hour is at most i and the forecast one where it is later, and step k adds it times
+    sqrt(pred[i, k] + 1). Rows with fewer than ``window`` + max(lags) origins before them get 0."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    rows = np.asarray(rows, np.int64)
+    lags_ = np.asarray(sorted(set(lags)), np.int64)
+    out = np.zeros((len(rows), pred.shape[1]))
+    ok = rows >= window + (lags_.max() if len(lags_) else 0)
+    if window <= 0 or not len(lags_) or not ok.any():
+        return out
+    q = rows[ok]
+    spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)  # [S, H]
+    z = (target[:, 0] - pred[:, 0]) / spread[:, 0]  # [S] hour-ahead errors on the sqrt scale
+    lagged = np.stack([np.concatenate([np.full(lag, np.nan), z[:-lag]]) for lag in lags_], axis=-1)  # [S, p]: z[j - l]
+    x = sliding_window_view(lagged, window, axis=0)[q - window]  # [Nq, p, window]: origins j = i - window .. i - 1
+    y = sliding_window_view(z, window)[q - window]  # [Nq, window]
+    gram = np.einsum("naw,nbw->nab", x, x)  # [Nq, p, p]
+    gram += 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1.0) * np.eye(len(lags_))  # all-zero errors
+    coef = np.linalg.solve(gram, np.einsum("naw,nw->na", x, y)[..., None])[..., 0]  # [Nq, p]
+    coef = np.clip(coef, *CORRECTION_RANGE)
+    ahead = np.zeros((len(q), pred.shape[1]))  # [Nq, H]: the forecast errors of hours i + 1 .. i + H
+    for k in range(1, pred.shape[1] + 1):
+        for a, lag in enumerate(lags_):  # hour i + k - lag: known (step 1 of origin i + k - lag - 1) or forecast
+            past = z[q + k - lag - 1] if k <= lag else ahead[:, k - lag - 1]
+            ahead[:, k - 1] += coef[:, a] * past
+    out[ok] = ahead * spread[q]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the steps
+
+
+class StepError(ValueError):
+    """A step whose settings are not what it needs."""
+
+
+def _whole(name: str, v: Any, low: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise StepError(f"{name} {v!r}: expected a whole number >= {low}")
+    return v
+
+
+class Step(Protocol):
+    """One post-processing stage: ``apply`` [S, H] forecasts of consecutive origins (with their known targets)
+    -> [S, H]; row i may use rows i - lookback .. i - 1."""
+
+    kind: ClassVar[str]
+
+    @property
+    def lookback(self) -> int: ...
+
+    def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Forecast times a factor: the validation one, refit on the ``window`` origins before each (0: never)."""
+
+    kind: ClassVar[str] = "calibration"
+    factor: float
+    window: int = 0
+    loss: str = "mae"
+
+    def __post_init__(self) -> None:
+        lo, hi = CALIBRATION_RANGE
+        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not lo <= self.factor <= hi:
+            raise StepError(f"calibration factor {self.factor!r}: expected a number within [{lo}, {hi}]")
+        _whole("calibration window", self.window, 0)
+        if self.loss not in LOSSES:
+            raise StepError(f"calibration loss {self.loss!r}: expected one of {', '.join(LOSSES)}")
+
+    @property
+    def lookback(self) -> int:
+        return self.window
+
+    def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        if not self.window:
+            return self.factor * pred
+        factors = rolling_factors(pred, target, np.arange(len(pred)), self.window, self.loss)  # [S, H], NaN: too early
+        return pred * np.where(np.isnan(factors), self.factor, factors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "factor": float(self.factor), "window": self.window, "loss": self.loss}
+
+
+@dataclass(frozen=True)
+class ResidualCorrection:
+    """Forecast plus a forecast of its own error (:func:`residual_corrections`)."""
+
+    kind: ClassVar[str] = "residual_correction"
+    window: int = CORRECTION_WINDOW
+    lags: tuple[int, ...] = CORRECTION_LAGS
+
+    def __post_init__(self) -> None:
+        _whole("correction window", self.window, 1)
+        if not isinstance(self.lags, tuple) or not self.lags:
+            raise StepError(f"correction lags {self.lags!r}: expected at least one whole number of hours >= 1")
+        for lag in self.lags:
+            _whole("correction lag", lag, 1)
+
+    @property
+    def lookback(self) -> int:
+        return self.window + max(self.lags)
+
+    def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return pred + residual_corrections(pred, target, np.arange(len(pred)), self.window, self.lags)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "window": self.window, "lags": list(self.lags)}
+
+
+@dataclass(frozen=True)
+class NonNegative:
+    """No forecast below zero rentals."""
+
+    kind: ClassVar[str] = "non_negative"
+    lookback: ClassVar[int] = 0
+
+    def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return np.maximum(pred, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+@dataclass(frozen=True)
+class ConformalIntervals:
+    """Rolling conformal intervals around the final forecast; the forecast itself passes unchanged."""
+
+    kind: ClassVar[str] = "conformal_intervals"
+    intervals: Intervals
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.intervals, Intervals):
+            raise StepError(f"conformal intervals {self.intervals!r}: expected rnn_core.intervals.Intervals")
+
+    @property
+    def lookback(self) -> int:
+        return self.intervals.window
+
+    def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return pred
+
+    def bands(self, pred: np.ndarray, target: np.ndarray, rows: np.ndarray) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+        """{level: (lower [N, H], upper [N, H])} around ``pred[rows]`` ([S, H] of consecutive origins)."""
+        if not self.intervals.window:
+            return self.intervals.bands(np.asarray(pred, np.float64)[rows])
+        return self.intervals.rolling_bands(pred, target, rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.intervals.to_dict()}
+
+
+STEPS: dict[str, type] = {cls.kind: cls for cls in (Calibration, ResidualCorrection, NonNegative, ConformalIntervals)}
+
+
+def step_from_dict(d: Any) -> Step:
+    """One stored step -> its dataclass; StepError (one line) for an unknown kind or a bad field."""
+    if not isinstance(d, dict) or d.get("kind") not in STEPS:
+        kind = d.get("kind") if isinstance(d, dict) else d
+        raise StepError(f"post-processing step {kind!r}: expected one of {', '.join(STEPS)}")
+    fields = {k: v for k, v in d.items() if k != "kind"}
+    cls = STEPS[d["kind"]]
+    try:
+        if cls is ConformalIntervals:
+            return ConformalIntervals(Intervals.from_dict(fields))
+        if cls is ResidualCorrection and isinstance(fields.get("lags"), list):
+            fields["lags"] = tuple(fields["lags"])
+        return cls(**fields)
+    except (TypeError, KeyError) as exc:
+        raise StepError(f"post-processing step {d['kind']}: {exc}") from None
+    except ValueError as exc:
+        raise StepError(f"post-processing step {d['kind']}: {exc}") from None
+
+
+def steps_from_list(items: Any) -> tuple[Step, ...]:
+    """A file's stored chain -> its steps, in order; the intervals, if any, come last."""
+    if not isinstance(items, list):
+        raise StepError(f"post-processing steps {items!r}: expected a list")
+    steps = tuple(step_from_dict(d) for d in items)
+    if any(isinstance(s, ConformalIntervals) for s in steps[:-1]):
+        raise StepError("post-processing steps: the conformal intervals must be the last step")
+    return steps
+
+
+def standard_steps(factor: float, loss: str) -> tuple[Step, ...]:
+    """The chain every shipped forecaster gets in front of its intervals (the one place it is built)."""
+    return (Calibration(factor, LEVEL_WINDOW, loss), ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS), NonNegative())
+
+
+def describe_steps(items: list[dict[str, Any]] | tuple[Step, ...]) -> str:
+    """One line for a chain (stored dicts or steps): what each step does, in order."""
+    steps = steps_from_list(list(items)) if items and isinstance(items[0], dict) else tuple(items)
+    said = []
+    for s in steps:
+        if isinstance(s, Calibration):
+            said.append(f"times the calibration factor {s.factor:.3f}"
+                        + (f", fitted again at each hour on the {s.window // 24} days before it" if s.window else ""))
+        elif isinstance(s, ResidualCorrection):
+            said.append(f"plus its own error forecast from those {', '.join(f'{lag} h' for lag in s.lags)} before "
+                        f"(fitted on the {s.window // 24} days before)")
+        elif isinstance(s, NonNegative):
+            said.append("never below zero")
+        elif isinstance(s, ConformalIntervals):
+            said.append(f"intervals {', '.join(f'{a:.0%}' for a in s.intervals.levels)} ({s.intervals.describe()})")
+    return "; ".join(said) or "nothing"

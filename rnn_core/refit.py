@@ -1,0 +1,109 @@
+"""Refit (:func:`refit_bundles`): retrain each member with its own settings and seed on the training and
+validation hours together, for as many epochs as its chosen checkpoint had (the same passes over the data; the
+larger data set gives each epoch proportionally more steps), keeping its scalers. This is NeuralForecast's
+``refit_with_val``. Its learning-rate schedule is compressed to those epochs (a cosine anneals to zero at the
+last one): nothing is held out any more, so the last weights are the ones kept.
+
+Kept apart from the product's path: on 6 of 7 recorded searches it was worse than the validation-only ensemble
+(benchmarks/RESULTS.md), and it is offered only where a user asks for it (``--refit``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnn_core.checkpoint import CheckpointError, model_from_bundle
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig
+from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows
+from rnn_core.forecaster import PostProcessed, WeightedMean, member_bundle
+
+log = logging.getLogger(__name__)
+
+
+def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN201 - BikeData
+    """The member's windows with the training split extended over the validation hours (every origin whose
+    targets end before the test period), scaled with the member's own stored scalers."""
+    cfg = DataConfig.from_dict(bundle["data_config"])
+    fs = FeatureScaler.from_dict(bundle["feature_scaler"])
+    ts = TargetScaler.from_dict(bundle["target_scaler"])
+    data = build(frame, cfg, scalers=(fs, ts))
+    tr, va = data["train"], data["val"]
+    # Every origin from the first training window to the last validation one: also the H-1 windows that
+    # straddle the boundary, and with several validation windows the training hours left out around them.
+    origins = np.arange(min(tr.origin[0], va.origin[0]), max(tr.origin[-1], va.origin[-1]) + 1)
+    y_raw = make_targets(data.cnt.astype(np.float64), origins, cfg.horizon)  # [N, H]
+    data.splits["train"] = Split(
+        X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]
+        y=torch.from_numpy(np.asarray(ts.forward(y_raw), dtype=np.float32)),
+        y_raw=torch.from_numpy(y_raw.astype(np.float32)),
+        origin=origins,
+        target_time=make_targets(data.hours, origins, cfg.horizon).copy(),
+    )
+    return data
+
+
+def refit_bundle(bundle: dict[str, Any], frame: pd.DataFrame, num_threads: int = 1) -> dict[str, Any]:
+    """Retrain one member on training + validation hours (see the module docstring); returns its new bundle."""
+    from rnn_core.train import fit  # heavy; only a refit needs the trainer
+
+    started = time.perf_counter()
+    epochs = int(bundle.get("best_metrics", {}).get("epoch") or bundle.get("epoch") or 0)
+    if epochs < 1:
+        raise CheckpointError("cannot refit a member without a recorded best epoch")
+    data = train_through_val(frame, bundle)
+    mcfg = ModelConfig.from_dict(bundle["model_config"])
+    tcfg = TrainConfig.from_dict(bundle["train_config"])
+    # The member's settings and seed, its schedule compressed to ``epochs`` and no early stopping: the
+    # validation hours are training hours now, so it runs exactly ``epochs`` epochs and keeps the last.
+    tcfg = dataclasses.replace(tcfg, max_epochs=epochs, patience=epochs + 1, num_threads=num_threads)
+    res = fit(data, mcfg, tcfg)
+    out = member_bundle(bundle)
+    out.update(weights=res.state["weights"], best_model=res.state["weights"], epoch=epochs, history=res.history,
+               meta=dict(bundle.get("meta", {}), refit={
+                   "epochs": epochs, "train_windows": len(data["train"]),
+                   "through": str(data["train"].target_time[-1, -1])[:16], "seconds": round(time.perf_counter() - started, 1),
+               }))
+    return out
+
+
+def _refit_one(args: tuple[dict[str, Any], pd.DataFrame]) -> dict[str, Any]:
+    bundle, frame = args
+    return refit_bundle(bundle, frame, num_threads=1)
+
+
+def refit_bundles(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, jobs: int | None = None) -> dict[str, dict[str, Any]]:
+    """Refit several members, ``jobs`` at a time in worker processes of one thread each (default: one per CPU)."""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(bundles)))
+    names = list(bundles)
+    log.info("refitting %d member(s) on training + validation hours, %d at a time", len(names), jobs)
+    if jobs == 1:
+        return {n: refit_bundle(bundles[n], frame, num_threads=torch.get_num_threads()) for n in names}
+    out = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for name, refit in zip(names, pool.map(_refit_one, [(bundles[n], frame) for n in names])):
+            log.info("  refit %s: %d epochs on %d windows in %.0f s", name, refit["meta"]["refit"]["epochs"],
+                     refit["meta"]["refit"]["train_windows"], refit["meta"]["refit"]["seconds"])
+            out[name] = refit
+    return out
+
+
+def refit_forecaster(shipped: PostProcessed, frame: pd.DataFrame, jobs: int | None = None) -> PostProcessed:
+    """The one entry point: an ensemble whose members are refit (:func:`refit_bundles`), with the same weights,
+    the same chain (its factor and intervals stay the validation ones: their own would be in-sample) and
+    ``meta["refit"]``."""
+    base = shipped.base
+    if not isinstance(base, WeightedMean):
+        raise ValueError("only an ensemble's members are refit")
+    refits = refit_bundles({n: m.bundle for n, m in zip(base.names, base.members)}, frame, jobs)
+    members = tuple(model_from_bundle(refits[n], n) for n in base.names)
+    return dataclasses.replace(shipped, base=WeightedMean(members, base.names, base.weights), meta=dict(shipped.meta, refit=True))
