@@ -345,6 +345,14 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
     if raw.empty:
         raise DataError(f"{path}: the file has a header but no data rows")
 
+    df, dates = _numbers(raw, path)
+    _check_ranges(df, raw, path)
+    df["timestamp"] = _timestamps(df, dates, path).to_numpy()
+    return df
+
+
+def _numbers(raw: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.Series]:
+    """The numeric columns as floats (every cell a finite number) and the parsed dates."""
     df = pd.DataFrame(index=raw.index)
     for col in RAW_COLUMNS:
         if col == "dteday":
@@ -362,7 +370,11 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise DataError(
             f"{path}: line {_line(row)}, column 'dteday': {raw['dteday'].iloc[row]!r} is not a date (YYYY-MM-DD)"
         )
+    return df, dates
 
+
+def _check_ranges(df: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
+    """Each column within its range, and casual + registered = cnt."""
     ranges = {
         "hr": (0, 23, "an hour from 0 to 23"),
         "weathersit": (1, 4, "a weather situation from 1 to 4"),
@@ -386,6 +398,9 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"{path}: line {_line(row)}, column 'cnt': casual + registered = {sums[row]:g} but cnt = {df['cnt'].iloc[row]:g}"
         )
 
+
+def _timestamps(df: pd.DataFrame, dates: pd.Series, path: Path) -> pd.Series:
+    """dteday + hr: unique, in time order, within the grid's bounds."""
     ts = dates + pd.to_timedelta(df["hr"].astype(np.int64), unit="h")
     tsv = ts.to_numpy()
     dup = pd.Series(tsv).duplicated().to_numpy()
@@ -403,8 +418,8 @@ def read_raw(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise DataError(
             f"{path}: timestamps run from {ts.iloc[0]} to {ts.iloc[-1]}; expected hours within {GRID_START} .. {GRID_END}"
         )
-    df["timestamp"] = ts.to_numpy()
-    return df
+    return ts
+
 
 
 def verify(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:

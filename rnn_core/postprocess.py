@@ -148,6 +148,16 @@ def _whole(name: str, v: Any, low: int) -> int:
     return v
 
 
+#: kind -> step class, for reading a stored chain back (filled by :func:`register`).
+STEPS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Make a step class readable from a file by its ``kind``."""
+    STEPS[cls.kind] = cls
+    return cls
+
+
 class Step(Protocol):
     """One post-processing stage: ``apply`` [S, H] forecasts of consecutive origins (with their known targets)
     -> [S, H]; row i may use rows i - lookback .. i - 1."""
@@ -159,9 +169,12 @@ class Step(Protocol):
 
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray: ...
 
+    def describe(self) -> str: ...
+
     def to_dict(self) -> dict[str, Any]: ...
 
 
+@register
 @dataclass(frozen=True)
 class Calibration:
     """Forecast times a factor: the validation one, refit on the ``window`` origins before each (0: never)."""
@@ -189,10 +202,15 @@ class Calibration:
         factors = rolling_factors(pred, target, np.arange(len(pred)), self.window, self.loss)  # [S, H], NaN: too early
         return pred * np.where(np.isnan(factors), self.factor, factors)
 
+    def describe(self) -> str:
+        again = f", fitted again at each hour on the {self.window // 24} days before it" if self.window else ""
+        return f"times the calibration factor {self.factor:.3f}{again}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "factor": float(self.factor), "window": self.window, "loss": self.loss}
 
 
+@register
 @dataclass(frozen=True)
 class ResidualCorrection:
     """Forecast plus a forecast of its own error (:func:`residual_corrections`)."""
@@ -215,10 +233,15 @@ class ResidualCorrection:
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         return pred + residual_corrections(pred, target, np.arange(len(pred)), self.window, self.lags)
 
+    def describe(self) -> str:
+        return (f"plus its own error forecast from those {', '.join(f'{lag} h' for lag in self.lags)} before "
+                f"(fitted on the {self.window // 24} days before)")
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "window": self.window, "lags": list(self.lags)}
 
 
+@register
 @dataclass(frozen=True)
 class NonNegative:
     """No forecast below zero rentals."""
@@ -229,10 +252,14 @@ class NonNegative:
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.maximum(pred, 0.0)
 
+    def describe(self) -> str:
+        return "never below zero"
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind}
 
 
+@register
 @dataclass(frozen=True)
 class ConformalIntervals:
     """Rolling conformal intervals around the final forecast; the forecast itself passes unchanged."""
@@ -257,11 +284,11 @@ class ConformalIntervals:
             return self.intervals.bands(np.asarray(pred, np.float64)[rows])
         return self.intervals.rolling_bands(pred, target, rows)
 
+    def describe(self) -> str:
+        return f"intervals {', '.join(f'{a:.0%}' for a in self.intervals.levels)} ({self.intervals.describe()})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.intervals.to_dict()}
-
-
-STEPS: dict[str, type] = {cls.kind: cls for cls in (Calibration, ResidualCorrection, NonNegative, ConformalIntervals)}
 
 
 def step_from_dict(d: Any) -> Step:
@@ -301,16 +328,4 @@ def standard_steps(factor: float, loss: str) -> tuple[Step, ...]:
 def describe_steps(items: list[dict[str, Any]] | tuple[Step, ...]) -> str:
     """One line for a chain (stored dicts or steps): what each step does, in order."""
     steps = steps_from_list(list(items)) if items and isinstance(items[0], dict) else tuple(items)
-    said = []
-    for s in steps:
-        if isinstance(s, Calibration):
-            said.append(f"times the calibration factor {s.factor:.3f}"
-                        + (f", fitted again at each hour on the {s.window // 24} days before it" if s.window else ""))
-        elif isinstance(s, ResidualCorrection):
-            said.append(f"plus its own error forecast from those {', '.join(f'{lag} h' for lag in s.lags)} before "
-                        f"(fitted on the {s.window // 24} days before)")
-        elif isinstance(s, NonNegative):
-            said.append("never below zero")
-        elif isinstance(s, ConformalIntervals):
-            said.append(f"intervals {', '.join(f'{a:.0%}' for a in s.intervals.levels)} ({s.intervals.describe()})")
-    return "; ".join(said) or "nothing"
+    return "; ".join(s.describe() for s in steps) or "nothing"

@@ -238,6 +238,26 @@ def _status(cfg: TrainConfig, finite: bool, bad_epochs: int, epoch: int) -> str:
     return "running"
 
 
+def _record_epoch(run: Any, cfg: TrainConfig, train_loss: float, val: dict[str, float], lr: float,
+                  elapsed: tuple[float, float], samples_per_s: float) -> dict[str, Any]:
+    """After an epoch: keep the weights if validation improved by ``min_delta``, count bad epochs, set the run's
+    status; returns the epoch's metrics. ``elapsed``: (this epoch's seconds, seconds since fit started)."""
+    finite = math.isfinite(train_loss) and math.isfinite(val["loss"])
+    if finite and val["loss"] < run.best_loss - cfg.min_delta:
+        run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], run.epoch, 0
+        run.best_state = _clone_state(run.scored)
+        run.best_metrics = {"epoch": run.epoch, "val_loss": val["loss"], "val_mae": val["mae"], "val_rmse": val["rmse"]}
+    else:
+        run.bad_epochs += 1
+    run.status = _status(cfg, finite, run.bad_epochs, run.epoch)
+    return {
+        "epoch": run.epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_mae": val["mae"], "val_rmse": val["rmse"],
+        "lr": lr, "epoch_time_s": elapsed[0], "samples_per_s": samples_per_s, "elapsed_s": elapsed[1],
+        "epochs_time_total_s": run.in_epochs_s, "bad_epochs": run.bad_epochs, "best_epoch": run.best_epoch,
+        "best_val_loss": run.best_loss,
+    }
+
+
 def fit(
     data: BikeData,
     model_cfg: ModelConfig,
@@ -277,29 +297,8 @@ def fit(
         lr = run.optimizer.param_groups[0]["lr"]
         if run.scheduler is not None:
             run.scheduler.step()
-        finite = math.isfinite(train_loss) and math.isfinite(val["loss"])
-        if finite and val["loss"] < run.best_loss - train_cfg.min_delta:
-            run.best_loss, run.best_epoch, run.bad_epochs = val["loss"], run.epoch, 0
-            run.best_state = _clone_state(run.scored)
-            run.best_metrics = {"epoch": run.epoch, "val_loss": val["loss"], "val_mae": val["mae"], "val_rmse": val["rmse"]}
-        else:
-            run.bad_epochs += 1
-        run.status = _status(train_cfg, finite, run.bad_epochs, run.epoch)
-        metrics = {
-            "epoch": run.epoch,
-            "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "val_mae": val["mae"],
-            "val_rmse": val["rmse"],
-            "lr": lr,
-            "epoch_time_s": time.perf_counter() - t0,
-            "samples_per_s": len(tr) / train_time if train_time > 0 else math.inf,
-            "elapsed_s": time.perf_counter() - start,
-            "epochs_time_total_s": run.in_epochs_s,
-            "bad_epochs": run.bad_epochs,
-            "best_epoch": run.best_epoch,
-            "best_val_loss": run.best_loss,
-        }
+        metrics = _record_epoch(run, train_cfg, train_loss, val, lr, elapsed=(time.perf_counter() - t0,
+                                time.perf_counter() - start), samples_per_s=len(tr) / train_time if train_time > 0 else math.inf)
         run.history.append(metrics)
         if on_epoch_end is not None:
             on_epoch_end(run.epoch, dict(metrics, status=run.status), lambda: _snapshot(run))

@@ -424,44 +424,39 @@ def _origin_rows(split: Any, origins: list[str] | None) -> list[int]:
     return [int(candidates[i]) for i in np.linspace(0, len(candidates) - 1, min(4, len(candidates))).round().astype(int)]
 
 
-def cmd_test(args: argparse.Namespace) -> int:
+def _test_target(args: argparse.Namespace) -> tuple[Any, str, str | None, Any]:
+    """What `test` scores: (forecaster, title, its experiment or None, (best, summaries) when already read)."""
     import tempfile
 
-    import numpy as np
-
-    from rnn_core import plot
     from rnn_core.checkpoint import CheckpointError
     from rnn_core.forecaster import load_model
-    from rnn_core.metrics import evaluate_model
 
     from search import storage
 
-    found = None  # (best, summaries) when the experiment has been read already
     if args.target.endswith(".pt"):  # a model file, local or in a bucket
         if not storage.exists(args.target):
             raise CheckpointError(f"{args.target}: no such model file")
         with tempfile.TemporaryDirectory() as tmp:
             lm = dataclasses.replace(load_model(storage.download(args.target, tmp)), source=args.target)
-        title = args.target
-        experiment = lm.meta.get("experiment_path")
-    else:
-        from search.results import best_trial, chosen_model
+        return lm, args.target, lm.meta.get("experiment_path"), None
+    from search.results import best_trial, chosen_model
 
-        best, summaries, experiment = best_trial(args.target, args.storage)
-        found = (best, summaries)
-        lm, what = chosen_model(experiment, single=args.single, refit=args.refit, data_path=args.data)
-        title = f"{storage.name(experiment)} / {what.split(':')[0]}"
-        print(what)
-    ev = evaluate_model(lm, args.data, args.split, levels=args.levels)
-    split = ev.data[args.split]
-    horizon = lm.data_config.horizon
-    print(f"{title}: {args.split} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
+    best, summaries, experiment = best_trial(args.target, args.storage)
+    lm, what = chosen_model(experiment, single=args.single, refit=args.refit, data_path=args.data)
+    print(what)
+    return lm, f"{storage.name(experiment)} / {what.split(':')[0]}", experiment, (best, summaries)
+
+
+def _print_scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
+    """`test`'s report: the model and the baselines, filled hours, intervals, per-step errors."""
+    split, horizon = ev.data[split_name], ev.model.data_config.horizon
+    print(f"{title}: {split_name} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
           f"{str(split.target_time[-1, -1])[:16]}, horizon {horizon}")
     print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   (bikes/hour{', mean over the steps' if horizon > 1 else ''})")
     print(f"{'model':<16}{ev.mae:>9.2f}{ev.rmse:>9.2f}")
     for name, m in ev.baselines.items():
         print(f"{name:<16}{m['mae']:>9.2f}{m['rmse']:>9.2f}")
-    filled, total = ev.data.filled_targets(args.split)
+    filled, total = ev.data.filled_targets(split_name)
     if filled:  # the bikes file leaves out the hours in which nobody rented a bike: they are real zeros
         print(f"({filled:,} of the {total:,} target hours are absent from the file and count as 0 rentals: the bikes "
               "data leaves out hours without rentals)")
@@ -471,47 +466,70 @@ def cmd_test(args: argparse.Namespace) -> int:
     else:
         print(f"the best baseline ({base_name}) is exact on these targets: no improvement is measurable")
     if ev.intervals is not None:
-        iv = ev.intervals
-        print(f"intervals ({iv.describe()}):")
+        print(f"intervals ({ev.intervals.describe()}):")
         for a, (cov, width) in ev.coverage.items():
-            print(f"  {a:.0%}: {cov:.1%} of the {args.split} targets inside, mean width {width:.1f} bikes/hour")
+            print(f"  {a:.0%}: {cov:.1%} of the {split_name} targets inside, mean width {width:.1f} bikes/hour")
     if horizon > 1:
         names = list(ev.steps)
         print("per step (hours ahead), MAE / RMSE:")
         print("step " + "".join(f"{n:>22}" for n in names))
         for k in range(horizon):
             print(f"{k + 1:>4} " + "".join(f"{ev.steps[n]['mae'][k]:>13.2f} /{ev.steps[n]['rmse'][k]:>7.2f}" for n in names))
-    if args.list:
+    if listing:
         for i, (p, t) in enumerate(zip(ev.prediction[:, 0], ev.target[:, 0])):
             print("{0:4}: {1:8,.2f} <--> {2:8,.2f} (Loss: {3:>10,.2f})".format(i, p, t, abs(p - t)))
+
+
+def _test_plots(ev: Any, args: argparse.Namespace, title: str) -> list[Path]:
+    """`test --plots`: every split's forecasts, the test period, and for H > 1 the steps and chosen origins."""
+    import numpy as np
+
+    from rnn_core import plot
+
+    out, split, horizon = Path(args.plots), ev.data[args.split], ev.model.data_config.horizon
+
+    def step1(n: str, s: Any) -> Any:
+        pred, bands = (ev.prediction, ev.bands) if n == args.split else ev.model.forecast_with_bands(ev.frame, s.origin)
+        return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
+                           {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
+
+    series = [step1(n, s) for n, s in ev.data.splits.items()]
+    written = [plot.plot_splits(series, f"{title}: forecast vs actual (1 hour ahead)", out / "predictions_by_split.png"),
+               plot.plot_test(series[list(ev.data.splits).index(args.split)], f"{title}: {args.split} period",
+                              out / f"{args.split}_period.png")]
+    if horizon > 1:
+        written.append(plot.plot_steps({n: v["mae"] for n, v in ev.steps.items()}, f"{title}: error by step",
+                                       out / "error_by_step.png"))
+        days = [plot.DayAhead(split.target_time[i, 0] - np.timedelta64(1, "h"), split.target_time[i], ev.prediction[i],
+                              ev.target[i], {a: (lo[i], hi[i]) for a, (lo, hi) in ev.bands.items()})
+                for i in _origin_rows(split, args.origins)]
+        written.append(plot.plot_day_ahead(days, f"{title}: {horizon}-hour forecasts", out / "forecasts_from_origins.png"))
+    return written
+
+
+def _history_plot(experiment: str, found: Any, out: Path) -> Path:
+    """The search's trials' validation MAE by epoch, the best trial marked."""
+    from rnn_core import plot
+
+    from search import storage
+    from search.results import best_trial
+
+    best, summaries = found if found is not None else best_trial(experiment)[:2]
+    history = [plot.TrialHistory(s.trial_id, [h["epoch"] for h in s.history], [h["val_mae"] for h in s.history],
+                                 s.stop_reason == "ASHA") for s in summaries]
+    return plot.plot_history(history, best.trial_id, f"search history: {storage.name(experiment)}", out / "search_history.png")
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from rnn_core.metrics import evaluate_model
+
+    lm, title, experiment, found = _test_target(args)
+    ev = evaluate_model(lm, args.data, args.split, levels=args.levels)
+    _print_scores(ev, title, args.split, args.list)
     if args.plots:
-        out = Path(args.plots)
-        def step1(n: str, s: Any) -> Any:
-            pred, bands = (ev.prediction, ev.bands) if n == args.split else ev.model.forecast_with_bands(ev.frame, s.origin)
-            return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
-                               {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
-
-        series = [step1(n, s) for n, s in ev.data.splits.items()]
-        written = [plot.plot_splits(series, f"{title}: forecast vs actual (1 hour ahead)", out / "predictions_by_split.png"),
-                   plot.plot_test(series[list(ev.data.splits).index(args.split)], f"{title}: {args.split} period",
-                                  out / f"{args.split}_period.png")]
-        if horizon > 1:
-            written.append(plot.plot_steps({n: v["mae"] for n, v in ev.steps.items()}, f"{title}: error by step",
-                                           out / "error_by_step.png"))
-            rows = _origin_rows(split, args.origins)
-            days = [plot.DayAhead(split.target_time[i, 0] - np.timedelta64(1, "h"), split.target_time[i], ev.prediction[i],
-                                  ev.target[i], {a: (lo[i], hi[i]) for a, (lo, hi) in ev.bands.items()}) for i in rows]
-            written.append(plot.plot_day_ahead(days, f"{title}: {horizon}-hour forecasts", out / "forecasts_from_origins.png"))
+        written = _test_plots(ev, args, title)
         if experiment:
-            if found is None:  # a bundle that records its experiment
-                from search.results import best_trial
-
-                found = best_trial(experiment)[:2]
-            best, summaries = found
-            history = [plot.TrialHistory(s.trial_id, [h["epoch"] for h in s.history], [h["val_mae"] for h in s.history],
-                                         s.stop_reason == "ASHA") for s in summaries]
-            written.append(plot.plot_history(history, best.trial_id, f"search history: {storage.name(experiment)}",
-                                             out / "search_history.png"))
+            written.append(_history_plot(experiment, found, Path(args.plots)))
         for w in written:
             print(f"wrote {w}")
     return 0
@@ -557,12 +575,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from search.space import PRESETS  # no Ray: Ray loads only when a search is built
-
     p = _Parser(prog="rnn-search", description="Hyperparameter search for RNN forecasters of hourly bike rentals.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_model_commands, _tune_command, _result_commands, _cluster_commands):
+        add(sub)
+    return p
 
+
+def _model_commands(sub: Any) -> None:
+    """data info, train, predict: no Ray."""
     d = sub.add_parser("data", help="inspect the data set").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
     di = d.add_parser("info", help="source, rows, hours filled, splits and features")
     _add_data(di)
@@ -584,6 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--levels", type=_argtype(_levels, "levels"), metavar="A,B",
                     help="interval levels, e.g. 0.8,0.95 (default: the model's stored ones, else 0.8,0.95)")
     pr.set_defaults(func=cmd_predict)
+
+
+def _tune_command(sub: Any) -> None:
+    from search.space import PRESETS  # no Ray: Ray loads only when a search is built
 
     tu = sub.add_parser("tune", help="run (or resume) a Ray Tune search: Optuna TPE + ASHA")
     def by_preset(field: str) -> str:
@@ -627,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
             action.help = (action.help or "").replace(" (default: %(default)s)", f" (default: %(default)s, or the preset's: {presets})")
     tu.set_defaults(func=cmd_tune)
 
+
+def _result_commands(sub: Any) -> None:
+    """best, ensemble, export, test: reading an experiment back."""
     b = sub.add_parser("best", help="top trials of an experiment (finished or running) and the best checkpoint")
     b.add_argument("run", help="run name under --storage, or an experiment path (local or s3://)")
     b.add_argument("--top", type=int, default=5, help="(default: %(default)s)")
@@ -666,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(te)
     te.set_defaults(func=cmd_test)
 
+
+def _cluster_commands(sub: Any) -> None:
+    """dashboard, submit, jobs."""
     db = sub.add_parser("dashboard", help="optuna-dashboard on an experiment's Optuna study (local or s3://), on loopback")
     db.add_argument("run", help="run name under --storage, or an experiment path or URI")
     _add_storage(db)
@@ -686,7 +718,6 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("job_id")
     j.add_argument("--address", required=True, help="the head's dashboard, e.g. http://HEAD:8265")
     j.set_defaults(func=cmd_jobs)
-    return p
 
 
 class _StdoutHandler(logging.StreamHandler):

@@ -448,11 +448,8 @@ def preset_data(opts: SearchOptions, settings: dict[str, Any]) -> DataConfig:
     return data
 
 
-def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
-    """Run a new search. Returns the results and the experiment path."""
-    space = spaces.build_space(opts.preset, opts.space_file, seed=opts.seed)  # errors before Ray starts
-    budget = spaces.preset(opts.preset)
-    num_samples = opts.num_samples or (1 if spaces.is_fixed(space) else budget.trials)
+def _asha_settings(opts: SearchOptions, budget: Any) -> tuple[int, int, float]:
+    """(max epochs, grace period, reduction factor): the options' or the preset's, checked."""
     max_epochs = opts.max_epochs or budget.max_epochs
     grace = min(budget.grace_period, max_epochs) if opts.grace_period is None else opts.grace_period
     reduction = budget.reduction_factor if opts.reduction_factor is None else opts.reduction_factor
@@ -463,6 +460,15 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     if opts.keep_checkpoints < 1:
         raise SearchError(f"--keep-checkpoints {opts.keep_checkpoints}: expected 1 or more (the best checkpoint is what "
                           "export, test and the ensemble use)")
+    return max_epochs, grace, reduction
+
+
+def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
+    """Run a new search. Returns the results and the experiment path."""
+    space = spaces.build_space(opts.preset, opts.space_file, seed=opts.seed)  # errors before Ray starts
+    budget = spaces.preset(opts.preset)
+    num_samples = opts.num_samples or (1 if spaces.is_fixed(space) else budget.trials)
+    max_epochs, grace, reduction = _asha_settings(opts, budget)
     check_wandb(opts.wandb)
     opts = dataclasses.replace(opts, data=preset_data(opts, budget.data))
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
@@ -486,12 +492,8 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         if not opts.max_concurrent:
             # Without a limit Tune starts one searcher trial at a time; allow as many as the cluster holds now.
             opts = dataclasses.replace(opts, max_concurrent=trials_that_fit(opts))
-        if opts.searcher == "random":
-            scheduler: Any = tune.schedulers.FIFOScheduler()
-        else:
-            scheduler = ASHAScheduler(
-                time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=reduction
-            )
+        scheduler = (tune.schedulers.FIFOScheduler() if opts.searcher == "random" else
+                     ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=reduction))
         search_alg = _searcher(opts, space, num_samples, metric, path, journal)
         tuner = tune.Tuner(
             trainable,
