@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+LOG = Path(__file__).with_name("log")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "bike-sharing" / "hour.csv"
 
@@ -35,18 +37,29 @@ def command() -> str:
 
 
 def record(title: str, body: str) -> None:
-    """Append a dated section with the command and the machine to benchmarks/RESULTS.md, and print it."""
+    """Write a dated section with the command and the machine into benchmarks/RESULTS.md, and print it. A section
+    of the same title is replaced (RESULTS.md shows what holds now); the replaced one is appended to
+    benchmarks/log/<date>.md."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     except OSError:
         rev = "?"
-    text = (f"\n## {title}\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev or '?'}  \n"
+    text = (f"## {title}\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev or '?'}  \n"
             f"Command: `{command()}`  \nMachine: {machine()}\n\n{body.rstrip()}\n")
     print(text)
     if os.environ.get("RNN_SEARCH_BENCH_NO_RECORD"):
         return
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is appended by a script under `benchmarks/`; "
-                           "ratios are measured in one process against a reference run (these machines are shared and noisy).\n")
-    with RESULTS.open("a") as f:
-        f.write(text)
+    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results: what holds now\n"
+    sections = re.split(r"\n(?=## )", current)
+    old = [s for s in sections[1:] if s.splitlines()[0] == f"## {title}"]
+    if old:
+        log = LOG / time.strftime("%Y-%m-%d.md", time.gmtime())
+        log.parent.mkdir(exist_ok=True)
+        with log.open("a") as f:
+            f.write("\n" + old[0].rstrip() + "\n")
+        sections = [text.rstrip() + "\n" if s is old[0] else s for s in sections]
+    else:
+        sections.append(text)
+    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(s.rstrip("\n") + "\n" for s in sections))
+    os.replace(tmp, RESULTS)  # never a half-written RESULTS.md

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
+from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 from rnn_core.data import DataConfig, load  # noqa: E402
 
 

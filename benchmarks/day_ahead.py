@@ -14,12 +14,10 @@ MAE <= 48 (test 2012-11/12); coverage within 5 points of 80% and 3 points of 95%
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_CSV, RESULTS, record  # noqa: E402
+from _common import DEFAULT_CSV, RESULTS, record  # this folder; rnn_core and search come from the installed package
 
 from rnn_core import plot  # noqa: E402
 from rnn_core.config import ENSEMBLE_SIZE, DataConfig, TrainConfig, split_kwargs  # noqa: E402

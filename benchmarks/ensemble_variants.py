@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
+from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 
 from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, ENSEMBLE_SIZE, LEVEL_WINDOW  # noqa: E402
 from rnn_core.data import load_frame  # noqa: E402

@@ -16,12 +16,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_CSV, RESULTS, record  # noqa: E402
+from _common import DEFAULT_CSV, RESULTS, record  # this folder; rnn_core and search come from the installed package
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 

@@ -9,11 +9,9 @@ The product's default (rnn_core.intervals): rolling, 28 days, sqrt scale.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
+from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 
 
 from rnn_core.data import build, load_frame  # noqa: E402

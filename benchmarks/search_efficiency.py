@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -26,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from benchmarks._common import DEFAULT_CSV, RESULTS, record  # noqa: E402
+from _common import DEFAULT_CSV, RESULTS, record  # this folder; rnn_core and search come from the installed package
 from search.tuner import SearchOptions, run_search  # noqa: E402
 
 SPACE = """

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
+from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 from rnn_core.data import DataConfig, load  # noqa: E402
 from rnn_core.model import RNNForecaster  # noqa: E402
 from rnn_core.config import TrainConfig  # noqa: E402

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from benchmarks._common import DEFAULT_CSV, record  # noqa: E402
+from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 from search.tuner import SearchOptions, run_search  # noqa: E402
 
 VARIANTS = [

@@ -474,11 +474,11 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
     opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage), data_path=data_file(opts.data_path))
     path = storage.join(opts.storage, name)
-    datasets = load_datasets(opts, space)
     if storage.is_uri(opts.storage):
         storage.check_writable(opts.storage)  # a missing bucket or wrong credentials: one line, before Ray
     lock = RunLock(path, new_run=True)
-    lock.refuse_existing()  # a run name belongs to one run: a clash is refused before Ray starts
+    lock.refuse_existing()  # a run name belongs to one run: a clash is refused before the data is read or Ray starts
+    datasets = load_datasets(opts, space)
     init_ray(opts.address)
     check_shared(opts.storage)
     with lock:  # held until the search ends; two searches cannot write one run
@@ -559,9 +559,9 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     # an explicit --data wins over the recorded path (the run moved to a machine where the file lies elsewhere)
     opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys},
                                data_path=data_file(opts.data_path) or meta["data_path"])
-    datasets = load_datasets(opts, space)  # the same data as the original run
     journal = study_journal(path, meta.get("run_id", ""))
-    with RunLock(path, new_run=False) as lock:
+    with RunLock(path, new_run=False) as lock:  # a run in use is refused before the data is read or Ray starts
+        datasets = load_datasets(opts, space)  # the same data as the original run
         if not snapshot.restore(path, journal) and storage.is_uri(path):
             _download_journal(path, journal)  # a run saved before its first snapshot
         init_ray(opts.address)

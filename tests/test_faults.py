@@ -147,17 +147,18 @@ def test_a_run_name_belongs_to_one_run(ray_local, hour_csv: Path, tmp_path: Path
     assert sorted(p.name for p in (storage / "fin").iterdir()) == before
     assert (storage / "fin" / "optuna.journal").read_bytes() == journal
 
-    first = _tune(_args(space, storage, "dup", hour_csv, samples=3, epochs=6))
+    first = _tune(_args(space, storage, "dup", hour_csv, samples=3, epochs=10))
     try:
         _poll(lambda: (storage / "dup" / "rnn_search.json").is_file(), "the first search held its run", first)
-        second = subprocess.run([sys.executable, "-m", "search.cli", "tune", *_args(space, storage, "dup", hour_csv)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2 and "error: run dup already exists" in second.stderr, second.stderr
-        resume = subprocess.run([sys.executable, "-m", "search.cli", "tune", "--resume", "dup", "--storage", str(storage)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+        # both at once, while the first trains: each is refused before it reads the data or starts a Ray
+        tries = [subprocess.Popen([sys.executable, "-m", "search.cli", "tune", *args], cwd=ROOT, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for args in (_args(space, storage, "dup", hour_csv), ["--resume", "dup", "--storage", str(storage)])]
+        (_, second_err), (_, resume_err) = (t.communicate(timeout=300) for t in tries)
         assert first.poll() is None, "the first search ended before the second was tried: the test proves nothing"
-        assert resume.returncode == 2 and "run dup is in use by another search (pid" in resume.stderr, resume.stderr
-        out, err = first.communicate(timeout=400)
+        assert tries[0].returncode == 2 and "error: run dup already exists" in second_err, second_err
+        assert tries[1].returncode == 2 and "run dup is in use by another search (pid" in resume_err, resume_err
+        out, err = first.communicate(timeout=600)
         assert first.returncode == 0, err[-2000:]
     finally:
         _kill(first)

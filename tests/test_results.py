@@ -121,6 +121,22 @@ def test_the_score_printed_at_selection_is_the_shipped_files_own(experiment, hou
     assert said and (said.group(1), said.group(2)) == (f"{ev.mae:.2f}", f"{ev.rmse:.2f}")
 
 
+def test_the_readmes_python_example_runs_as_written(exported: Path, hour_csv: Path, tmp_path: Path) -> None:
+    """The README's Python example, copied out of the README, beside a model.pt, with Ray absent."""
+    import os
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copy(exported, tmp_path / "model.pt")
+    run = subprocess.run([sys.executable, "-c", "import sys; sys.modules['ray'] = None\n" + code], cwd=tmp_path,
+                         capture_output=True, text=True, env=dict(os.environ, RNN_SEARCH_DATA=str(hour_csv)))
+    assert run.returncode == 0, run.stderr[-2000:]
+    forecast, test_mae = run.stdout.strip().splitlines()[-2:]
+    from rnn_core.metrics import evaluate_model
+
+    assert float(forecast.strip("[] ")) >= 0 and float(test_mae) == pytest.approx(evaluate_model(exported, hour_csv).mae)
+
+
 def test_exported_bundle_loads_without_ray(exported: Path, experiment) -> None:
     code = ("import sys; sys.modules['ray'] = None\n"  # any import of ray now fails
             "from rnn_core import load_model\n"
