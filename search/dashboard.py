@@ -17,7 +17,7 @@ from pathlib import Path
 
 from search import storage
 from search.results import ResultsError
-from search.tuner import STUDY_FILE
+from search.study import STUDY_FILE
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def explain(exc: BaseException, address: str) -> str:
     return f"the Ray job server at {address}: {first_line(exc)}"
 
 
-def check_address(address: str) -> None:
+def check_job_address(address: str) -> None:
     """A job server is the head's dashboard, an http(s) URL; say so at once instead of letting Ray retry a GCS."""
     if not address.startswith(("http://", "https://")):
         host = address.split("://", 1)[-1]
@@ -61,7 +61,7 @@ def check_address(address: str) -> None:
 
 
 def _client(address: str):  # -> JobSubmissionClient
-    check_address(address)
+    check_job_address(address)
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError as exc:  # ray[default] is the `cluster` extra

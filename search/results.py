@@ -18,7 +18,8 @@ from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle
 from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, UserError
 from rnn_core.forecaster import member_bundle, save_forecaster
 from search import storage
-from search.tuner import MODE, SearchError, experiment_meta, experiment_metric
+from search.errors import SearchError
+from search.meta import MODE, experiment_meta, experiment_metric
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,12 @@
-"""The Tuner: OptunaSearch (TPE, ASHA-aware) + ASHA, resources per trial, storage, resume."""
+"""The Tuner: the search options, the searcher (search.study) and ASHA, resources per trial, the callbacks, the
+run and its resume. The Ray connection is search.connection, the study search.study, the record search.meta."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import os
-import socket
-import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,23 +21,21 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.config import DataConfig, UserError, first_line
-from rnn_core.data import BikeData, cache_dir, load
+from rnn_core.config import DataConfig, first_line
+from rnn_core.data import BikeData, load
 from search import space as spaces
 from search import snapshot, storage
+from search.connection import check_shared, init_ray
+from search.errors import SearchError
+from search.meta import METRIC, MODE, data_file, experiment_meta, write_experiment_meta
 from search.runlock import RunLock
-from search.jobs import AUTH_HINT, is_auth_failure
+from search.study import AshaAwareOptunaSearch, StudySync, download_journal, study_journal, study_storage, study_summary
 from search.history import CsvHistory, JsonHistory
 from search.retention import CheckpointRetention
 from search.trainable import train_bikes
 
 log = logging.getLogger(__name__)
 
-METRIC, MODE = "val_loss", "min"  # the default search metric; see search_metric()
-
-
-class SearchError(UserError):
-    """A search that cannot start or resume; the message says what to do."""
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -50,51 +44,6 @@ class SearchInterrupted(KeyboardInterrupt):
     def __init__(self, path: str) -> None:
         super().__init__(f"interrupted: rnn-search tune --resume {storage.name(path)} "
                          f"--storage {snapshot.posix_parent(path)} continues it")
-
-
-class AshaAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna the truth about trials ASHA stopped early.
-
-    Ray's OptunaSearch tells every finished trial as COMPLETE with its last (truncated) loss, so TPE
-    learns from low-budget losses as if they were final. Here a trial whose last report says it was
-    still running (the scheduler stopped it) or that went non-finite is told as PRUNED; its
-    intermediate values (val_loss per epoch) are already in the study. Trials that ended by
-    themselves are COMPLETE with their best metric over all epochs (early stopping keeps those weights).
-    """
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return
-        try:
-            self._tell(trial_id, result, error)
-        except OSError:
-            raise  # the study's storage failed: the search stops (snapshot.StorageFault), not this trial
-        except Exception as exc:  # noqa: BLE001 - an exception here would make Tune restart the trial
-            log.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
-
-    def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
-        ot_trial = self._ot_trials[trial_id]
-        status = (result or {}).get("status")
-        if error or not result:
-            state, value = optuna.trial.TrialState.FAIL, None
-        elif status in ("early_stopped", "max_epochs"):
-            # its best over all epochs (early stopping keeps those weights), not its last report
-            seen = list(self._ot_study.trials[ot_trial.number].intermediate_values.values())
-            state, value = optuna.trial.TrialState.COMPLETE, float(min([result[self.metric], *seen]))
-        else:  # stopped by the scheduler mid-run, or non-finite
-            state, value = optuna.trial.TrialState.PRUNED, None
-            # Tune does not pass the result that made the scheduler stop a trial to on_trial_result:
-            # record it, so the pruned trial carries all its intermediate values.
-            step = int(result.get("training_iteration", result.get("epoch", 0)))
-            if step and step not in self._ot_study.trials[ot_trial.number].intermediate_values:
-                ot_trial.report(float(result[self.metric]), step)
-        try:
-            self._ot_study.tell(ot_trial, value, state=state)
-        except OSError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - Optuna rejects e.g. a second tell; keep the search going
-            log.warning("optuna tell for %s failed: %s", trial_id, exc)
 
 
 @dataclass
@@ -144,90 +93,6 @@ class SearchOptions:
     """A Tune stopper for the whole run (benchmarks use one that caps the total epochs)."""
     callbacks: list[Any] = field(default_factory=list)
     """Extra Tune callbacks (tests use one to watch logical resources)."""
-
-
-#: Ray's setting (read from the environment by the raylet it starts) for the niceness of its worker processes.
-WORKER_NICENESS = "RAY_worker_niceness"
-
-
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a cluster (``--address``) or start an embedded local Ray, quietly."""
-    # Quiet Tune: our ProgressLine replaces its tables; the snapshot warning fires on every checkpoint.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if not address:
-        # Ray runs its workers (our trials) at nice 15 so that its raylet stays responsive; on a machine doing
-        # anything else that starves the trials (a search beside two busy processes ran 13x slower). In a Ray of
-        # our own the trials are the work: nice 0. A user's own setting wins.
-        os.environ.setdefault(WORKER_NICENESS, "0")
-        # "local": a new Ray of our own, never one left running on this machine by an earlier `ray start`
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
-        return
-    check_address(address)
-    # Ray retries a refused connection about once a second for ~20 s; give up sooner (the address answered, so a
-    # failure now is authentication or a wrong port). A user's own setting wins.
-    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "8")
-    # Ray's C++ core writes its connection errors straight to file descriptor 2, not through Python: hold them
-    # until we know whether the connection worked (then they are written out unchanged) or not (one line).
-    with tempfile.TemporaryFile() as held:
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
-        try:
-            ray.init(address=address, **kwargs)
-            failure = None
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, AuthenticationError, RuntimeError, ...
-            failure = exc
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        held.seek(0)
-        said = held.read().decode(errors="replace")
-    if failure is None:
-        sys.stderr.write(said)
-        return
-    if is_auth_failure(f"{failure} {said}"):
-        raise SearchError(f"--address {address}: {AUTH_HINT}")
-    raise SearchError(f"cannot reach the Ray cluster at {address}: {str(failure).strip().splitlines()[0]}")
-
-
-def check_address(address: str, timeout_s: float = 3.0) -> None:
-    """One clear line, within seconds, for an address that is not a reachable Ray cluster (Ray itself would
-    retry for minutes)."""
-    if address == "auto":
-        return
-    if address.startswith(("http://", "https://")):
-        raise SearchError(f"--address {address}: not a Ray address: a job server (dashboard) URL is for "
-                          f"`rnn-search submit --address {address}`; tune takes HOST:6379, ray://HOST:10001 or auto")
-    host, _, port = address.split("://", 1)[-1].rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"--address {address}: expected HOST:PORT (the head's port 6379), ray://HOST:10001 or auto")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
-            conn.settimeout(timeout_s)
-            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            answer = conn.recv(16)
-    except OSError as exc:
-        raise SearchError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): is the head up "
-                          "(ray start --head) and the port open?") from None
-    if answer.startswith(b"HTTP/1"):
-        raise SearchError(f"--address {address}: not a Ray address: did you mean http://{host}:{port} for "
-                          "`rnn-search submit`? (tune takes the head's HOST:6379)")
-
-
-def check_shared(location: str) -> None:
-    """Before any trial: a multi-node cluster needs storage every node reaches (a URI, or a declared shared mount)."""
-    if storage.is_uri(location):
-        return
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    if len(alive) > 1 and not os.environ.get("RNN_SEARCH_SHARED_STORAGE"):
-        raise SearchError(
-            f"this Ray cluster has {len(alive)} nodes but --storage {location} is a local path: trials on other "
-            "nodes could not save their checkpoints there. Use --storage s3://BUCKET/PATH (or gs://), or, if "
-            "this path is a shared filesystem mounted on every node, set RNN_SEARCH_SHARED_STORAGE=1."
-        )
 
 
 def trials_that_fit(opts: SearchOptions) -> int:
@@ -287,62 +152,6 @@ def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:
         return opts.metric
     varies = any(isinstance(space.get(k), tune.search.sample.Domain) for k in ("target_transform", "loss"))
     return "val_mae" if varies else METRIC
-
-
-STUDY_FILE = "optuna.journal"
-
-
-def study_journal(path: str, run_id: str = "") -> Path:
-    """The local journal file of an experiment's Optuna study (an Optuna JournalStorage).
-
-    A local run keeps it inside the run. For a run on s3:// or gs:// it is a working copy in the cache at a
-    path derived from the run's URI and its run id (stored in the run's metadata), so that a new run at a URI
-    used before never starts from an old run's copy; it is uploaded into the run at every saved state and
-    after every trial; --resume downloads it first.
-    """
-    if not storage.is_uri(path):
-        return Path(path) / STUDY_FILE
-    key = hashlib.sha256(f"{path}\n{run_id}".encode()).hexdigest()[:16]
-    return cache_dir() / "studies" / f"{storage.name(path)}-{key}" / STUDY_FILE
-
-
-def study_storage(journal: Path) -> optuna.storages.JournalStorage:
-    """The Optuna storage of an experiment's study: its journal file (made, with its folder, if new)."""
-    from optuna.storages.journal import JournalFileBackend
-
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-
-
-def study_summary(path: str, journal: Path | None = None) -> str:
-    """'N trials (C complete, P pruned), best V' of an experiment's study, from its journal (default: the run's
-    own, or for a remote run its local working copy)."""
-    journal = journal or study_journal(path, experiment_meta(path).get("run_id", ""))
-    if not journal.is_file():
-        return "no study"
-    study = optuna.load_study(study_name=storage.name(path), storage=study_storage(journal))
-    states = [t.state for t in study.trials]
-    done = states.count(optuna.trial.TrialState.COMPLETE)
-    best = f", best {study.best_value:.4f}" if done else ""
-    return f"{len(states)} trials ({done} complete, {states.count(optuna.trial.TrialState.PRUNED)} pruned){best}"
-
-
-class StudySync(tune.Callback):
-    """Copies a remote run's study journal into the run when a trial finishes and at the end (for
-    optuna-dashboard; what --resume needs is uploaded with every saved state, see search.snapshot)."""
-
-    def __init__(self, path: str, journal: Path) -> None:
-        self.path, self.journal = path, journal
-
-    def upload(self) -> None:
-        if storage.is_uri(self.path) and self.journal.is_file():
-            storage.upload(self.journal, storage.join(self.path, STUDY_FILE))
-
-    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self.upload()
-
-    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
-        self.upload()
 
 
 class StorageFaults(tune.Callback):
@@ -486,7 +295,10 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         trainable = build_trainable(opts, datasets, max_epochs, name, metric)
         run_id = uuid.uuid4().hex
         journal = study_journal(path, run_id)
-        write_experiment_meta(path, opts, max_epochs, metric, run_id)
+        write_experiment_meta(path, {
+            "preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "data": opts.data.to_dict(),
+            "data_path": opts.data_path, "max_epochs": max_epochs, "report_every": opts.report_every,
+            "checkpoint_every": opts.checkpoint_every, "metric": metric, "run_id": run_id})
         if opts.wandb == "offline":
             log.info("W&B offline runs go to %s/<trial>/wandb/offline-run-*; upload them later with `wandb sync DIR`", path)
         if not opts.max_concurrent:
@@ -520,11 +332,6 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
                  opts.storage)
         search_alg.bind(path, journal, lock.heartbeat)
         return fit(tuner, search_alg, path), path
-
-
-def data_file(data_path: str | None) -> str | None:
-    """--data as an absolute path (a run resumed from another folder finds it); None: the usual lookup."""
-    return str(Path(data_path).expanduser().resolve()) if data_path else None
 
 
 def fit(tuner: tune.Tuner, alg: Any, path: str) -> tune.ResultGrid:
@@ -563,7 +370,7 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     with RunLock(path, new_run=False) as lock:  # a run in use is refused before the data is read or Ray starts
         datasets = load_datasets(opts, space)  # the same data as the original run
         if not snapshot.restore(path, journal) and storage.is_uri(path):
-            _download_journal(path, journal)  # a run saved before its first snapshot
+            download_journal(path, journal)  # a run saved before its first snapshot
         init_ray(opts.address)
         if not tune.Tuner.can_restore(path):
             raise SearchError(f"{path}: Tune cannot restore this experiment")
@@ -579,52 +386,6 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         StudySync(path, journal).upload()
         log.info("study after the resume: %s", study_summary(path, journal))
         return results, path
-
-
-def _download_journal(path: str, journal: Path) -> None:
-    remote = storage.join(path, STUDY_FILE)
-    if storage.exists(remote):
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            os.replace(storage.download(remote, tmp), journal)
-
-
-META_FILE = "rnn_search.json"
-
-
-def write_experiment_meta(path: str, opts: SearchOptions, max_epochs: int, metric: str, run_id: str) -> None:
-    """Record how the experiment was made (local or remote), so that --resume can rebuild the same trainable
-    and best/export/test rank trials by the metric it was searched on. ``run_id`` names this run instance
-    (a remote study's local working copy is keyed by it)."""
-    meta = {"preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "data": opts.data.to_dict(),
-            "data_path": opts.data_path, "max_epochs": max_epochs, "report_every": opts.report_every,
-            "checkpoint_every": opts.checkpoint_every, "metric": metric, "run_id": run_id}
-    storage.write_text(storage.join(path, META_FILE), json.dumps(meta, indent=1))
-
-
-def experiment_metric(path: str) -> str:
-    """The metric an experiment was searched on (from its rnn_search.json; val_loss if unknown)."""
-    try:
-        return str(experiment_meta(path).get("metric", METRIC))
-    except SearchError:
-        return METRIC
-
-
-def experiment_meta(path: str) -> dict[str, Any]:
-    """The run's rnn_search.json, checked: one line naming the file and field when it is not what tune wrote."""
-    where = storage.join(path, META_FILE)
-    text = storage.read_text(where)
-    if text is None:
-        raise SearchError(f"{path}: no {META_FILE}; it was not made by rnn-search tune")
-    try:
-        meta = json.loads(text)
-        missing = [k for k in ("preset", "seed", "data", "data_path", "max_epochs", "report_every", "checkpoint_every")
-                   if k not in meta]
-    except (ValueError, TypeError):
-        raise SearchError(f"{where}: not readable JSON (torn or edited?)") from None
-    if missing:
-        raise SearchError(f"{where}: lacks the field(s) {', '.join(missing)}")
-    return meta
 
 
 __all__ = ["AshaAwareOptunaSearch", "SearchError", "SearchInterrupted", "SearchOptions", "experiment_meta", "run_search",

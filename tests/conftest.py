@@ -87,7 +87,7 @@ def ray_local():
         ray.shutdown()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    from search.tuner import WORKER_NICENESS
+    from search.connection import WORKER_NICENESS
 
     os.environ.setdefault(WORKER_NICENESS, "0")  # trials at Ray's nice 15 starve on a busy machine (search.tuner)
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="WARNING")

@@ -60,7 +60,7 @@ def main() -> None:
     import optuna
 
     from search.results import load_experiment
-    from search.tuner import study_storage
+    from search.study import study_storage
 
     study = optuna.load_study(study_name=run, storage=study_storage(mnt / run / "optuna.journal"))
     ea, _, _ = load_experiment(str(mnt / run))

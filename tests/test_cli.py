@@ -133,7 +133,8 @@ def test_a_runs_metadata_that_is_not_what_tune_wrote_is_one_line(tmp_path: Path)
 
     import pytest
 
-    from search.tuner import META_FILE, SearchError, experiment_meta
+    from search.errors import SearchError
+    from search.meta import META_FILE, experiment_meta
 
     run = tmp_path / "old"
     run.mkdir()

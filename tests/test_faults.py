@@ -66,7 +66,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _study(path: Path) -> list[optuna.trial.FrozenTrial]:
-    from search.tuner import study_storage
+    from search.study import study_storage
 
     return optuna.load_study(study_name=path.name, storage=study_storage(path / "optuna.journal")).trials
 
@@ -191,7 +191,7 @@ def test_a_search_with_relative_data_resumes_from_another_folder(ray_local, hour
     """Fault 8: the recorded data path is absolute, and an explicit --data on --resume wins over it."""
     import shutil
 
-    from search.tuner import experiment_meta
+    from search.meta import experiment_meta
 
     here = tmp_path / "project"
     here.mkdir()

@@ -122,7 +122,7 @@ def test_driver_killed_then_resumed_from_s3(s3_env, hour_csv: Path, tmp_path: Pa
     ea, _, _ = load_experiment(run)
     finished = {t.trial_id for t in ea.trials if t.status == "TERMINATED"}  # in the saved state; maybe none
     before = _trial_results(run)
-    from search.tuner import study_summary
+    from search.study import study_summary
 
     assert main(["tune", "--resume", run]) == 0
     ea, _, _ = load_experiment(run)
@@ -140,7 +140,7 @@ def test_a_new_run_at_a_uri_used_before_starts_a_study_of_its_own(s3_env, hour_c
     """Fault 3 on s3://: the bucket emptied, a new run at the same URI with another space neither refuses its
     space nor learns from the old run's trials (the local working copy of the study belongs to one run)."""
 
-    from search.tuner import study_summary
+    from search.study import study_summary
 
     run = "s3://runs/reused/r"
     for i, space in enumerate(("cell: gru\nhidden_size: {choice: [8, 16]}\nbatch_size: 512\n",

@@ -4,7 +4,6 @@ search/, rnn_core free of Ray, Optuna and W&B, a README that is a landing page. 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from tests.conftest import ROOT
 

@@ -19,7 +19,9 @@ from ray import tune
 from search.cli import main
 from search.results import best_trial, load_experiment, summarize
 from search import tuner
-from search.tuner import AshaAwareOptunaSearch, SearchOptions, run_search
+from search.connection import WORKER_NICENESS
+from search.study import AshaAwareOptunaSearch
+from search.tuner import SearchOptions, run_search
 from tests.conftest import write_space
 
 pytestmark = pytest.mark.ray
@@ -305,9 +307,9 @@ def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: 
 def test_trials_in_a_ray_of_our_own_run_at_normal_priority() -> None:
     """Ray's workers run at nice 15 by default: beside two busy processes a search's trials then got ~1 % of the
     CPU (a 20 s test took 274 s). The Ray a search starts runs them at nice 0."""
-    probe = ("import os, ray\nfrom search.tuner import init_ray\ninit_ray(None, num_cpus=1)\n"
+    probe = ("import os, ray\nfrom search.connection import init_ray\ninit_ray(None, num_cpus=1)\n"
              "print('nice', ray.get(ray.remote(lambda: os.nice(0)).remote()))\n")
-    env = {k: v for k, v in os.environ.items() if k != tuner.WORKER_NICENESS}  # as a user's shell has it
+    env = {k: v for k, v in os.environ.items() if k != WORKER_NICENESS}  # as a user's shell has it
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-2:] == ["nice", str(os.nice(0))], run.stdout

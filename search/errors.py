@@ -1,0 +1,9 @@
+"""The search's error: one line that says what to do (the CLI prints it and exits 2)."""
+
+from __future__ import annotations
+
+from rnn_core.config import UserError
+
+
+class SearchError(UserError):
+    """A search that cannot start or resume; the message says what to do."""
