@@ -106,7 +106,7 @@ def main() -> None:
         from search.tuner import SearchOptions, run_search
 
         opts = SearchOptions(preset="day-ahead", storage=args.storage, data=data_cfg, data_path=args.data,
-                             name=time.strftime("quality-day-ahead-%Y%m%d-%H%M%S"), time_budget_s=args.minutes * 60,
+                             name=time.strftime("quality-day-ahead-%Y%m%d-%H%M%S"), time_budget_min=args.minutes,
                              progress_interval_s=120)
         t0 = time.time()
         _, path = run_search(opts)

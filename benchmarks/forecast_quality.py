@@ -86,7 +86,7 @@ def main() -> None:
         opts = SearchOptions(preset="default", max_epochs=args.max_epochs, grace_period=args.grace_period,
                              reduction_factor=args.reduction_factor, storage=args.storage, data=data_cfg,
                              name=time.strftime("quality-%Y%m%d-%H%M%S"), data_path=args.data,
-                             time_budget_s=args.minutes * 60, progress_interval_s=120, max_concurrent=args.max_concurrent,
+                             time_budget_min=args.minutes, progress_interval_s=120, max_concurrent=args.max_concurrent,
                              data_given=frozenset({"val_windows"} if args.val_windows else ()))
         t0 = time.time()
         _, path = run_search(opts)

@@ -317,11 +317,15 @@ def settings(cls: type) -> tuple[Setting, ...]:
         if f.metadata.get("derived"):
             continue
         typ = hints[f.name]
+        args = typing.get_args(typ)
+        if type(None) in args and len(args) == 2:  # X | None: the flag takes an X; not given, None
+            typ = next(a for a in args if a is not type(None))
         if typing.get_origin(typ) is tuple:
             typ = tuple
         out.append(Setting(
             name=f.name, owner=cls, type=typ, default=f.default, help=docs.get(f.name, f.name),
-            choices=f.metadata.get("choices"), flags=("--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())),
+            choices=f.metadata.get("choices"),
+            flags=f.metadata.get("cli_flags") or ("--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())),
             searchable=f.metadata.get("search", True),
         ))
     return tuple(out)

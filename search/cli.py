@@ -46,13 +46,15 @@ def _add_setting(p: argparse.ArgumentParser, s: Setting, note: str = "") -> None
         else:
             p.add_argument(*s.flags, dest=s.name, action="store_true", help=text)
         return
-    kw: dict[str, Any] = {"dest": s.name, "default": s.default, "help": text + " (default: %(default)s)"}
+    # a None default means "not given": the help says what happens then
+    kw: dict[str, Any] = {"dest": s.name, "default": s.default,
+                          "help": text + (" (default: %(default)s)" if s.default is not None else "")}
     if s.type is tuple:
         kw.update(type=_argtype(parse_lags, "hours"), metavar="H,H", help=text + " (default: none)")
     elif s.choices:
         kw.update(choices=s.choices)
-    else:
-        kw.update(type=s.type)
+    else:  # named after the flag, not the field (--time-budget TIME_BUDGET, not TIME_BUDGET_MIN)
+        kw.update(type=s.type, metavar=s.flags[0][2:].upper().replace("-", "_"))
     p.add_argument(*s.flags, **kw)
 
 
@@ -249,18 +251,10 @@ def _data_given(args: argparse.Namespace) -> frozenset[str]:
 
 
 def _search_options(args: argparse.Namespace) -> Any:
-    from search.tuner import SearchOptions
+    from search.options import SearchOptions
 
-    return SearchOptions(
-        data_given=_data_given(args), preset=args.preset, space_file=args.space, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-        max_epochs=args.max_epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, storage=args.storage, name=args.name,
-        keep_checkpoints=args.keep_checkpoints, max_failures=args.max_failures, address=args.address,
-        data_path=args.data, data=_config(DataConfig, args), seed=args.seed, wandb=args.wandb, searcher=args.searcher,
-        progress_interval_s=args.progress_interval, report_every=args.report_every,
-        checkpoint_every=args.checkpoint_every, reuse_actors=args.reuse_actors, metric=args.metric,
-        time_budget_s=args.time_budget * 60 if args.time_budget else None,
-    )
+    return SearchOptions(**pick(SearchOptions, vars(args)), data_path=args.data, data=_config(DataConfig, args),
+                         data_given=_data_given(args))
 
 
 def _shown(config: dict[str, Any], key: str) -> str:
@@ -609,45 +603,23 @@ def _model_commands(sub: Any) -> None:
 
 
 def _tune_command(sub: Any) -> None:
-    from search.space import PRESETS  # no Ray: Ray loads only when a search is built
+    from search.options import SearchOptions  # no Ray: Ray loads only when a search is built
+    from search.space import PRESETS
 
     tu = sub.add_parser("tune", help="run (or resume) a Ray Tune search: Optuna TPE + ASHA")
-    def by_preset(field: str) -> str:
-        return "default: " + ", ".join(f"{name} {getattr(p, field):g}" for name, p in PRESETS.items())
-
-    tu.add_argument("--preset", choices=tuple(PRESETS), default="quick", help="search space and budget (default: %(default)s)")
-    tu.add_argument("--space", metavar="FILE", help="YAML that overrides or extends the preset's space")
-    tu.add_argument("--num-samples", type=int, help=f"trials ({by_preset('trials')}; give default a --time-budget)")
-    tu.add_argument("--max-epochs", type=int, help=f"epochs per trial, ASHA's max_t ({by_preset('max_epochs')})")
-    tu.add_argument("--grace-period", type=int, help=f"ASHA: epochs before a trial may be stopped ({by_preset('grace_period')})")
-    tu.add_argument("--reduction-factor", type=float, help=f"ASHA reduction factor: 1/N of the trials go on at each rung ({by_preset('reduction_factor')})")
-    tu.add_argument("--max-concurrent", type=int, default=0, help="trials at once, 0 = as resources allow (default: %(default)s)")
-    tu.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: %(default)s)")
-    tu.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs four trials per GPU (default: %(default)s)")
-    _add_storage(tu, "where the experiment is written: a local folder, s3://BUCKET/PATH or gs://BUCKET/PATH")
-    tu.add_argument("--name", help="experiment name (default: PRESET-DATE-TIME)")
-    tu.add_argument("--keep-checkpoints", type=int, default=2, help="checkpoints kept per trial: its best N by the search metric, and its latest (default: %(default)s)")
-    tu.add_argument("--max-failures", type=int, default=2, help="restarts of a failed trial from its checkpoint (default: %(default)s)")
-    tu.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: embedded local Ray)")
     tu.add_argument("--resume", metavar="RUN", help="continue an interrupted experiment (run name under --storage, or a path)")
-    tu.add_argument("--searcher", choices=("optuna-asha", "optuna", "random"), default="optuna-asha",
-                    help="optuna-asha: TPE told ASHA-stopped trials as PRUNED (default); optuna: Ray's stock OptunaSearch; random: random search + FIFO")
-    tu.add_argument("--seed", type=int, default=0, help="the sampler's seed; each trial trains with it plus a hash of its settings, so that neighbouring trials differ (default: %(default)s)")
-    tu.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="one W&B run per trial (default: %(default)s)")
-    tu.add_argument("--progress-interval", type=float, default=15.0, help="seconds between progress lines (default: %(default)s)")
-    tu.add_argument("--report-every", type=int, default=1, help="report to Tune every N epochs (default: %(default)s)")
-    tu.add_argument("--checkpoint-every", type=int, default=1,
-                    help="checkpoint every N epochs, and always at a new best and the last epoch (default: %(default)s)")
-    tu.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
-                    help="start a fresh actor per trial (default: reuse them, which cuts per-trial start-up)")
-    tu.add_argument("--metric", choices=("val_loss", "val_mae", "val_rmse"),
-                    help="what the search minimises (default: val_loss, or val_mae when the space varies the target transform or loss)")
-    tu.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop the search after this long (default: no limit)")
     tu.add_argument("--no-ensemble", dest="ensemble", action="store_false",
                     help="skip choosing an ensemble of the trials at the end (default: choose one; see `ensemble`)")
+    _add_settings(tu, SearchOptions)  # one flag per field, its docstring the help (search/options.py)
     _add_data(tu)
     _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
-    for action in tu._actions:  # a preset's data settings (Preset.data) apply where these flags are not given
+    budget = {"num_samples": "trials", "max_epochs": "max_epochs", "grace_period": "grace_period",
+              "reduction_factor": "reduction_factor"}
+    for action in tu._actions:
+        if action.dest in budget:  # the preset's budget, by preset
+            action.help = (action.help or "").replace("the preset's", "the preset's: " + ", ".join(
+                f"{name} {getattr(p, budget[action.dest]):g}" for name, p in PRESETS.items()))
+        # a preset's data settings (Preset.data) apply where these flags are not given
         presets = ", ".join(f"{name} {p.data[action.dest]}" for name, p in PRESETS.items() if action.dest in p.data)
         if presets:
             action.help = (action.help or "").replace(" (default: %(default)s)", f" (default: %(default)s, or the preset's: {presets})")

@@ -10,7 +10,6 @@ import os
 import time
 import uuid
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -27,6 +26,7 @@ from search import space as spaces
 from search import snapshot, storage
 from search.connection import check_shared, init_ray
 from search.errors import SearchError
+from search.options import SearchOptions
 from search.meta import METRIC, MODE, data_file, experiment_meta, write_experiment_meta
 from search.runlock import RunLock
 from search.study import AshaAwareOptunaSearch, StudySync, download_journal, study_journal, study_storage, study_summary
@@ -44,55 +44,6 @@ class SearchInterrupted(KeyboardInterrupt):
     def __init__(self, path: str) -> None:
         super().__init__(f"interrupted: rnn-search tune --resume {storage.name(path)} "
                          f"--storage {snapshot.posix_parent(path)} continues it")
-
-
-@dataclass
-class SearchOptions:
-    """Everything `rnn-search tune` takes (see the CLI for help texts)."""
-
-    preset: str = "quick"
-    space_file: str | None = None
-    num_samples: int | None = None
-    max_concurrent: int = 0
-    max_epochs: int | None = None
-    grace_period: int | None = None
-    """ASHA: epochs before a trial may be stopped (None: the preset's, see search.space.PRESETS)."""
-    reduction_factor: float | None = None
-    """ASHA: 1/N of the trials go on at each rung (None: the preset's)."""
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    storage: str | None = None
-    """Local folder or s3:// / gs:// URI (None: $RNN_SEARCH_STORAGE, else ./runs; see search.storage.resolve)."""
-    name: str | None = None
-    keep_checkpoints: int = 2
-    data_given: frozenset[str] = frozenset()
-    """DataConfig fields set on the command line: the preset's data settings never replace them."""
-    max_failures: int = 2
-    address: str | None = None
-    data_path: str | None = None
-    data: DataConfig = field(default_factory=DataConfig)
-    """The windows every trial trains on; the space's data keys (sequence_size, ...) vary it per trial."""
-    seed: int = 0
-    report_every: int = 1
-    """Report to Tune every N epochs (ASHA and the searcher see only reported epochs)."""
-    checkpoint_every: int = 1
-    """Attach a checkpoint every N epochs (and always at a new best epoch and the last one)."""
-    reuse_actors: bool = True
-    """Reuse trial actors: cuts per-trial start-up (benchmarks/tune_overhead.py, figures in RESULTS.md)."""
-    searcher: str = "optuna-asha"
-    """'optuna-asha' (ours), 'optuna' (Ray's stock OptunaSearch + ASHA) or 'random' (random + FIFO)."""
-    wandb: str = "off"
-    progress_interval_s: float = 15.0
-    n_startup_trials: int | None = None
-    """TPE's random start-up trials (default: a third of the trials, 3 to 10)."""
-    metric: str | None = None
-    """The search metric (min): val_loss, val_mae or val_rmse; default: see search_metric()."""
-    time_budget_s: float | None = None
-    """Stop the search after this many seconds (running trials stop; their best checkpoints stay)."""
-    stop: Any = None
-    """A Tune stopper for the whole run (benchmarks use one that caps the total epochs)."""
-    callbacks: list[Any] = field(default_factory=list)
-    """Extra Tune callbacks (tests use one to watch logical resources)."""
 
 
 def trials_that_fit(opts: SearchOptions) -> int:
@@ -264,11 +215,6 @@ def _asha_settings(opts: SearchOptions, budget: Any) -> tuple[int, int, float]:
     reduction = budget.reduction_factor if opts.reduction_factor is None else opts.reduction_factor
     if not 1 <= grace <= max_epochs:
         raise SearchError(f"--grace-period {grace}: expected 1 to --max-epochs ({max_epochs})")
-    if reduction <= 1:
-        raise SearchError(f"--reduction-factor {reduction:g}: expected a number above 1 (2 keeps half the trials at each rung)")
-    if opts.keep_checkpoints < 1:
-        raise SearchError(f"--keep-checkpoints {opts.keep_checkpoints}: expected 1 or more (the best checkpoint is what "
-                          "export, test and the ensemble use)")
     return max_epochs, grace, reduction
 
 
@@ -388,5 +334,4 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         return results, path
 
 
-__all__ = ["AshaAwareOptunaSearch", "SearchError", "SearchInterrupted", "SearchOptions", "experiment_meta", "run_search",
-           "resume_search"]
+__all__ = ["SearchInterrupted", "SearchOptions", "run_search", "resume_search"]

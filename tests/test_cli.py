@@ -6,6 +6,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from search.cli import _search_options, build_parser
+
 
 def test_installed_command(hour_csv: Path) -> None:
     import sys
@@ -168,3 +172,26 @@ def test_a_presets_data_settings_apply_where_the_command_line_left_them() -> Non
     lecture = SearchOptions(preset="default", data=DataConfig(**split_kwargs("lecture")), data_given=given("--split", "lecture"))
     assert preset_data(lecture, settings).val_windows == 1
     assert "horizon" in given("--horizon", "24") and not given()
+
+
+def test_search_options_are_declared_once_frozen_and_checked() -> None:
+    """Each tune flag comes from a SearchOptions field (its docstring the help); a bad value is one line."""
+    import dataclasses
+
+    from rnn_core.config import settings
+    from search.errors import SearchError
+    from search.options import SearchOptions
+
+    flags = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices["tune"]._actions}
+    for s in settings(SearchOptions):
+        assert s.name in flags and flags[s.name].option_strings[0] in (s.flags[0], "--no-" + s.flags[0][2:]), s.name
+        assert s.help.split()[0] in flags[s.name].help, s.name
+    with pytest.raises(SearchError, match="--searcher 'tpe': expected one of optuna-asha, optuna, random"):
+        SearchOptions(searcher="tpe")  # it used to run Ray's stock OptunaSearch without a word
+    with pytest.raises(SearchError, match="--num-samples 0: expected a whole number >= 1"):
+        SearchOptions(num_samples=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SearchOptions().seed = 3  # type: ignore[misc]
+    args = build_parser().parse_args(["tune", "--time-budget", "5", "--no-reuse-actors", "--space", "s.yaml"])
+    opts = _search_options(args)
+    assert (opts.time_budget_s, opts.reuse_actors, opts.space_file) == (300.0, False, "s.yaml")
