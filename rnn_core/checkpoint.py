@@ -162,9 +162,9 @@ def _from_version_1(fmt: str, payload: dict[str, Any]) -> dict[str, Any]:
         if payload.get("correction_window"):
             steps += [{"kind": "residual_correction", "window": payload["correction_window"],
                        "lags": payload.get("correction_lags") or []}, {"kind": "non_negative"}]
-    if payload.get("intervals"):
-        steps.append({"kind": "conformal_intervals", **payload["intervals"]} if isinstance(payload["intervals"], dict)
-                     else {"kind": "conformal_intervals", "intervals": payload["intervals"]})
+    if payload.get("intervals"):  # tables from before rolling intervals have no window: the validation offsets
+        steps.append({"kind": "conformal_intervals", "window": 0, **payload["intervals"]}
+                     if isinstance(payload["intervals"], dict) else {"kind": "conformal_intervals", "intervals": payload["intervals"]})
     out["steps"] = steps
     return out
 

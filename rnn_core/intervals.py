@@ -68,7 +68,7 @@ class Intervals:
     """Validation windows the residuals came from."""
     window: int = 0
     """Recalibrate at each origin on the residuals of this many origins before it (see the module); 0: the
-    validation offsets everywhere (model files made before this field)."""
+    validation offsets everywhere."""
 
     def bands(self, pred: np.ndarray) -> dict[float, tuple[np.ndarray, np.ndarray]]:
         """Forecasts [N, H] (bikes/hour) -> {level: (lower [N, H], upper [N, H])} from the validation offsets."""
@@ -120,6 +120,9 @@ class Intervals:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Intervals:
+        missing = [k for k in ("scale", "levels", "lower", "upper", "n", "window") if k not in d]
+        if missing:
+            raise ValueError(f"interval table lacks the field(s) {', '.join(missing)}")
         if d.get("scale") not in SCALES:
             raise ValueError(f"interval scale {d.get('scale')!r}: expected one of {', '.join(SCALES)}")
         levels = tuple(float(a) for a in d["levels"])
@@ -127,7 +130,7 @@ class Intervals:
         upper = tuple(tuple(float(v) for v in r) for r in d["upper"])
         if not (len(levels) == len(lower) == len(upper)) or len({len(r) for r in lower + upper}) > 1:
             raise ValueError("interval tables do not match their levels")
-        return cls(d["scale"], levels, lower, upper, int(d["n"]), int(d.get("window", 0)))
+        return cls(d["scale"], levels, lower, upper, int(d["n"]), int(d["window"]))
 
 
 def check_levels(levels: Sequence[float]) -> tuple[float, ...]:

@@ -194,7 +194,7 @@ class EnsembleReport:
     refit_s: float = 0.0
     refit_file: str | None = None
     selection: str = ""
-    """What the greedy selection minimised (rnn_core.config.ENSEMBLE_SELECTION; empty in older reports: the metric)."""
+    """What the greedy selection minimised (rnn_core.config.ENSEMBLE_SELECTION)."""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

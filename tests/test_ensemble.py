@@ -328,16 +328,17 @@ def test_a_version_1_file_loads_as_the_chain_its_keys_meant(members: dict[str, P
     from rnn_core.intervals import conformal
 
     frame, *_ = load_frame(hour_csv)
-    iv = conformal(np.full((500, 1), 100.0), np.linspace(50, 150, 500)[:, None])
+    iv = conformal(np.full((500, 1), 100.0), np.linspace(50, 150, 500)[:, None], window=0)
     old = {"members": {n: load_bundle(p) for n, p in members.items()}, "weights": {"a": 0.5, "b": 0.5}, "scale": 1.1,
-           "level_window": 7 * 24, "correction_window": 3 * 24, "correction_lags": [1, 24], "intervals": iv.to_dict(),
+           "level_window": 7 * 24, "correction_window": 3 * 24, "correction_lags": [1, 24],
+           "intervals": {k: v for k, v in iv.to_dict().items() if k != "window"},  # from before rolling intervals
            "meta": {"metric": "rmse"}}
     monkeypatch.setattr(checkpoint, "VERSION", 1)
     v1 = write_bundle(tmp_path / "v1.pt", old, fmt=ENSEMBLE_FORMAT)
     monkeypatch.undo()
     lm = load_model(v1)
     assert lm.point_steps == (Calibration(1.1, 7 * 24, "rmse"), ResidualCorrection(3 * 24, (1, 24)), NonNegative())
-    assert lm.intervals == iv
+    assert lm.intervals == iv and iv.window == 0  # conformal() without a window: the validation offsets
     v2 = load_model(_save(tmp_path / "v2.pt", members, {"a": 1.0, "b": 1.0}, lm.steps))
     origins = np.arange(12_000, 12_050)
     np.testing.assert_array_equal(lm.forecast(frame, origins), v2.forecast(frame, origins))

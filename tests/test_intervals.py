@@ -98,8 +98,9 @@ def test_a_model_file_with_intervals_round_trips(tmp_path: Path, hour_csv: Path,
     iv = lm.intervals
     assert iv is not None and iv.levels == (0.8, 0.95) and len(iv.lower[0]) == 24 and iv.n > 1000
     assert Intervals.from_dict(iv.to_dict()) == iv and iv.window == 28 * 24
-    old = {k: v for k, v in iv.to_dict().items() if k != "window"}  # a file from before rolling intervals
-    assert Intervals.from_dict(old).window == 0
+    old = {k: v for k, v in iv.to_dict().items() if k != "window"}  # a table from before rolling intervals
+    with pytest.raises(ValueError, match="interval table lacks the field\\(s\\) window"):
+        Intervals.from_dict(old)  # a version-2 file always has it (version 1 is converted: tests/test_ensemble.py)
     # `test` reports coverage and width per level, and per-step errors with the baselines beside them
     assert main(["test", str(ckpt), "--data", str(hour_csv), "--plots", str(tmp_path / "plots"),
                  "--origins", "2012-11-14 23:00,2012-12-24 23:00"]) == 0
