@@ -536,7 +536,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from search.jobs import submit
+    from search.jobs import follow, submit
 
     rest = list(args.command)
     if rest and rest[0] == "--":
@@ -549,13 +549,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--env {item!r}: expected KEY=VALUE")
         env[key] = value
-    return submit(args.address, rest, follow=args.follow, working_dir=args.working_dir, env=env)
+    job_id, entrypoint = submit(args.address, rest, working_dir=args.working_dir, env=env)
+    print(f"submitted job {job_id}: {entrypoint}")
+    print(f"  rnn-search jobs status {job_id} --address {args.address}")
+    print(f"  rnn-search jobs logs {job_id} --address {args.address}")
+    if not args.follow:
+        return 0
+    status = follow(args.address, job_id, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+    print(f"job {job_id}: {status}")
+    return 0 if status == "SUCCEEDED" else 1
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from search.jobs import job_logs, job_status, job_stop
 
-    return {"status": job_status, "logs": job_logs, "stop": job_stop}[args.action](args.address, args.job_id)
+    if args.action == "status":
+        status, message = job_status(args.address, args.job_id)
+        print(f"{args.job_id}: {status}" + (f" ({message})" if message else ""))
+    elif args.action == "logs":
+        sys.stdout.write(job_logs(args.address, args.job_id))
+    else:
+        print(f"{args.job_id}: {'stop requested' if job_stop(args.address, args.job_id) else 'already finished'}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------- parser

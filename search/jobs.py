@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rnn_core.config import UserError, first_line
 from search.storage import IN_JOB_ENV
@@ -80,9 +80,8 @@ def _call(address: str, fn, *args):  # noqa: ANN001, ANN202
         raise JobsError(explain(exc, address)) from None
 
 
-def submit(address: str, tune_args: list[str], *, follow: bool = False, working_dir: str = ".",
-           env: dict[str, str] | None = None) -> int:
-    """Submit `rnn-search tune ...` as a Ray Job with this project as its working_dir; print the job id."""
+def submit(address: str, tune_args: list[str], *, working_dir: str = ".", env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Submit `rnn-search tune ...` as a Ray Job with this project as its working_dir; returns (job id, entrypoint)."""
     wd = Path(working_dir).resolve()
     if not (wd / "pyproject.toml").is_file():
         raise JobsError(f"--working-dir {wd} is not the rnn-search project (no pyproject.toml)")
@@ -95,8 +94,7 @@ def submit(address: str, tune_args: list[str], *, follow: bool = False, working_
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
-            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
-            break
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env), entrypoint
         except Exception as exc:  # noqa: BLE001 - the server's refusal comes as RuntimeError or HTTP errors
             # A head that has just started answers "No available agent to submit job, please try again
             # later" until its job agent registers: wait for it rather than fail.
@@ -104,38 +102,30 @@ def submit(address: str, tune_args: list[str], *, follow: bool = False, working_
                 raise JobsError(explain(exc, address)) from None
             log.info("the job server has no agent yet; retrying")
             time.sleep(2)
-    print(f"submitted job {job_id}: {entrypoint}")
-    print(f"  rnn-search jobs status {job_id} --address {address}")
-    print(f"  rnn-search jobs logs {job_id} --address {address}")
-    if not follow:
-        return 0
-    return _follow(client, job_id)
 
 
-def _follow(client, job_id: str) -> int:  # noqa: ANN001
+def follow(address: str, job_id: str, write: Any) -> str:
+    """Stream a job's logs to ``write`` until it ends; returns its final status (e.g. SUCCEEDED)."""
+    client = _client(address)
+
     async def tail() -> None:
         async for lines in client.tail_job_logs(job_id):
-            sys.stdout.write(lines)
-            sys.stdout.flush()
+            write(lines)
 
     asyncio.run(tail())
-    status = client.get_job_status(job_id)
-    print(f"job {job_id}: {status}")
-    return 0 if str(status).endswith("SUCCEEDED") else 1
+    return str(client.get_job_status(job_id)).rsplit(".", 1)[-1]
 
 
-def job_status(address: str, job_id: str) -> int:
+def job_status(address: str, job_id: str) -> tuple[str, str]:
+    """(status, message) of a job."""
     info = _call(address, _client(address).get_job_info, job_id)
-    print(f"{job_id}: {info.status}" + (f" ({info.message})" if info.message else ""))
-    return 0
+    return str(info.status).rsplit(".", 1)[-1], info.message or ""
 
 
-def job_logs(address: str, job_id: str) -> int:
-    sys.stdout.write(_call(address, _client(address).get_job_logs, job_id))
-    return 0
+def job_logs(address: str, job_id: str) -> str:
+    return _call(address, _client(address).get_job_logs, job_id)
 
 
-def job_stop(address: str, job_id: str) -> int:
-    stopped = _call(address, _client(address).stop_job, job_id)
-    print(f"{job_id}: {'stop requested' if stopped else 'already finished'}")
-    return 0
+def job_stop(address: str, job_id: str) -> bool:
+    """True when a stop was requested, False when the job had already finished."""
+    return bool(_call(address, _client(address).stop_job, job_id))
