@@ -283,7 +283,21 @@ def _print_best(best: Any) -> None:
     print(f"best checkpoint: {best.checkpoint}")
 
 
+def _refuse_a_taken_run(args: argparse.Namespace) -> None:
+    """A run that exists (a new --name) or that another search holds (--resume) is refused at once, before
+    torch, Ray and Optuna load; the search checks again under the run's lock."""
+    from search import storage
+    from search.runlock import RunLock
+
+    if args.resume:
+        RunLock(storage.experiment_path(args.resume, args.storage), new_run=False).refuse_held()
+    elif args.name:
+        RunLock(storage.join(storage.resolve(args.storage), args.name), new_run=True).refuse_existing()
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
+    opts = _search_options(args)  # a bad value is refused before anything heavy loads
+    _refuse_a_taken_run(args)
     import optuna
 
     from search.results import best_trial
@@ -291,7 +305,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # optuna installs its own handler
 
-    opts = _search_options(args)
     if args.resume:
         grid, path = resume_search(args.resume, opts)
     else:
@@ -737,6 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # search's own lines say what happened and how to resume (--verbose shows them).
         for tune_driver in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state"):
             logging.getLogger(tune_driver).setLevel(logging.CRITICAL)
+        # ... and when a search stops on a fault, the trial still running when the driver leaves ends in an error
+        # that nobody waits for, which Ray reports as a traceback ("Unhandled error") after the search's own line
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     try:
         return int(args.func(args))
     except (UserError, ValueError, FileNotFoundError) as exc:

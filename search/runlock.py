@@ -67,6 +67,25 @@ class RunLock:
             raise RunLockError(f"run {name} already exists in {where}: `rnn-search tune --resume {name}` continues it, "
                                "or choose another --name")
 
+    def refuse_held(self) -> None:
+        """A run another search holds is refused, without taking its lock (a quick look before anything loads)."""
+        if storage.is_uri(self.path):
+            holder = _parse(storage.read_bytes(self.location))
+            if holder and not _gone(holder):
+                raise self._in_use(holder)
+            return
+        try:
+            fd = os.open(self.location, os.O_RDONLY)
+        except OSError:
+            return  # no lock file: nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            raise self._in_use(_parse(os.pread(fd, 4096, 0))) from None
+        finally:
+            os.close(fd)
+
     def _in_use(self, holder: dict[str, Any]) -> RunLockError:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("time", 0))))
         return RunLockError(f"run {storage.name(self.path)} is in use by another search (pid {holder.get('pid')} on "
