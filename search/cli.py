@@ -292,7 +292,10 @@ def _refuse_a_taken_run(args: argparse.Namespace) -> None:
     if args.resume:
         RunLock(storage.experiment_path(args.resume, args.storage), new_run=False).refuse_held()
     elif args.name:
-        RunLock(storage.join(storage.resolve(args.storage), args.name), new_run=True).refuse_existing()
+        where = storage.resolve(args.storage)
+        if storage.is_uri(where):
+            storage.check_writable(where)  # a missing bucket or wrong credentials: that, in one line, first
+        RunLock(storage.join(where, args.name), new_run=True).refuse_existing()
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
