@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.checkpoint import model_from_bundle
-from rnn_core.forecaster import PostProcessed, WeightedMean, post_process, split_targets
+from rnn_core.forecaster import PostProcessed, WeightedMean, fit_chain, split_targets
 
 SELECTION_METRICS = ("mae", "rmse")
 
@@ -104,8 +104,8 @@ def choose_ensemble(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, siz
     chosen = [int(i) for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
     base = WeightedMean(tuple(models[i] for i in chosen), tuple(names[i] for i in chosen),
                         weights[chosen] / weights[chosen].sum())
-    shipped = post_process(base, frame, loss, dict(meta or {}, size=size, selection=selection, loss=loss))
-    pred, mean = shipped.forecast(frame, origins), base.forecast(frame, origins)
+    mean = np.tensordot(base.weights, F[chosen], axes=1)  # [N, H]: the base's validation forecasts, from F
+    shipped, pred, _ = fit_chain(base, frame, loss, dict(meta or {}, size=size, selection=selection, loss=loss), base_val=mean)
     members = [{"trial_id": names[i], "weight": float(weights[i]), "val_mae": mae(F[i], target),
                 "val_rmse": rmse(F[i], target)} for i in chosen]
     return EnsembleChoice(shipped, members, mae(pred, target), rmse(pred, target), mae(mean, target), rmse(mean, target),

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from rnn_core.checkpoint import (
-    ENSEMBLE_FORMAT, FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
+    ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
 )
 from rnn_core.config import DataConfig
 from rnn_core.data import history_span, known_targets
@@ -224,11 +224,6 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     return forecaster_from_payload(fmt, payload, str(path), device)
 
 
-def forecaster_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> PostProcessed:
-    """A model bundle in memory (a trial checkpoint: no steps) -> its forecaster."""
-    return forecaster_from_payload(FORMAT, bundle, source, device)
-
-
 # ------------------------------------------------------------------------------------------ building
 
 
@@ -240,18 +235,27 @@ def split_targets(frame: pd.DataFrame, cfg: DataConfig, split: str) -> tuple[np.
     return origins, make_targets(frame["cnt"].to_numpy(np.float64), origins, cfg.horizon)
 
 
-def post_process(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str = "mae",
-                 meta: dict[str, Any] | None = None, source: str = "") -> PostProcessed:
+def fit_chain(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str = "mae", meta: dict[str, Any] | None = None,
+              source: str = "", base_val: np.ndarray | None = None) -> tuple[PostProcessed, np.ndarray, np.ndarray]:
     """The shipped forecaster of ``base``: rnn_core.postprocess.standard_steps with the calibration factor
     fitted on the validation hours (``loss``: mae or rmse), then conformal intervals fitted on the chain's own
-    validation forecasts. Single models and ensembles get the same chain."""
+    validation forecasts. Single models and ensembles get the same chain. Also returns those validation
+    forecasts and targets [N, H] (what the forecaster scores there). ``base_val``: the base's validation
+    forecasts when the caller has them already."""
     from rnn_core.intervals import conformal
     from rnn_core.postprocess import calibrate, standard_steps
 
     origins, target = split_targets(frame, base.data_config, "val")
-    point = PostProcessed(base, standard_steps(calibrate(base.forecast(frame, origins), target, loss), loss),
-                          dict(meta or {}), source)
-    return point.with_intervals(conformal(point.forecast(frame, origins), target))
+    base_val = base.forecast(frame, origins) if base_val is None else base_val
+    point = PostProcessed(base, standard_steps(calibrate(base_val, target, loss), loss), dict(meta or {}), source)
+    pred = point.forecast(frame, origins)  # [N, H]: the intervals do not change it
+    return point.with_intervals(conformal(pred, target)), pred, target
+
+
+def post_process(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str = "mae",
+                 meta: dict[str, Any] | None = None, source: str = "") -> PostProcessed:
+    """The shipped forecaster of ``base`` (:func:`fit_chain`)."""
+    return fit_chain(base, frame, loss, meta, source)[0]
 
 
 def ship_checkpoint(path: str | os.PathLike[str], frame: pd.DataFrame, loss: str = "mae") -> PostProcessed:

@@ -140,14 +140,14 @@ def export_best(run: str, out: str | Path, where: str | None = None,
     the same post-processing chain as an ensemble (rnn_core.forecaster.post_process); also its own validation
     (MAE, RMSE)."""
     from rnn_core.data import load_frame
-    from rnn_core.forecaster import post_process, save_forecaster
-    from rnn_core.metrics import split_score
+    from rnn_core.forecaster import fit_chain, save_forecaster
+    from rnn_core.metrics import mae, rmse
 
     bundle, best, _, path = best_bundle(run, where)
     frame, *_ = load_frame(data_path or _recorded_data_path(path))
-    shipped = post_process(model_from_bundle(member_bundle(bundle), str(best.checkpoint)), frame,
-                           calibration_loss(best.metric), bundle["meta"])
-    return save_forecaster(out, shipped), best, split_score(shipped, frame)
+    shipped, pred, target = fit_chain(model_from_bundle(member_bundle(bundle), str(best.checkpoint)), frame,
+                                      calibration_loss(best.metric), bundle["meta"])
+    return save_forecaster(out, shipped), best, (mae(pred, target), rmse(pred, target))
 
 
 def calibration_loss(metric: str) -> str:

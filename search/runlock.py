@@ -108,9 +108,7 @@ class RunLock:
         self._fd = fd
 
     def _take_remote(self) -> None:
-        holder = _parse(storage.read_bytes(self.location))
-        if holder and not _gone(holder):
-            raise self._in_use(holder)
+        self.refuse_held()
         self.heartbeat()
         if _parse(storage.read_bytes(self.location)).get("owner") != self.owner["owner"]:  # another took it at once
             raise self._in_use(_parse(storage.read_bytes(self.location)))
