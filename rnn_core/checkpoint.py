@@ -215,6 +215,10 @@ class LoadedModel:
             raise ValueError(f"{self.source}: forecast origins {origins[0]}..{origins[-1]} outside "
                              f"{self.first_origin}..{len(frame) - 1} (a window needs {self.first_origin + 1} hours of history)")
         feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
+        if not self.data_config.dataset.builtin:
+            from rnn_core.series import check_future_known
+
+            check_future_known(frame, self.data_config, feats, origins, self.source)
         return self._bikes(make_windows(feats, origins, self.data_config.sequence_size))  # [N, L, F] -> [N, H]
 
     def _bikes(self, X: torch.Tensor) -> np.ndarray:

@@ -29,6 +29,8 @@ TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
 LOSSES = ("mse", "l1", "huber")
 LR_SCHEDULES = ("constant", "cosine")
 SPLIT_PRESETS = ("default", "lecture", "custom")
+#: What a timestamp absent from a user's file means (rnn_core.series).
+ABSENT = ("missing", "zero")
 #: Ensemble selection steps (greedy, with replacement: weights are multiples of 1/K); rnn_core.ensemble.
 ENSEMBLE_SIZE = 20
 #: Origins (hours) before each forecast that an ensemble's calibration factor is refit on: two weeks
@@ -124,6 +126,72 @@ class _Config:
         return cls(**d)
 
 
+def _names(v: Any) -> tuple[str, ...]:
+    """Column names as a tuple: 'a,b' (a flag), a list (YAML, a stored dict) or a tuple."""
+    if isinstance(v, str):
+        return tuple(t.strip() for t in v.split(",") if t.strip())
+    _require(isinstance(v, (list, tuple)) and all(isinstance(t, str) and t for t in v),
+             f"expected column names, got {v!r}")
+    return tuple(v)
+
+
+@dataclass(frozen=True)
+class Dataset(_Config):
+    """The series to learn: the built-in bikes data (no --target), or a file of your own described column by column.
+
+    A model file stores it, so that test, predict and export read a file the way the model was trained on it."""
+
+    time: str | None = None
+    """Your file's time column (ISO timestamps or dates). Give it with --target for your own series."""
+    target: str | None = None
+    """The column to forecast (none: the built-in UCI bikes data, hour.csv)."""
+    freq: str | None = None
+    """The series' step as a pandas frequency such as h, D, 15min, W or MS (default: inferred from the file; an
+    irregular step is refused)."""
+    past: tuple[str, ...] = field(default=(), metadata={"names": True})
+    """Past covariates, comma-separated: columns known only up to each forecast origin (measured weather)."""
+    future: tuple[str, ...] = field(default=(), metadata={"names": True})
+    """Known-future covariates, comma-separated: columns known for the target times too (holidays, planned
+    promotions); predicting needs them for the forecast times: rows with them and an empty target."""
+    series: str | None = None
+    """Column naming the series of a file that holds several: one model learns them all; windows never cross
+    two series."""
+    absent: str = field(default="missing", metadata={"choices": ABSENT})
+    """What a timestamp absent from the file means: 'missing' (never a target; its inputs are carried forward
+    and flagged) or 'zero' (counts: nothing happened then)."""
+
+    def __post_init__(self) -> None:
+        for name in ("past", "future"):
+            object.__setattr__(self, name, _names(getattr(self, name)))
+        _one_of("absent", self.absent, ABSENT)
+        _require((self.time is None) == (self.target is None),
+                 "a dataset of your own needs both --time and --target (the time column and the column to forecast)")
+        if self.builtin:
+            _require(not (self.freq or self.past or self.future or self.series),
+                     "--freq, --past, --future and --series describe a file of your own: give --time and --target too")
+            return
+        columns = [self.time, self.target, *self.past, *self.future] + ([self.series] if self.series else [])
+        _require(all(isinstance(c, str) and c.strip() for c in columns), f"column names must be non-empty, got {columns}")
+        if dup := sorted({c for c in columns if columns.count(c) > 1}):
+            raise ValueError(f"column {dup[0]!r} is named twice in the dataset description ({self.describe()})")
+
+    @property
+    def builtin(self) -> bool:
+        """The built-in bikes data (rnn_core.data), not a file of the user's own (rnn_core.series)."""
+        return self.target is None
+
+    def describe(self) -> str:
+        if self.builtin:
+            return "the UCI bikes data (hour.csv)"
+        parts = [f"time {self.time}", f"target {self.target}", f"freq {self.freq or 'inferred'}"]
+        parts += [f"past {','.join(self.past)}"] * bool(self.past) + [f"future {','.join(self.future)}"] * bool(self.future)
+        return ", ".join(parts + [f"series {self.series}"] * bool(self.series) + [f"absent = {self.absent}"])
+
+
+#: The built-in data set.
+BIKES = Dataset()
+
+
 @dataclass(frozen=True)
 class DataConfig(_Config):
     """How hours become windows and splits. Stored in every checkpoint so that a split can be rebuilt."""
@@ -151,8 +219,13 @@ class DataConfig(_Config):
     a day or a week before the hour after s); only hours <= t are used, so nothing after t leaks."""
     target_transform: str = field(default="log1p", metadata={"choices": TARGET_TRANSFORMS})
     """Target scaling: 'log1p' (log1p then standardise), 'standard' (standardise the counts) or 'scale100' (/100)."""
+    dataset: Dataset = field(default=BIKES, metadata={"derived": True, "search": False})
+    """The series (set from the Dataset flags: --time, --target, ...)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.dataset, dict):  # from a stored dict
+            object.__setattr__(self, "dataset", Dataset(**self.dataset))
+        _require(isinstance(self.dataset, Dataset), f"dataset must be a Dataset, got {self.dataset!r}")
         _require(_integer(self.sequence_size) and self.sequence_size >= 1,
                  f"sequence_size must be a positive integer, got {self.sequence_size!r}")
         _require(_integer(self.horizon) and 1 <= self.horizon <= 24,
@@ -269,7 +342,7 @@ class TrainConfig(_Config):
                  f"num_threads must be an integer >= 0, got {self.num_threads!r}")
 
 
-CONFIGS = (DataConfig, ModelConfig, TrainConfig)
+CONFIGS = (DataConfig, ModelConfig, TrainConfig)  # Dataset is not a search-space config: it is the data itself
 
 
 # --------------------------------------------------------------------------------------- settings
@@ -289,6 +362,8 @@ class Setting:
     flags: tuple[str, ...]
     """Command-line spellings: --field-name first, then any extra ones."""
     searchable: bool
+    columns: bool = False
+    """A tuple of column names (Dataset's covariates), not of hours."""
 
 
 @cache
@@ -326,7 +401,7 @@ def settings(cls: type) -> tuple[Setting, ...]:
             name=f.name, owner=cls, type=typ, default=f.default, help=docs.get(f.name, f.name),
             choices=f.metadata.get("choices"),
             flags=f.metadata.get("cli_flags") or ("--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())),
-            searchable=f.metadata.get("search", True),
+            searchable=f.metadata.get("search", True), columns=f.metadata.get("names", False),
         ))
     return tuple(out)
 

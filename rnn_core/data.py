@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ import pandas as pd
 import torch
 from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+1, H] views
 
-from rnn_core.config import TARGET_TRANSFORMS, DataConfig, ModelConfig, UserError
+from rnn_core import series as user_series
+from rnn_core.config import BIKES, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig
+from rnn_core.series import DataError
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +77,28 @@ SCALED_PREFIXES = ("cnt_log1p_lag",)
 SPLIT_NAMES = ("train", "val", "test")
 
 
-class DataError(UserError):
-    """Bad or missing input data; the message names the file, and the row and column where there is one."""
+def future_width(cfg: DataConfig) -> int:
+    """Features known of each target step (its calendar, and a user's known-future covariates)."""
+    return len(CALENDAR_FEATURES) if cfg.dataset.builtin else len(user_series.future_names(cfg.dataset))
+
+
+def target_column(cfg: DataConfig | Dataset) -> str:
+    """The frame's column that is forecast: cnt for the bikes data."""
+    ds = cfg.dataset if isinstance(cfg, DataConfig) else cfg
+    return "cnt" if ds.builtin else ds.target
 
 
 def n_features(cfg: DataConfig) -> int:
     """F: features per input step."""
+    if not cfg.dataset.builtin:
+        return len(user_series.feature_names(cfg))
     return len(FEATURES) + len(cfg.seasonal_lags) + (len(CALENDAR_FEATURES) * cfg.horizon if cfg.future_calendar else 0)
 
 
 def feature_names(cfg: DataConfig) -> list[str]:
     """Names of the F input channels, in order."""
+    if not cfg.dataset.builtin:
+        return user_series.feature_names(cfg)
     names = list(FEATURES) + [f"cnt_log1p_lag{k}" for k in cfg.seasonal_lags]
     if cfg.future_calendar:
         names += [f"{n}@t+{k}" for k in range(1, cfg.horizon + 1) for n in CALENDAR_FEATURES]
@@ -219,6 +233,8 @@ class BikeData:
     splits: dict[str, Split] = field(default_factory=dict)
     filled: np.ndarray | None = None
     """[T] bool: hours absent from the file, filled on the grid (zero counts)."""
+    starts: np.ndarray | None = field(default=None, repr=False)
+    """[T] the first row of each row's series (a user's file of several series), for the baselines."""
 
     def filled_targets(self, name: str) -> tuple[int, int]:
         """(filled, all) distinct target hours of a split: the filled ones are scored as zero rentals."""
@@ -228,7 +244,7 @@ class BikeData:
 
     def model_config(self, **fields: Any) -> ModelConfig:
         """A ModelConfig for these windows: F and H from the data, the architecture from ``fields``."""
-        future = len(CALENDAR_FEATURES) if self.config.future_calendar else 0
+        future = future_width(self.config) if self.config.future_calendar else 0
         if fields.get("arch") == "seq2seq" and not future:  # a constraint across the two configs
             raise ValueError("arch seq2seq feeds its decoder the calendar of each target hour: it needs the future "
                              "calendar features (drop --no-future-calendar)")
@@ -455,8 +471,24 @@ def hourly_grid(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return df, int(missing.sum())
 
 
-def load_frame(path: str | os.PathLike[str] | None = None, *, download: bool = True) -> tuple[pd.DataFrame, str, int, int]:
-    """Find, parse and grid the data. Returns (hourly frame, source description, hours filled, raw rows)."""
+def load_frame(path: str | os.PathLike[str] | None = None, *, download: bool = True,
+               dataset: Dataset = BIKES) -> tuple[pd.DataFrame, str, int, int]:
+    """Find, parse and grid the data. Returns (frame, source description, steps filled, raw rows)."""
+    return read_frame(path, dataset, download=download)[:4]
+
+
+def read_frame(path: str | os.PathLike[str] | None, dataset: Dataset = BIKES, *,
+               download: bool = True) -> tuple[pd.DataFrame, str, int, int, Dataset]:
+    """:func:`load_frame`, and the dataset description with what the file told (a user's series' frequency)."""
+    if not dataset.builtin:
+        if path is None:
+            raise DataError(f"a dataset of your own ({dataset.describe()}) needs its file: pass --data FILE")
+        frame, resolved, filled = user_series.read_series(path, dataset)
+        return frame, f"--data {path}", filled, len(frame) - filled, resolved
+    return (*_bikes_frame(path, download), BIKES)
+
+
+def _bikes_frame(path: str | os.PathLike[str] | None, download: bool) -> tuple[pd.DataFrame, str, int, int]:
     p, source = find_data(path, download=download)
     raw = read_raw(p)
     frame, n_filled = hourly_grid(raw)
@@ -501,6 +533,8 @@ def future_calendar(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np
 
 def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
     """Hourly frame -> unscaled feature matrix [T, F] (F = n_features(cfg)), float64, in feature_names order."""
+    if not cfg.dataset.builtin:
+        return user_series.raw_features(frame, cfg)
     times = pd.DatetimeIndex(frame.index)
     hol = frame["holiday"].to_numpy(np.float64)
     work = frame["workingday"].to_numpy(np.float64)
@@ -523,12 +557,20 @@ def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
-def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice | np.ndarray) -> FeatureScaler:
-    """Mean/std of SCALED_FEATURES over the training hours only; identity elsewhere."""
+def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice | np.ndarray,
+                       scaled: set[str] | None = None) -> FeatureScaler:
+    """Mean/std of the scaled features (the bikes data's SCALED_FEATURES, or ``scaled``) over the training hours
+    only; identity elsewhere. With ``scaled`` (a user's series) NaN cells (covariates past a series' end) are
+    left out of the statistics."""
     mean = np.zeros(len(names))
     std = np.ones(len(names))
     for j, n in enumerate(names):
-        if n in SCALED_FEATURES or n.startswith(SCALED_PREFIXES):
+        if scaled is not None and n in scaled:
+            col = values[train_rows, j]
+            col = col[np.isfinite(col)]
+            mean[j] = col.mean() if len(col) else 0.0
+            std[j] = col.std() if len(col) and col.std() > 0 else 1.0
+        elif scaled is None and (n in SCALED_FEATURES or n.startswith(SCALED_PREFIXES)):
             col = values[train_rows, j]
             mean[j] = col.mean()
             std[j] = col.std() if col.std() > 0 else 1.0
@@ -540,6 +582,7 @@ def fit_target_scaler(train_counts: np.ndarray, transform: str) -> TargetScaler:
     if transform == "scale100":
         return TargetScaler("scale100")
     c = train_counts.astype(np.float64)
+    c = c[np.isfinite(c)]  # a user's missing steps are NaN
     c = np.log1p(c) if transform == "log1p" else c
     return TargetScaler(transform, float(c.mean()), float(c.std()))
 
@@ -552,10 +595,43 @@ def window_origins(n_hours: int, cfg: DataConfig) -> np.ndarray:
     return np.arange(cfg.sequence_size - 1, n_hours - cfg.horizon)
 
 
-def split_origins(hours: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
+def valid_origins(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
+    """[N] the origins of complete windows of the frame: within one series (inputs t-L+1..t and targets
+    t+1..t+H), every target known (a user's missing steps are never targets)."""
+    if cfg.dataset.builtin:
+        return window_origins(len(frame), cfg)
+    y = frame[cfg.dataset.target].to_numpy(np.float64)
+    out = []
+    for a, b in user_series.segments(frame, cfg.dataset):
+        o = np.arange(a + cfg.sequence_size - 1, b - cfg.horizon)
+        if len(o):
+            known = np.isfinite(sliding_window_view(y[a:b], cfg.horizon)[o - a + 1]).all(axis=1)  # [N]
+            out.append(o[known])
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def default_bounds(hours: np.ndarray, origins: np.ndarray, cfg: DataConfig) -> tuple[str, str, str | None]:
+    """The default split's (validation start, test start, test end): 2012-09-01 and 2012-11-01 for the bikes
+    data; for a user's series, the last tenth of its target times is the test period and the tenth before it
+    validation."""
+    if cfg.dataset.builtin:
+        return "2012-09-01", "2012-11-01", None
+    if not len(origins):
+        raise DataError(f"no complete window of {cfg.sequence_size} inputs and {cfg.horizon} known targets in the data")
+    first, last = pd.Timestamp(hours[origins + 1].min()), pd.Timestamp(hours[origins + cfg.horizon].max())
+    span, step = last - first, pd.tseries.frequencies.to_offset(cfg.dataset.freq or "h")
+
+    def on_grid(t: pd.Timestamp) -> str:  # a boundary on the series' own steps
+        return str(t.ceil(step) if isinstance(step, pd.offsets.Tick) else t.normalize())
+
+    return on_grid(first + 0.8 * span), on_grid(first + 0.9 * span), None
+
+
+def split_origins(hours: np.ndarray, cfg: DataConfig, origins: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Chronological split by target timestamp: a window belongs to a split when all its target hours
-    t+1..t+H do, so no target hour falls in two splits."""
-    origins = window_origins(len(hours), cfg)
+    t+1..t+H do, so no target hour falls in two splits. ``origins``: the candidates (valid_origins; default
+    every complete window of one series)."""
+    origins = window_origins(len(hours), cfg) if origins is None else np.asarray(origins, np.int64)
     if cfg.split == "lecture":
         # The lecture's split counts windows: last 24 test, the 96 before validation. With H > 1 we drop
         # H-1 windows at each boundary so that no target hour is shared.
@@ -565,14 +641,14 @@ def split_origins(hours: np.ndarray, cfg: DataConfig) -> dict[str, np.ndarray]:
         train = origins[: -24 - 2 * gap - 96]
         return {"train": train, "val": val, "test": test}
     if cfg.split == "default":
-        val_start, test_start, test_end = "2012-09-01", "2012-11-01", None
+        val_start, test_start, test_end = default_bounds(hours, origins, cfg)
     else:
         val_start, test_start, test_end = cfg.val_start, cfg.test_start, cfg.test_end
     first = hours[origins + 1]
     last = hours[origins + cfg.horizon]
     vs = np.datetime64(pd.Timestamp(val_start))
     ts = np.datetime64(pd.Timestamp(test_start))
-    te = np.datetime64(pd.Timestamp(test_end)) if test_end else hours[-1]
+    te = np.datetime64(pd.Timestamp(test_end)) if test_end else hours.max()
     if test_end and len(str(test_end)) <= 10:  # a bare date includes its whole day
         te = np.datetime64(pd.Timestamp(test_end) + pd.Timedelta(hours=23))
     check_covered(hours, cfg, vs, ts, te)
@@ -605,9 +681,9 @@ def check_covered(hours: np.ndarray, cfg: DataConfig, vs: np.datetime64, ts: np.
         return pd.Timestamp(t).strftime("%Y-%m-%d %H:%M")
 
     test = f"test {hour(ts)} .. {hour(te)}" if cfg.test_end else f"test from {hour(ts)}"
-    if not hours[0] < vs < ts <= hours[-1] or te > hours[-1]:
+    if not hours.min() < vs < ts <= hours.max() or te > hours.max():
         raise DataError(f"{name} (validation from {hour(vs)}, {test}) is not covered: the data covers "
-                        f"{hour(hours[0])} .. {hour(hours[-1])}; give --split VAL_START,TEST_START[,TEST_END] within it")
+                        f"{hour(hours.min())} .. {hour(hours.max())}; give --split VAL_START,TEST_START[,TEST_END] within it")
 
 
 def covered_hours(origins: np.ndarray, n_hours: int, seq: int, horizon: int) -> np.ndarray:
@@ -681,7 +757,8 @@ def load(
     sees exactly the inputs it was trained on.
     """
     cfg = cfg or DataConfig()
-    frame, source, n_filled, raw_rows = load_frame(path, download=download)
+    frame, source, n_filled, raw_rows, dataset = read_frame(path, cfg.dataset, download=download)
+    cfg = dataclasses.replace(cfg, dataset=dataset)  # with what the file told (a user's series' frequency)
     return build(frame, cfg, source=source, n_filled=n_filled, raw_rows=raw_rows, scalers=scalers)
 
 
@@ -697,12 +774,20 @@ def build(
     """Hourly frame -> BikeData (see :func:`load`)."""
     hours = frame.index.to_numpy()
     names = feature_names(cfg)
+    if not cfg.dataset.builtin:
+        user_series.check_transform(frame, cfg, source)
     values = raw_features(frame, cfg)  # [T, F] unscaled
-    cnt = frame["cnt"].to_numpy(np.float32)
-    parts = split_origins(hours, cfg)
+    cnt = frame[target_column(cfg)].to_numpy(np.float32)  # [T]; NaN at a user's missing steps
+    candidates = valid_origins(frame, cfg)
+    if not len(candidates):
+        raise DataError(f"{source}: {len(frame):,} rows: too few for one window of {cfg.sequence_size} inputs and "
+                        f"{cfg.horizon} target(s) in one series; give more rows or a smaller --sequence-size")
+    parts = split_origins(hours, cfg, candidates)
     for name in SPLIT_NAMES:
         if len(parts[name]) == 0:
-            raise DataError(f"split {name!r} has no windows with {cfg}; check the split boundaries and sequence_size")
+            raise DataError(f"{source}: split {name!r} has no windows of {cfg.sequence_size} inputs and {cfg.horizon} "
+                            f"target(s) ({len(frame):,} rows, split {cfg.split}); check the split boundaries and "
+                            "--sequence-size")
     # Training hours: every input and target hour of the train split (with one validation window, every
     # hour up to the last training target).
     train_rows = covered_hours(parts["train"], len(hours), cfg.sequence_size, cfg.horizon)
@@ -711,7 +796,8 @@ def build(
         if list(fscaler.names) != names:
             raise DataError(f"the stored feature scaler names {len(fscaler.names)} features, this data config makes {len(names)}")
     else:
-        fscaler = fit_feature_scaler(values, names, train_rows)
+        fscaler = fit_feature_scaler(values, names, train_rows,
+                                     None if cfg.dataset.builtin else user_series.scaled_names(cfg))
         tscaler = fit_target_scaler(cnt[train_rows], cfg.target_transform)
     scaled = fscaler.apply(values)  # [T, F] float32
     splits = {}
@@ -728,7 +814,7 @@ def build(
     return BikeData(
         config=cfg, source=source, feature_names=names, feature_scaler=fscaler, target_scaler=tscaler,
         hours=hours, cnt=cnt, n_filled=n_filled, raw_rows=raw_rows, splits=splits,
-        filled=frame["is_missing"].to_numpy() > 0 if "is_missing" in frame else None,
+        filled=frame["is_missing"].to_numpy() > 0 if "is_missing" in frame else None, starts=None if cfg.dataset.builtin else user_series.segment_start(frame, cfg.dataset),
     )
 
 

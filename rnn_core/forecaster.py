@@ -25,9 +25,10 @@ from rnn_core.checkpoint import (
     ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
 )
 from rnn_core.config import DataConfig
-from rnn_core.data import history_span, known_targets
+from rnn_core.data import history_span, known_targets, target_column
 from rnn_core.intervals import Intervals
 from rnn_core.postprocess import ConformalIntervals, Step, StepError, steps_from_list
+from rnn_core.series import never_negative, segment_end, segment_start
 
 #: Keys of a trial checkpoint that an ensemble member does not need (resumable training state).
 TRAINING_STATE = ("model", "ema", "optimizer", "scheduler", "rng", "bad_epochs")
@@ -128,14 +129,37 @@ class PostProcessed:
         """The shipped forecasts [N, H] and (with ``bands``, when the chain has intervals) their bands."""
         origins = np.asarray(origins, np.int64)
         steps = self.steps if bands else self.point_steps
-        lookback = sum(s.lookback for s in steps)
         if not len(origins):
             return np.empty((0, self.data_config.horizon)), {}
+        ds = self.data_config.dataset
+        if ds.builtin or not ds.series:
+            return self._forecast_segment(frame, origins, steps, (0, len(frame)))
+        # Several series: each one's forecasts learn only from its own past (its segment of rows).
+        start, out, bands_ = segment_start(frame, ds)[origins], np.empty((len(origins), self.data_config.horizon)), {}
+        for a in np.unique(start):
+            sel = start == a
+            pred, b = self._forecast_segment(frame, origins[sel], steps, (int(a), int(segment_end(frame, ds)[a])))
+            out[sel] = pred
+            for level, (lo, hi) in b.items():
+                bands_.setdefault(level, (np.empty_like(out), np.empty_like(out)))
+                bands_[level][0][sel], bands_[level][1][sel] = lo, hi
+        return out, bands_
+
+    def _forecast_segment(self, frame: pd.DataFrame, origins: np.ndarray, steps: tuple[Step, ...],
+                          bounds: tuple[int, int]) -> tuple[np.ndarray, Bands]:
+        """forecast_with_bands for origins [N] of one series (rows bounds[0] .. bounds[1] - 1)."""
+        lookback = sum(s.lookback for s in steps)
         # Each step may use the forecasts of the `lookback` origins before each row: forecast the consecutive
         # origins from the first asked one minus the chain's whole lookback (not before the first possible one).
-        span, rows = (origins, np.arange(len(origins))) if not lookback else history_span(origins, self.first_origin, lookback)
+        first = bounds[0] + self.first_origin
+        span, rows = (origins, np.arange(len(origins))) if not lookback else history_span(origins, first, lookback)
         pred = self.base.forecast(frame, span)  # [S, H]
-        target = known_targets(frame["cnt"].to_numpy(), span, pred.shape[1]) if lookback else None  # [S, H]
+        target = None
+        if lookback:
+            y = frame[target_column(self.data_config)].to_numpy(np.float64)[: bounds[1]]  # nothing of a later series
+            target = known_targets(y, span, pred.shape[1])  # [S, H], NaN past the series' end
+            inside = (span[:, None] + np.arange(1, pred.shape[1] + 1)) < bounds[1]
+            target = np.where(np.isnan(target) & inside, pred, target)  # a missing step counts as no error
         for step in steps:
             pred = step.apply(pred, target)
         iv = steps[-1] if steps and isinstance(steps[-1], ConformalIntervals) else None
@@ -229,10 +253,10 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
 
 def split_targets(frame: pd.DataFrame, cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
     """A split's origins [N] and targets [N, H] in bikes per hour (no windows: a forecaster builds its own)."""
-    from rnn_core.data import make_targets, split_origins
+    from rnn_core.data import make_targets, split_origins, valid_origins
 
-    origins = split_origins(frame.index.to_numpy(), cfg)[split]
-    return origins, make_targets(frame["cnt"].to_numpy(np.float64), origins, cfg.horizon)
+    origins = split_origins(frame.index.to_numpy(), cfg, valid_origins(frame, cfg))[split]
+    return origins, make_targets(frame[target_column(cfg)].to_numpy(np.float64), origins, cfg.horizon)
 
 
 def fit_chain(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str = "mae", meta: dict[str, Any] | None = None,
@@ -247,7 +271,10 @@ def fit_chain(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str =
 
     origins, target = split_targets(frame, base.data_config, "val")
     base_val = base.forecast(frame, origins) if base_val is None else base_val
-    point = PostProcessed(base, standard_steps(calibrate(base_val, target, loss), loss), dict(meta or {}), source)
+    cfg = base.data_config
+    counts = cfg.dataset.builtin or never_negative(frame[cfg.dataset.target].to_numpy(np.float64))
+    factor = calibrate(base_val, target, loss) if counts else 1.0
+    point = PostProcessed(base, standard_steps(factor, loss, cfg, counts), dict(meta or {}), source)
     pred = point.forecast(frame, origins)  # [N, H]: the intervals do not change it
     return point.with_intervals(conformal(pred, target)), pred, target
 

@@ -10,12 +10,25 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError
+from rnn_core.config import DataConfig
 from rnn_core.data import BikeData, DataError, Split, build, load_frame
+from rnn_core.series import seasons, series_frame
 from rnn_core.forecaster import PostProcessed, load_model, split_targets
 from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
 
 #: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
 BASELINES = {"persistence": 0, "seasonal_24h": 24, "seasonal_168h": 168}
+_UNITS = {"h": "h", "D": "d", "W": "w", "MS": "m", "ME": "m"}
+
+
+def baselines_for(cfg: DataConfig) -> dict[str, int]:
+    """The naive baselines of a data config: persistence and the series' seasons (bikes: 24 and 168 hours;
+    daily: 7 days; weekly: 52 weeks; monthly: 12 months)."""
+    ds = cfg.dataset
+    if ds.builtin:
+        return BASELINES
+    unit = _UNITS.get(ds.freq, " steps")
+    return {"persistence": 0, **{f"seasonal_{lag}{unit}".replace(" ", "_"): lag for lag in seasons(ds.freq)}}
 
 
 def mae(pred: np.ndarray, target: np.ndarray) -> float:
@@ -26,13 +39,15 @@ def rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
 
 
-def baseline_predictions(cnt: np.ndarray, split: Split, name: str) -> np.ndarray:
+def baseline_predictions(cnt: np.ndarray, split: Split, name: str, lags: dict[str, int] = BASELINES,
+                         starts: np.ndarray | None = None) -> np.ndarray:
     """[N, H] naive forecasts for a split's targets from the raw count series cnt [T].
 
     persistence: cnt at the origin t for every horizon step. seasonal_Nh: cnt at t+k-N for target t+k
-    (needs N >= H so that no value after t is used).
+    (needs N >= H so that no value after t is used). ``starts`` [T]: the first row of each row's series (a
+    user's file of several), which a lag never reaches before; a missing value is the last one before it.
     """
-    lag = BASELINES[name]
+    lag = lags[name]
     horizon = split.y_raw.shape[1]
     k = np.arange(1, horizon + 1)  # [H]
     if lag == 0:
@@ -41,18 +56,23 @@ def baseline_predictions(cnt: np.ndarray, split: Split, name: str) -> np.ndarray
         if lag < horizon:
             raise ValueError(f"{name} needs horizon <= {lag}")
         idx = split.origin[:, None] + k[None, :] - lag  # [N, H]
-    if idx.min() < 0:
-        raise ValueError(f"{name}: the split starts too early for a {lag}h lag")
+    if idx.min() < 0 or (starts is not None and (idx < starts[split.origin][:, None]).any()):
+        raise ValueError(f"{name}: the split starts too early for a {lag}-step lag")
+    if starts is not None:  # a user's missing steps (NaN): the last known value
+        cnt = pd.Series(cnt).groupby(starts).ffill().to_numpy()
     return cnt[idx]
 
 
-def baseline_metrics(cnt: np.ndarray, split: Split) -> dict[str, dict[str, float]]:
-    """MAE and RMSE of every baseline on a split's targets."""
+def baseline_metrics(cnt: np.ndarray, split: Split, lags: dict[str, int] = BASELINES,
+                     starts: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """MAE and RMSE of every baseline on a split's targets (those whose values are all known)."""
     target = split.y_raw.numpy()
     out = {}
-    for name in BASELINES:
+    for name in lags:
         try:
-            p = baseline_predictions(cnt, split, name)
+            p = baseline_predictions(cnt, split, name, lags, starts)
+            if not np.isfinite(p).all():
+                continue
         except ValueError:
             continue
         out[name] = {"mae": mae(p, target), "rmse": rmse(p, target)}
@@ -63,6 +83,23 @@ def per_step(pred: np.ndarray, target: np.ndarray) -> dict[str, list[float]]:
     """MAE and RMSE of each horizon step: {'mae': [H], 'rmse': [H]} from [N, H] forecasts and targets."""
     err = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
     return {"mae": np.abs(err).mean(axis=0).tolist(), "rmse": np.sqrt((err**2).mean(axis=0)).tolist()}
+
+
+def model_frame(model: PostProcessed, data_path: str | os.PathLike[str] | pd.DataFrame | None) -> tuple[pd.DataFrame, str, int, int]:
+    """The data a model was trained on, read as its own dataset description says (a file of the user's own, or
+    the bikes data); a file that does not fit it is refused in one line that names the model."""
+    ds = model.data_config.dataset
+    if isinstance(data_path, pd.DataFrame):  # a user's series given in Python
+        if ds.builtin:
+            raise DataError("the bikes data is read from hour.csv: pass its path (or None), not a data frame")
+        frame, _, filled = series_frame(data_path, ds, "data frame")
+        return frame, "data frame", filled, len(frame) - filled
+    try:
+        return load_frame(data_path, dataset=ds)
+    except DataError as exc:
+        if ds.builtin:
+            raise
+        raise DataError(f"{exc} (the model {model.source} was trained on {ds.describe()})") from None
 
 
 def intervals_at(model: PostProcessed, frame: pd.DataFrame, levels: Sequence[float] | None = None) -> PostProcessed:
@@ -118,7 +155,7 @@ class Evaluation:
 
 def evaluate_model(
     model: PostProcessed | str | os.PathLike[str],
-    data_path: str | os.PathLike[str] | None = None,
+    data_path: str | os.PathLike[str] | pd.DataFrame | None = None,
     split: str = "test",
     levels: Sequence[float] | None | bool = None,
 ) -> Evaluation:
@@ -128,7 +165,7 @@ def evaluate_model(
     ``levels``: the conformal intervals to report (their coverage and width on ``split``): None = the
     model's stored ones (else 80% and 95% from its validation hours), a sequence = those levels, False = none."""
     lm = load_model(model) if isinstance(model, (str, os.PathLike)) else model
-    frame, source, n_filled, raw_rows = load_frame(data_path)
+    frame, source, n_filled, raw_rows = model_frame(lm, data_path)
     try:
         data = build(frame, lm.data_config, source=source, n_filled=n_filled, raw_rows=raw_rows)
     except DataError as exc:
@@ -141,11 +178,10 @@ def evaluate_model(
     pred, bands = lm.forecast_with_bands(frame, s.origin, bands=levels is not False)
     truth = s.y_raw.numpy()
     steps = {"model": per_step(pred, truth)}
-    for name in BASELINES:
-        try:
-            steps[name] = per_step(baseline_predictions(data.cnt, s, name), truth)
-        except ValueError:
-            continue
+    lags = baselines_for(lm.data_config)
+    base = baseline_metrics(data.cnt, s, lags, data.starts)
+    for name in base:
+        steps[name] = per_step(baseline_predictions(data.cnt, s, name, lags, data.starts), truth)
     return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth, mae=mae(pred, truth),
-                      rmse=rmse(pred, truth), baselines=baseline_metrics(data.cnt, s), steps=steps, intervals=lm.intervals,
+                      rmse=rmse(pred, truth), baselines=base, steps=steps, intervals=lm.intervals,
                       bands=bands, coverage={a: coverage(lo, hi, truth) for a, (lo, hi) in bands.items()})

@@ -66,13 +66,13 @@ def _bands(ax: plt.Axes, times: np.ndarray, bands: dict[float, tuple[np.ndarray,
                         label=f"{a:.0%} interval", step=None)
 
 
-def _forecast_axes(ax: plt.Axes, s: Series, title: str, lw: float) -> None:
+def _forecast_axes(ax: plt.Axes, s: Series, title: str, lw: float, unit: str = "bikes / hour") -> None:
     """Target and prediction of one series on one axis, with its title, y label and legend."""
     _bands(ax, s.times, s.bands)
     ax.plot(s.times, s.target, lw=lw, label="target")
     ax.plot(s.times, s.prediction, lw=lw, label="prediction", alpha=0.85)
     ax.set_title(title)
-    ax.set_ylabel("bikes / hour")
+    ax.set_ylabel(unit)
     ax.legend(loc="upper left")
 
 
@@ -81,7 +81,7 @@ LONGEST_PANEL = 62 * 24
 LAST_HOURS = 28 * 24
 
 
-def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
+def plot_splits(series: Sequence[Series], title: str, path: str | Path, unit: str = "bikes / hour") -> Path:
     """Stacked panels, one per split: prediction against target (the lecture's predict_all figure). A split
     longer than two months (the training split) shows its last four weeks, so that hours can be told apart."""
     fig, axs = plt.subplots(len(series), 1, figsize=(11, 3.2 * len(series)), squeeze=False)
@@ -93,20 +93,20 @@ def plot_splits(series: Sequence[Series], title: str, path: str | Path) -> Path:
             label = f"{s.name}: last {LAST_HOURS // (7 * 24)} weeks of {n:,} hours"
         else:
             label = f"{s.name} ({n:,} hours)"
-        _forecast_axes(ax, s, label, lw=0.6)
+        _forecast_axes(ax, s, label, lw=0.6, unit=unit)
         ax.set_xlabel("time")
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_test(s: Series, title: str, path: str | Path) -> Path:
+def plot_test(s: Series, title: str, path: str | Path, unit: str = "bikes / hour") -> Path:
     """The test period at full resolution, with the absolute error below."""
     fig, (a, b) = plt.subplots(2, 1, figsize=(14, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
-    _forecast_axes(a, s, f"{s.name}: forecast vs actual", lw=0.8)
+    _forecast_axes(a, s, f"{s.name}: forecast vs actual", lw=0.8, unit=unit)
     err = np.abs(s.prediction - s.target)
     b.fill_between(s.times, err, step="mid", color="tab:red", alpha=0.6, label=f"|error| (MAE {err.mean():.1f})")
-    b.set_ylabel("|error|, bikes / hour")
+    b.set_ylabel(f"|error|, {unit}")
     b.set_xlabel("time")
     b.legend(loc="upper left")
     fig.suptitle(title)
@@ -114,7 +114,8 @@ def plot_test(s: Series, title: str, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_history(trials: Sequence[TrialHistory], best_id: str, title: str, path: str | Path) -> Path:
+def plot_history(trials: Sequence[TrialHistory], best_id: str, title: str, path: str | Path,
+                 unit: str = "bikes / hour") -> Path:
     """Validation MAE per epoch for every trial; trials stopped by the scheduler marked; the best highlighted."""
     fig, ax = plt.subplots(figsize=(10, 5.5))
     marked = False
@@ -127,7 +128,7 @@ def plot_history(trials: Sequence[TrialHistory], best_id: str, title: str, path:
                        label=None if marked else "stopped by ASHA")
             marked = True
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MAE (bikes / hour)")
+    ax.set_ylabel(f"validation MAE ({unit})")
     finite = [v for t in trials for v in t.val_mae if np.isfinite(v) and v < 1e5]
     if finite:
         ax.set_ylim(0.9 * min(finite), min(max(finite), 4 * min(finite)) * 1.05)
@@ -138,7 +139,8 @@ def plot_history(trials: Sequence[TrialHistory], best_id: str, title: str, path:
     return _save(fig, path)
 
 
-def plot_steps(steps: dict[str, Sequence[float]], title: str, path: str | Path, what: str = "MAE") -> Path:
+def plot_steps(steps: dict[str, Sequence[float]], title: str, path: str | Path, what: str = "MAE",
+               unit: str = "bikes / hour") -> Path:
     """Error against forecast step (hours ahead) for the model and each baseline."""
     fig, ax = plt.subplots(figsize=(9, 5))
     for name, values in steps.items():
@@ -146,7 +148,7 @@ def plot_steps(steps: dict[str, Sequence[float]], title: str, path: str | Path, 
         ax.plot(k, values, marker="o", ms=3, lw=2.5 if name == "model" else 1.2, label=name,
                 color="tab:red" if name == "model" else None, zorder=3 if name == "model" else 2)
     ax.set_xlabel("hours ahead (step)")
-    ax.set_ylabel(f"{what}, bikes / hour")
+    ax.set_ylabel(f"{what}, {unit}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
@@ -154,15 +156,15 @@ def plot_steps(steps: dict[str, Sequence[float]], title: str, path: str | Path, 
     return _save(fig, path)
 
 
-def plot_day_ahead(days: Sequence[DayAhead], title: str, path: str | Path) -> Path:
+def plot_day_ahead(days: Sequence[DayAhead], title: str, path: str | Path, unit: str = "bikes / hour") -> Path:
     """One panel per origin: the forecast of the next H hours with its bands, against what happened."""
     fig, axs = plt.subplots(len(days), 1, figsize=(10, 3.0 * len(days)), squeeze=False)
     for ax, d in zip(axs[:, 0], days):
         _bands(ax, d.times, d.bands)
         ax.plot(d.times, d.target, marker=".", lw=1.2, label="target")
         ax.plot(d.times, d.prediction, marker=".", lw=1.2, label="prediction")
-        ax.set_title(f"from origin {str(d.origin)[:16]} (last input hour)")
-        ax.set_ylabel("bikes / hour")
+        ax.set_title(f"from origin {str(d.origin)[:16]} (last input step)")
+        ax.set_ylabel(unit)
         ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

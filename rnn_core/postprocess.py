@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view  # windows of past errors: [S, ...] -> views
 
-from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW
+from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW, DataConfig
 from rnn_core.data import known_runs
 from rnn_core.intervals import Intervals
 
@@ -203,7 +203,10 @@ class Calibration:
         return pred * np.where(np.isnan(factors), self.factor, factors)
 
     def describe(self) -> str:
-        again = f", fitted again at each hour on the {self.window // 24} days before it" if self.window else ""
+        if self.window == LEVEL_WINDOW:  # the bikes data's hours
+            again = f", fitted again at each hour on the {self.window // 24} days before it"
+        else:
+            again = f", fitted again at each step on the {self.window} steps before it" if self.window else ""
         return f"times the calibration factor {self.factor:.3f}{again}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,8 +237,11 @@ class ResidualCorrection:
         return pred + residual_corrections(pred, target, np.arange(len(pred)), self.window, self.lags)
 
     def describe(self) -> str:
-        return (f"plus its own error forecast from those {', '.join(f'{lag} h' for lag in self.lags)} before "
-                f"(fitted on the {self.window // 24} days before)")
+        if (self.window, self.lags) == (CORRECTION_WINDOW, CORRECTION_LAGS):  # the bikes data's hours
+            return (f"plus its own error forecast from those {', '.join(f'{lag} h' for lag in self.lags)} before "
+                    f"(fitted on the {self.window // 24} days before)")
+        return (f"plus its own error forecast from those {', '.join(map(str, self.lags))} steps before (fitted on the "
+                f"{self.window} steps before)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "window": self.window, "lags": list(self.lags)}
@@ -320,9 +326,22 @@ def steps_from_list(items: Any) -> tuple[Step, ...]:
     return steps
 
 
-def standard_steps(factor: float, loss: str) -> tuple[Step, ...]:
-    """The chain every shipped forecaster gets in front of its intervals (the one place it is built)."""
-    return (Calibration(factor, LEVEL_WINDOW, loss), ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS), NonNegative())
+def standard_steps(factor: float, loss: str, cfg: DataConfig | None = None, counts: bool = True) -> tuple[Step, ...]:
+    """The chain every shipped forecaster gets in front of its intervals (the one place it is built).
+
+    The bikes data: calibration refit on the two weeks before each hour, the residual correction from the hour,
+    day and week before, no forecast below zero. A user's series (``cfg``): the same windows and lags measured in
+    its own seasons (rnn_core.series.chain_windows); a target that is not a count (``counts`` False: it may be
+    negative) gets neither the multiplicative calibration nor the floor at zero."""
+    if cfg is None or cfg.dataset.builtin:
+        return (Calibration(factor, LEVEL_WINDOW, loss), ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS),
+                NonNegative())
+    from rnn_core.series import chain_windows
+
+    window, lags = chain_windows(cfg.dataset.freq)
+    if not counts:
+        return (ResidualCorrection(window, lags),)
+    return (Calibration(factor, window, loss), ResidualCorrection(window, lags), NonNegative())
 
 
 def describe_steps(items: list[dict[str, Any]] | tuple[Step, ...]) -> str:

@@ -24,7 +24,9 @@ import torch
 
 from rnn_core.checkpoint import CheckpointError, model_from_bundle
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
-from rnn_core.data import FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows
+from rnn_core.data import (
+    FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows, valid_origins,
+)
 from rnn_core.forecaster import PostProcessed, WeightedMean, member_bundle
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     # Every origin from the first training window to the last validation one: also the H-1 windows that
     # straddle the boundary, and with several validation windows the training hours left out around them.
     origins = np.arange(min(tr.origin[0], va.origin[0]), max(tr.origin[-1], va.origin[-1]) + 1)
+    if not cfg.dataset.builtin:  # a user's series: never across two series, never onto a missing target
+        origins = np.intersect1d(origins, valid_origins(frame, cfg))
     y_raw = make_targets(data.cnt.astype(np.float64), origins, cfg.horizon)  # [N, H]
     data.splits["train"] = Split(
         X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]

@@ -49,7 +49,9 @@ def _add_setting(p: argparse.ArgumentParser, s: Setting, note: str = "") -> None
     # a None default means "not given": the help says what happens then
     kw: dict[str, Any] = {"dest": s.name, "default": s.default,
                           "help": text + (" (default: %(default)s)" if s.default is not None else "")}
-    if s.type is tuple:
+    if s.type is tuple and s.columns:
+        kw.update(type=_argtype(_texts, "columns"), metavar="COL,COL", help=text + " (default: none)")
+    elif s.type is tuple:
         kw.update(type=_argtype(parse_lags, "hours"), metavar="H,H", help=text + " (default: none)")
     elif s.choices:
         kw.update(choices=s.choices)
@@ -71,11 +73,44 @@ def _add_settings(p: argparse.ArgumentParser, cls: type, note: str = "") -> None
 
 
 def _config(cls: type, args: argparse.Namespace) -> Any:
-    """The config a command's flags describe (DataConfig also takes the fields of --split)."""
+    """The config a command's flags describe (DataConfig also takes the fields of --split and the dataset)."""
     values = pick(cls, vars(args))
     if cls is DataConfig:
         values.update(args.split_fields)
+        values["dataset"] = _dataset(args)
     return cls(**values)
+
+
+def _dataset(args: argparse.Namespace) -> Any:
+    """The dataset the flags describe: a ``dataset:`` block of --dataset FILE.yaml, then the flags over it (its
+    ``file:`` is the --data file unless --data is given). No --target: the built-in bikes data."""
+    from rnn_core.config import Dataset
+
+    fields = dict(_dataset_block(args.dataset_file)) if getattr(args, "dataset_file", None) else {}
+    file = fields.pop("file", None)
+    if file is not None and not args.data:
+        args.data = str(Path(args.dataset_file).parent / file) if not Path(file).is_absolute() else file
+    given = {s.name: getattr(args, s.name) for s in settings(Dataset) if getattr(args, s.name, None) not in (None, ())}
+    return Dataset(**{**fields, **given})
+
+
+def _dataset_block(path: str) -> dict[str, Any]:
+    """The ``dataset:`` mapping of a YAML file, its keys checked (one line naming the file otherwise)."""
+    import yaml
+
+    from rnn_core.config import Dataset
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot be read as YAML: {str(exc).splitlines()[0]}") from None
+    block = doc.get("dataset") if isinstance(doc, dict) else None
+    allowed = {"file"} | {f.name for f in dataclasses.fields(Dataset)}
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: expected a 'dataset:' mapping with keys {', '.join(sorted(allowed))}")
+    if unknown := sorted(set(block) - allowed):
+        raise UserError(f"{path}: dataset: unknown key {unknown[0]!r}; expected {', '.join(sorted(allowed))}")
+    return block
 
 
 def _add_storage(p: argparse.ArgumentParser, what: str = "where RUN names are looked up") -> None:
@@ -106,8 +141,26 @@ def _add_ensemble(p: argparse.ArgumentParser, with_size_default: bool = False) -
     p.add_argument("--jobs", type=int, help="refits at once, one thread each (default: one per CPU)")
 
 
-def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="PATH", help="hour.csv to use (else $RNN_SEARCH_DATA, the cache, or a download)")
+def _add_data(p: argparse.ArgumentParser, describe: bool = False) -> None:
+    """--data; with ``describe`` also the flags that describe a file of the user's own (rnn_core.config.Dataset)."""
+    if not describe:
+        p.add_argument("--data", metavar="PATH", help="the data file (default: the one the model or the run was "
+                       "trained on; the bikes data: $RNN_SEARCH_DATA, the cache, or a download)")
+        return
+    from rnn_core.config import Dataset
+
+    p.add_argument("--data", metavar="PATH", help="your own CSV or Parquet file (with --time and --target), or the "
+                   "bikes hour.csv (default: $RNN_SEARCH_DATA, the cache, or a download)")
+    group = p.add_argument_group("Dataset: your own series (without --target: the built-in UCI bikes data)")
+    group.add_argument("--dataset", dest="dataset_file", metavar="FILE.yaml",
+                       help="a YAML file with a 'dataset:' block of these settings (and file: PATH); flags override it")
+    for s in settings(Dataset):
+        _add_setting(group, s)
+
+
+def _unit(cfg: Any) -> str:
+    """What the errors are measured in: bikes/hour, or the target of a user's series."""
+    return "bikes/hour" if cfg.dataset.builtin else cfg.dataset.target
 
 
 def _hms(seconds: float) -> str:
@@ -129,18 +182,20 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
     from rnn_core.data import load
 
-    cfg = _config(DataConfig, args)
-    data = load(cfg, args.data)
-    print(f"source:        {data.source}")
+    data = load(_config(DataConfig, args), args.data)
+    cfg, ds = data.config, data.config.dataset
+    print(f"source:        {data.source}" + ("" if ds.builtin else f" ({ds.describe()})"))
     print(f"raw rows:      {data.raw_rows:,}")
-    print(f"hourly rows:   {len(data.hours):,} ({str(data.hours[0])[:16]} .. {str(data.hours[-1])[:16]})")
-    print(f"hours filled:  {data.n_filled:,} (zero counts, forward-filled weather, is_missing=1)")
+    print(f"{'hourly' if ds.builtin else 'grid'} rows:   {len(data.hours):,} ({str(data.hours.min())[:16]} .. {str(data.hours.max())[:16]})")
+    print(f"{'hours' if ds.builtin else 'steps'} filled:  {data.n_filled:,} " + (
+        "(zero counts, forward-filled weather, is_missing=1)" if ds.builtin else
+        f"({'target 0' if ds.absent == 'zero' else 'never a target'}, covariates carried forward, is_missing=1)"))
     print(f"windows:       sequence_size {cfg.sequence_size}, horizon {cfg.horizon}, split {cfg.split}")
     for name, s in data.splits.items():
         runs = np.split(s.origin, np.where(np.diff(s.origin) > 1)[0] + 1)  # runs of consecutive windows
         parts = ", ".join(f"{str(data.hours[r[0] + 1])[:16]} .. {str(data.hours[r[-1] + cfg.horizon])[:16]}" for r in runs)
         filled, total = data.filled_targets(name)
-        print(f"  {name:<5} {len(s):>6,} windows, targets {parts} ({filled:,} of {total:,} target hours filled)")
+        print(f"  {name:<5} {len(s):>6,} windows, targets {parts} ({filled:,} of {total:,} target {'hours' if ds.builtin else 'steps'} filled)")
     print(f"target:        {data.target_scaler.transform} (train mean {data.target_scaler.mean:.4f}, std {data.target_scaler.std:.4f})")
     print(f"features ({len(data.feature_names)}): {', '.join(data.feature_names)}")
     return 0
@@ -192,50 +247,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         from rnn_core.data import load_frame
         from rnn_core.forecaster import ship_checkpoint
 
-        ship_checkpoint(ckpt, load_frame(args.data)[0])
+        ship_checkpoint(ckpt, load_frame(args.data, dataset=data.config.dataset)[0])
     if run is not None:
         run.summary.update({f"best_{k}": v for k, v in res.best_metrics.items()})
         run.finish()
-    log.info("finished (%s) in %s; best epoch %d: val MAE %.2f, RMSE %.2f bikes/hour; checkpoint %s",
+    log.info("finished (%s) in %s; best epoch %d: val MAE %.2f, RMSE %.2f %s; checkpoint %s",
              res.status, _hms(time.perf_counter() - start), res.best_epoch,
-             res.best_metrics.get("val_mae", math.nan), res.best_metrics.get("val_rmse", math.nan),
+             res.best_metrics.get("val_mae", math.nan), res.best_metrics.get("val_rmse", math.nan), _unit(dcfg),
              ckpt if ckpt.exists() else "(none: no finite epoch)")
     return 0 if res.status != "non_finite" or ckpt.exists() else 1
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-    import pandas as pd
+    from rnn_core.api import Model
 
-    from rnn_core.data import DataError, load_frame
-    from rnn_core.forecaster import load_model
-    from rnn_core.metrics import intervals_at
-
-    lm = load_model(args.file)  # a model or an ensemble file: one forecaster
-    frame, _, _, _ = load_frame(args.data)
-    hours = pd.DatetimeIndex(frame.index)
-    if args.at:
-        try:
-            at = pd.Timestamp(args.at)
-        except ValueError:
-            raise DataError(f"--at {args.at!r} is not a timestamp (e.g. 2012-12-31 23:00)") from None
-        if at not in hours:
-            raise DataError(f"--at {at}: not an hour of the data ({hours[0]} .. {hours[-1]})")
-        origin = int(hours.get_loc(at))
-    else:
-        origin = len(hours) - 1
-    if origin < lm.first_origin:
-        raise DataError(f"--at {hours[origin]}: needs {lm.first_origin + 1} hours of history ending there; "
-                        f"the earliest possible origin is {hours[lm.first_origin]}")
-    lm = intervals_at(lm, frame, args.levels)
-    pred, bands = lm.forecast_with_bands(frame, np.array([origin]))  # [1, H] bikes per hour, and their bands
-    iv = lm.intervals
-    print(f"# origin {hours[origin]} (last input hour); {pred.shape[1]} hour(s) ahead; bikes per hour with "
-          f"{', '.join(f'{a:.0%}' for a in bands)} intervals ({iv.describe()})")
-    print(f"{'hour':<20}{'forecast':>9}" + "".join(f"{f'{a:.0%} from':>10}{'to':>8}" for a in bands))
-    for k in range(pred.shape[1]):
-        print(f"{str(hours[origin] + pd.Timedelta(hours=k + 1)):<20}{pred[0, k]:9.2f}"
-              + "".join(f"{lo[0, k]:10.1f}{hi[0, k]:8.1f}" for lo, hi in bands.values()))
+    model = Model.load(args.file)  # a model or an ensemble file: one forecaster
+    table = model.predict(args.data, args.at, args.levels)
+    iv, ds = model.forecaster.intervals, model.forecaster.data_config.dataset
+    levels = [c[len("lower_"):] for c in table.columns if c.startswith("lower_")]
+    unit = "bikes per hour" if ds.builtin else ds.target
+    for origin, rows in table.groupby(["origin"] + ([ds.series] if ds.series else []), sort=False):
+        name = f" {ds.series} {origin[1]}" if ds.series else ""
+        print(f"# origin {origin[0]}{name} (last input step); {len(rows)} step(s) ahead; {unit} with "
+              f"{', '.join(levels)} intervals ({iv.describe() if iv else 'none'})")
+        print(f"{'time':<20}{'forecast':>9}" + "".join(f"{f'{a} from':>10}{'to':>8}" for a in levels))
+        for d in rows.to_dict("records"):
+            print(f"{str(d['time']):<20}{d['forecast']:9.2f}"
+                  + "".join(f"{d[f'lower_{a}']:10.1f}{d[f'upper_{a}']:8.1f}" for a in levels))
     return 0
 
 
@@ -276,9 +314,19 @@ def _print_table(summaries: list[Any], top: int) -> None:
         print("(dropout '-': a one-layer trial; dropout acts between layers, so the sampled value had no effect)")
 
 
-def _print_best(best: Any) -> None:
+def _run_unit(path: str) -> str:
+    """What a run's errors are measured in (bikes/hour, or its own series' target)."""
+    from search.meta import experiment_meta
+
+    try:
+        return _unit(DataConfig.from_dict(experiment_meta(path)["data"]))
+    except (UserError, ValueError, KeyError, TypeError):
+        return "bikes/hour"
+
+
+def _print_best(best: Any, unit: str = "bikes/hour") -> None:
     print(f"\nbest trial: {best.trial_id}  (by min {best.metric} over all epochs)  val_loss {best.best_val_loss:.4f}, val MAE {best.best_val_mae:.2f}, "
-          f"RMSE {best.best_val_rmse:.2f} bikes/hour at epoch {best.best_epoch} of {best.epochs} ({best.stop_reason})")
+          f"RMSE {best.best_val_rmse:.2f} {unit} at epoch {best.best_epoch} of {best.epochs} ({best.stop_reason})")
     print(f"config: {json.dumps({k: v for k, v in best.config.items()}, default=str)}")
     print(f"best checkpoint: {best.checkpoint}")
 
@@ -317,11 +365,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by best "
           f"{summaries[0].metric} over all epochs:")
     _print_table(summaries, 5)
-    _print_best(best)
+    _print_best(best, _run_unit(path))
     if args.ensemble:
         from search.results import build_ensemble
 
-        _print_ensemble(build_ensemble(path, data_path=args.data))
+        _print_ensemble(build_ensemble(path, data_path=args.data), _run_unit(path))
     print(f"\nnext: rnn-search test {path} --plots plots/   |   rnn-search export {path} --out model.pt")
     if errored:
         from rnn_core.config import first_line
@@ -333,11 +381,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_ensemble(rep: Any) -> None:
+def _print_ensemble(rep: Any, unit: str = "bikes/hour") -> None:
     from rnn_core.postprocess import describe_steps
 
     print(f"\nensemble: {len(rep.members)} trial(s) of {rep.candidates} chosen greedily on validation "
-          f"{rep.selection.upper()} ({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} bikes/hour "
+          f"{rep.selection.upper()} ({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} {unit} "
           f"as the file forecasts ({rep.mean_val_mae:.2f}, {rep.mean_val_rmse:.2f} for the members' mean alone; best "
           f"trial alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
     print(f"  then: {describe_steps(rep.steps)}")
@@ -354,8 +402,8 @@ def _print_ensemble(rep: Any) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from search.results import build_ensemble
 
-    _print_ensemble(build_ensemble(args.run, args.storage, size=args.size, refit=args.refit, data_path=args.data,
-                                   jobs=args.jobs))
+    rep = build_ensemble(args.run, args.storage, size=args.size, refit=args.refit, data_path=args.data, jobs=args.jobs)
+    _print_ensemble(rep, _run_unit(rep.file.rsplit("/", 1)[0]))
     refit = " --refit" if args.refit else ""
     print(f"\nnext: rnn-search test {args.run}{refit}   |   rnn-search export {args.run}{refit} --out ensemble.pt")
     return 0
@@ -376,10 +424,10 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     print(f"experiment: {path}  ({len(summaries)} trials with results)")
     _print_table(summaries, args.top)
-    _print_best(best)
+    _print_best(best, _run_unit(path))
     rep = read_ensemble_report(path)
     if rep is not None:
-        _print_ensemble(rep)
+        _print_ensemble(rep, _run_unit(path))
         if current_ensemble(path, summaries) is None:
             print(f"(chosen before the latest trials: `rnn-search ensemble {args.run}` chooses again)")
     else:
@@ -407,7 +455,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _origin_rows(split: Any, origins: list[str] | None) -> list[int]:
+def _origin_rows(split: Any, origins: list[str] | None, origin_times: Any) -> list[int]:
     """Rows of a split for --origins (timestamps of last input hours); default: four evenly spread days,
     each from 23:00, so that the forecast covers the next calendar day."""
     import numpy as np
@@ -415,18 +463,18 @@ def _origin_rows(split: Any, origins: list[str] | None) -> list[int]:
 
     from rnn_core.data import DataError
 
-    first = split.target_time[:, 0]  # [N] the hour after each origin
+    first = split.target_time[:, 0]  # [N] the step after each origin
     if origins:
         rows = []
         for text in origins:
             try:
-                at = np.datetime64(pd.Timestamp(text) + pd.Timedelta(hours=1))
+                at = np.datetime64(pd.Timestamp(text))
             except ValueError:
                 raise DataError(f"--origins: {text!r} is not a timestamp (e.g. 2012-11-14 23:00)") from None
-            hits = np.nonzero(first == at)[0]
+            hits = np.nonzero(origin_times == at)[0]  # origin_times [N]: each window's last input step
             if not len(hits):
-                raise DataError(f"--origins: {text} is not an origin of this split ({str(first[0] - np.timedelta64(1, 'h'))[:16]} "
-                                f".. {str(first[-1] - np.timedelta64(1, 'h'))[:16]})")
+                raise DataError(f"--origins: {text} is not an origin of this split ({str(origin_times[0])[:16]} "
+                                f".. {str(origin_times[-1])[:16]})")
             rows.append(int(hits[0]))
         return rows
     midnight = np.nonzero(pd.DatetimeIndex(first).hour == 0)[0]
@@ -459,26 +507,31 @@ def _test_target(args: argparse.Namespace) -> tuple[Any, str, str | None, Any]:
 
 def _print_scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     """`test`'s report: the model and the baselines, filled hours, intervals, per-step errors."""
-    split, horizon = ev.data[split_name], ev.model.data_config.horizon
+    split, horizon, unit = ev.data[split_name], ev.model.data_config.horizon, _unit(ev.model.data_config)
     print(f"{title}: {split_name} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
           f"{str(split.target_time[-1, -1])[:16]}, horizon {horizon}")
-    print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   (bikes/hour{', mean over the steps' if horizon > 1 else ''})")
+    print(f"{'':<16}{'MAE':>9}{'RMSE':>9}   ({unit}{', mean over the steps' if horizon > 1 else ''})")
     print(f"{'model':<16}{ev.mae:>9.2f}{ev.rmse:>9.2f}")
     for name, m in ev.baselines.items():
         print(f"{name:<16}{m['mae']:>9.2f}{m['rmse']:>9.2f}")
     filled, total = ev.data.filled_targets(split_name)
-    if filled:  # the bikes file leaves out the hours in which nobody rented a bike: they are real zeros
+    if filled and ev.model.data_config.dataset.builtin:  # the bikes file leaves out hours nobody rented a bike
         print(f"({filled:,} of the {total:,} target hours are absent from the file and count as 0 rentals: the bikes "
               "data leaves out hours without rentals)")
+    elif filled:
+        print(f"({filled:,} of the {total:,} target steps are absent from the file and count as 0 (--absent zero))")
     base_name, base = ev.best_baseline()
-    if base["mae"] > 0:
+    if base["mae"] > 0 and ev.mae <= base["mae"]:
         print(f"improvement over the best baseline ({base_name}): {100 * (1 - ev.mae / base['mae']):.1f}% lower MAE")
+    elif base["mae"] > 0:
+        print(f"the best baseline ({base_name}) is better: the model's MAE is {100 * (ev.mae / base['mae'] - 1):.1f}% "
+              "higher (a longer search, --seasonal-lags, or a larger --space may close the gap)")
     else:
         print(f"the best baseline ({base_name}) is exact on these targets: no improvement is measurable")
     if ev.intervals is not None:
         print(f"intervals ({ev.intervals.describe()}):")
         for a, (cov, width) in ev.coverage.items():
-            print(f"  {a:.0%}: {cov:.1%} of the {split_name} targets inside, mean width {width:.1f} bikes/hour")
+            print(f"  {a:.0%}: {cov:.1%} of the {split_name} targets inside, mean width {width:.1f} {unit}")
     if horizon > 1:
         names = list(ev.steps)
         print("per step (hours ahead), MAE / RMSE:")
@@ -492,11 +545,10 @@ def _print_scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
 
 def _test_plots(ev: Any, args: argparse.Namespace, title: str) -> list[Path]:
     """`test --plots`: every split's forecasts, the test period, and for H > 1 the steps and chosen origins."""
-    import numpy as np
-
     from rnn_core import plot
 
     out, split, horizon = Path(args.plots), ev.data[args.split], ev.model.data_config.horizon
+    unit, ahead = _unit(ev.model.data_config).replace("/", " / "), "hour" if ev.model.data_config.dataset.builtin else "step"
 
     def step1(n: str, s: Any) -> Any:
         pred, bands = (ev.prediction, ev.bands) if n == args.split else ev.model.forecast_with_bands(ev.frame, s.origin)
@@ -504,16 +556,18 @@ def _test_plots(ev: Any, args: argparse.Namespace, title: str) -> list[Path]:
                            {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
 
     series = [step1(n, s) for n, s in ev.data.splits.items()]
-    written = [plot.plot_splits(series, f"{title}: forecast vs actual (1 hour ahead)", out / "predictions_by_split.png"),
+    written = [plot.plot_splits(series, f"{title}: forecast vs actual (1 {ahead} ahead)", out / "predictions_by_split.png",
+                                unit),
                plot.plot_test(series[list(ev.data.splits).index(args.split)], f"{title}: {args.split} period",
-                              out / f"{args.split}_period.png")]
+                              out / f"{args.split}_period.png", unit)]
     if horizon > 1:
         written.append(plot.plot_steps({n: v["mae"] for n, v in ev.steps.items()}, f"{title}: error by step",
-                                       out / "error_by_step.png"))
-        days = [plot.DayAhead(split.target_time[i, 0] - np.timedelta64(1, "h"), split.target_time[i], ev.prediction[i],
+                                       out / "error_by_step.png", unit=unit))
+        days = [plot.DayAhead(ev.data.hours[split.origin[i]], split.target_time[i], ev.prediction[i],
                               ev.target[i], {a: (lo[i], hi[i]) for a, (lo, hi) in ev.bands.items()})
-                for i in _origin_rows(split, args.origins)]
-        written.append(plot.plot_day_ahead(days, f"{title}: {horizon}-hour forecasts", out / "forecasts_from_origins.png"))
+                for i in _origin_rows(split, args.origins, ev.data.hours[split.origin])]
+        written.append(plot.plot_day_ahead(days, f"{title}: {horizon}-{ahead} forecasts", out / "forecasts_from_origins.png",
+                                           unit))
     return written
 
 
@@ -527,14 +581,20 @@ def _history_plot(experiment: str, found: Any, out: Path) -> Path:
     best, summaries = found if found is not None else best_trial(experiment)[:2]
     history = [plot.TrialHistory(s.trial_id, [h["epoch"] for h in s.history], [h["val_mae"] for h in s.history],
                                  s.stop_reason == "ASHA") for s in summaries]
-    return plot.plot_history(history, best.trial_id, f"search history: {storage.name(experiment)}", out / "search_history.png")
+    return plot.plot_history(history, best.trial_id, f"search history: {storage.name(experiment)}", out / "search_history.png",
+                             _run_unit(experiment).replace("/", " / "))
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     from rnn_core.metrics import evaluate_model
 
     lm, title, experiment, found = _test_target(args)
-    ev = evaluate_model(lm, args.data, args.split, levels=args.levels)
+    data = args.data
+    if experiment and not data:  # the file the run searched, when it is on this machine
+        from search.results import recorded_data_path
+
+        data = recorded_data_path(experiment)
+    ev = evaluate_model(lm, data, args.split, levels=args.levels)
     _print_scores(ev, title, args.split, args.list)
     if args.plots:
         written = _test_plots(ev, args, title)
@@ -612,12 +672,12 @@ def _model_commands(sub: Any) -> None:
     """data info, train, predict: no Ray."""
     d = sub.add_parser("data", help="inspect the data set").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
     di = d.add_parser("info", help="source, rows, hours filled, splits and features")
-    _add_data(di)
+    _add_data(di, describe=True)
     _add_settings(di, DataConfig)
     di.set_defaults(func=cmd_data_info)
 
     t = sub.add_parser("train", help="train one model without Ray (defaults: the lecture's RNN 128x2)")
-    _add_data(t)
+    _add_data(t, describe=True)
     t.add_argument("--out", default="runs/train", help="directory for the best checkpoint model.pt (default: %(default)s)")
     t.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="Weights & Biases logging (default: %(default)s)")
     for cls in CONFIGS:
@@ -642,7 +702,7 @@ def _tune_command(sub: Any) -> None:
     tu.add_argument("--no-ensemble", dest="ensemble", action="store_false",
                     help="skip choosing an ensemble of the trials at the end (default: choose one; see `ensemble`)")
     _add_settings(tu, SearchOptions)  # one flag per field, its docstring the help (search/options.py)
-    _add_data(tu)
+    _add_data(tu, describe=True)
     _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
     budget = {"num_samples": "trials", "max_epochs": "max_epochs", "grace_period": "grace_period",
               "reduction_factor": "reduction_factor"}

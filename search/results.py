@@ -139,12 +139,11 @@ def export_best(run: str, out: str | Path, where: str | None = None,
     """Write the best trial's best checkpoint as one standalone forecaster (loads with rnn_core alone), through
     the same post-processing chain as an ensemble (rnn_core.forecaster.post_process); also its own validation
     (MAE, RMSE)."""
-    from rnn_core.data import load_frame
     from rnn_core.forecaster import fit_chain, save_forecaster
     from rnn_core.metrics import mae, rmse
 
     bundle, best, _, path = best_bundle(run, where)
-    frame, *_ = load_frame(data_path or _recorded_data_path(path))
+    frame = run_frame(path, data_path)
     shipped, pred, target = fit_chain(model_from_bundle(member_bundle(bundle), str(best.checkpoint)), frame,
                                       calibration_loss(best.metric), bundle["meta"])
     return save_forecaster(out, shipped), best, (mae(pred, target), rmse(pred, target))
@@ -253,14 +252,13 @@ def build_ensemble(
 
     ``selection``: what the greedy selection minimises; ``loss``: the calibration factor's fit (default: the
     search metric's, mae unless it searched val_rmse)."""
-    from rnn_core.data import load_frame
     from rnn_core.ensemble import choose_ensemble
 
     t0 = time.perf_counter()
     best, summaries, path = best_trial(run, where)
     candidates = [s for s in summaries if s.checkpoint]  # best first: ties in the selection go to better trials
     loss = loss or calibration_loss(best.metric)
-    frame, *_ = load_frame(data_path or _recorded_data_path(path))
+    frame = run_frame(path, data_path)
     log.info("choosing an ensemble of up to %d picks among %d trials' best checkpoints, by validation %s",
              size, len(candidates), selection.upper())
     choice = choose_ensemble(candidate_bundles(path, candidates), frame, size, selection, loss, {"experiment_path": path})
@@ -287,7 +285,20 @@ def build_ensemble(
     return report
 
 
-def _recorded_data_path(path: str) -> str | None:
+def run_frame(path: str, data_path: str | None = None) -> Any:
+    """The data a run searched, read as its dataset description says: ``data_path``, else the file it recorded
+    (when it is on this machine), else the bikes data's usual lookup."""
+    from rnn_core.config import DataConfig
+    from rnn_core.data import load_frame
+
+    try:
+        dataset = DataConfig.from_dict(experiment_meta(path)["data"]).dataset
+    except (SearchError, ValueError, KeyError, TypeError):
+        dataset = DataConfig().dataset
+    return load_frame(data_path or recorded_data_path(path), dataset=dataset)[0]
+
+
+def recorded_data_path(path: str) -> str | None:
     """The hour.csv the search used, when it is a file on this machine (else the usual lookup applies)."""
     try:
         recorded = experiment_meta(path).get("data_path")
@@ -314,11 +325,10 @@ def chosen_model(run: str, where: str | None = None, single: bool = False, refit
     from rnn_core.forecaster import load_model
 
     if single:
-        from rnn_core.data import load_frame
         from rnn_core.forecaster import post_process
 
         bundle, best, _, path = best_bundle(run, where)
-        frame, *_ = load_frame(data_path or _recorded_data_path(path))
+        frame = run_frame(path, data_path)
         shipped = post_process(model_from_bundle(member_bundle(bundle), str(best.checkpoint)), frame,
                                calibration_loss(best.metric), bundle["meta"], str(best.checkpoint))
         return shipped, f"trial {best.trial_id} (epoch {best.best_epoch})"

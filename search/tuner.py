@@ -208,6 +208,36 @@ def preset_data(opts: SearchOptions, settings: dict[str, Any]) -> DataConfig:
     return data
 
 
+#: On resume the recorded data config is the run's own: nothing of it is chosen again.
+DATA_GIVEN_ON_RESUME = ("target_transform", "val_windows")
+
+
+def fit_to_dataset(opts: SearchOptions, space: dict[str, Any]) -> tuple[SearchOptions, dict[str, Any]]:
+    """A search on a user's series: its description with what the file tells (the frequency), a target transform
+    that fits the target (log1p for counts, else standardising: a preset's log1p is replaced, with a note; a
+    --space or --target-transform that asks log1p of negative values is refused when the data is built), and one
+    validation window unless --val-windows is given (a preset's year-spread windows assume a long series)."""
+    ds = opts.data.dataset
+    if ds.builtin:
+        return opts, space
+    from rnn_core.data import read_frame
+    from rnn_core.series import suited_transform
+
+    frame, _, _, _, resolved = read_frame(opts.data_path, ds)
+    suited, data = suited_transform(frame, resolved), dataclasses.replace(opts.data, dataset=resolved)
+    if "target_transform" not in opts.data_given and data.target_transform != suited:
+        data = dataclasses.replace(data, target_transform=suited)
+    if space.get("target_transform") == "log1p" and suited != "log1p" and not opts.space_file:
+        log.info("target %s is not a count (negative or fractional values): the preset's log1p target transform is "
+                 "replaced by %s", ds.target, suited)
+        space = dict(space, target_transform=suited)
+    if "val_windows" not in opts.data_given and data.val_windows != 1:
+        log.info("one validation window (the preset's %d spread over a year suit the bikes data; give --val-windows "
+                 "to choose)", data.val_windows)
+        data = dataclasses.replace(data, val_windows=1)
+    return dataclasses.replace(opts, data=data), space
+
+
 def _asha_settings(opts: SearchOptions, budget: Any) -> tuple[int, int, float]:
     """(max epochs, grace period, reduction factor): the options' or the preset's, checked."""
     max_epochs = opts.max_epochs or budget.max_epochs
@@ -225,9 +255,9 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     num_samples = opts.num_samples or (1 if spaces.is_fixed(space) else budget.trials)
     max_epochs, grace, reduction = _asha_settings(opts, budget)
     check_wandb(opts.wandb)
-    opts = dataclasses.replace(opts, data=preset_data(opts, budget.data))
     name = opts.name or time.strftime(f"{opts.preset}-%Y%m%d-%H%M%S")
-    opts = dataclasses.replace(opts, storage=storage.resolve(opts.storage), data_path=data_file(opts.data_path))
+    opts, space = fit_to_dataset(dataclasses.replace(opts, data=preset_data(opts, budget.data), storage=storage.resolve(
+        opts.storage), data_path=data_file(opts.data_path)), space)
     path = storage.join(opts.storage, name)
     if storage.is_uri(opts.storage):
         storage.check_writable(opts.storage)  # a missing bucket or wrong credentials: one line, before Ray
@@ -312,6 +342,7 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     # an explicit --data wins over the recorded path (the run moved to a machine where the file lies elsewhere)
     opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys},
                                data_path=data_file(opts.data_path) or meta["data_path"])
+    opts, space = fit_to_dataset(dataclasses.replace(opts, data_given=frozenset(DATA_GIVEN_ON_RESUME)), space)
     journal = study_journal(path, meta.get("run_id", ""))
     with RunLock(path, new_run=False) as lock:  # a run in use is refused before the data is read or Ray starts
         datasets = load_datasets(opts, space)  # the same data as the original run
