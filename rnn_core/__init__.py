@@ -1,4 +1,4 @@
-"""rnn_core: the bikes data pipeline, the RNN forecaster, its trainer, checkpoints, metrics and plots.
+"""rnn_core: the data pipeline (the bikes data, or a series of your own), the RNN forecaster, its trainer, checkpoints, metrics and plots.
 
 Pure PyTorch + pandas. Never imports Ray, Optuna or wandb.
 
@@ -16,7 +16,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DataConfig": "config", "ModelConfig": "config", "TrainConfig": "config",
+    "DataConfig": "config", "Dataset": "config", "ModelConfig": "config", "TrainConfig": "config",
+    "Model": "api",
     "BikeData": "data", "DataError": "data", "load": "data",
     "RNNForecaster": "model",
     "FitResult": "train", "evaluate": "train", "fit": "train", "train_epoch": "train",

@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rnn_core.checkpoint import model_from_bundle
-from rnn_core.forecaster import PostProcessed, WeightedMean, fit_chain, split_targets
+from rnn_core.forecaster import PostProcessed, WeightedMean, fit_chain, member_from_bundle, split_targets
 
 SELECTION_METRICS = ("mae", "rmse")
 
@@ -97,7 +96,7 @@ def choose_ensemble(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, siz
     if not bundles:
         raise ValueError("an ensemble needs at least one candidate")
     names = list(bundles)
-    models = [model_from_bundle(b, n) for n, b in bundles.items()]
+    models = [member_from_bundle(b, n) for n, b in bundles.items()]
     origins, target = split_targets(frame, models[0].data_config, "val")
     F = np.stack([m.forecast(frame, origins) for m in models])  # [M, N, H] bikes/hour
     weights, _ = select(F, target, size, selection)

@@ -28,7 +28,7 @@ from rnn_core.config import DataConfig
 from rnn_core.data import history_span, known_targets, target_column
 from rnn_core.intervals import Intervals
 from rnn_core.postprocess import ConformalIntervals, Step, StepError, steps_from_list
-from rnn_core.series import never_negative, segment_end, segment_start
+from rnn_core.series import baselines_for, never_negative, segment_end, segment_start
 
 #: Keys of a trial checkpoint that an ensemble member does not need (resumable training state).
 TRAINING_STATE = ("model", "ema", "optimizer", "scheduler", "rng", "bad_epochs")
@@ -53,11 +53,71 @@ class Forecaster(Protocol):
 
 
 @dataclass(frozen=True)
+class SeasonalNaive:
+    """A naive member: the target ``lag`` steps before each target step (0: the value at the origin, persistence).
+
+    A candidate of a user's series' ensemble beside the trials (search.results.build_ensemble): on a series that a
+    naive forecast already fits (a daily cycle repeated to a tenth of a degree) the selection weighs it, and the
+    shipped model is never worse on validation than it. Stored in an ensemble file as {"seasonal_naive": lag,
+    "data_config": ...}."""
+
+    lag: int
+    data_config: DataConfig
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lag, bool) or not isinstance(self.lag, int) or self.lag < 0 or 0 < self.lag < self.data_config.horizon:
+            raise CheckpointError(f"{self.source}: a naive member's lag must be 0 or at least the horizon "
+                                  f"({self.data_config.horizon}), got {self.lag!r}")
+
+    @property
+    def first_origin(self) -> int:
+        return max(self.lag - 1, 0)
+
+    @property
+    def bundle(self) -> dict[str, Any]:
+        return {"seasonal_naive": self.lag, "data_config": self.data_config.to_dict()}
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """[N, H]: the known value at t + k - lag (t for persistence), carried forward over missing steps and never
+        from another series (there, the value at the origin)."""
+        ds, h = self.data_config.dataset, self.data_config.horizon
+        y = frame[target_column(self.data_config)].astype(np.float64)
+        start = segment_start(frame, ds) if not ds.builtin else np.zeros(len(frame), dtype=np.int64)
+        y = y.groupby(start).ffill().to_numpy()
+        origins = np.asarray(origins, np.int64)
+        k = np.arange(1, h + 1)
+        idx = np.repeat(origins[:, None], h, axis=1) if not self.lag else origins[:, None] + k[None] - self.lag
+        idx = np.where(idx < start[origins][:, None], origins[:, None], idx)  # [N, H]
+        return y[idx]
+
+    def describe(self) -> str:
+        return "persistence" if not self.lag else f"the value {self.lag} steps before"
+
+
+def member_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedModel | SeasonalNaive:
+    """A member of an ensemble from its stored bundle: a network, or a naive member."""
+    if "seasonal_naive" in bundle:
+        try:
+            cfg = DataConfig.from_dict(bundle["data_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: a naive member without a readable data config: {exc}") from None
+        return SeasonalNaive(bundle["seasonal_naive"], cfg, source)
+    return model_from_bundle(check_bundle(bundle, source), source, device)
+
+
+def naive_bundles(cfg: DataConfig) -> dict[str, dict[str, Any]]:
+    """The naive candidates of a data config: persistence and each season of the series at least the horizon."""
+    return {name: SeasonalNaive(lag, cfg).bundle for name, lag in baselines_for(cfg).items()
+            if lag == 0 or lag >= cfg.horizon}
+
+
+@dataclass(frozen=True)
 class WeightedMean:
     """The weighted mean of members' forecasts in bikes per hour (members with different windows, transforms,
     cells or lags combine: each turns the hourly frame into its own inputs)."""
 
-    members: tuple[LoadedModel, ...]
+    members: tuple[LoadedModel | SeasonalNaive, ...]
     names: tuple[str, ...]
     weights: np.ndarray
     """[M] positive, summing to 1."""
@@ -80,7 +140,8 @@ class WeightedMean:
         return np.tensordot(self.weights, self.member_forecasts(frame, origins), axes=1)  # [N, H]
 
     def describe(self) -> str:
-        parts = [f"{n} x{w:.2f} ({m.model_config.cell} {m.model_config.hidden_size}x{m.model_config.num_layers}, "
+        parts = [f"{n} x{w:.2f} ({m.describe()})" if isinstance(m, SeasonalNaive) else
+                 f"{n} x{w:.2f} ({m.model_config.cell} {m.model_config.hidden_size}x{m.model_config.num_layers}, "
                  f"{m.data_config.sequence_size} h)" for n, w, m in zip(self.names, self.weights, self.members)]
         return f"ensemble of {len(self.members)}: " + "; ".join(parts)
 
@@ -198,7 +259,7 @@ def ensemble_of(bundles: dict[str, dict[str, Any]], weights: dict[str, float]) -
     if not kept or missing:
         raise ValueError(f"an ensemble needs weighted members that it holds; missing: {missing or 'all'}")
     total = sum(kept.values())
-    return WeightedMean(tuple(model_from_bundle(bundles[n], n) for n in kept), tuple(kept),
+    return WeightedMean(tuple(member_from_bundle(bundles[n], n) for n in kept), tuple(kept),
                         np.array([w / total for w in kept.values()]))
 
 
@@ -214,8 +275,7 @@ def _weighted_mean(payload: dict[str, Any], source: str, device: str | torch.dev
     if abs(sum(weights.values()) - 1.0) > 1e-6:
         raise CheckpointError(f"{source}: the ensemble's weights sum to {sum(weights.values()):.6f}, not 1")
     names = tuple(weights)
-    loaded = tuple(model_from_bundle(check_bundle(members[n], f"{source} (member {n})"), f"{source} (member {n})", device)
-                   for n in names)
+    loaded = tuple(member_from_bundle(members[n], f"{source} (member {n})", device) for n in names)
     ref = loaded[0].data_config
     for name, m in zip(names, loaded):
         cfg = m.data_config

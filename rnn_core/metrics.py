@@ -10,26 +10,10 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError
-from rnn_core.config import DataConfig
 from rnn_core.data import BikeData, DataError, Split, build, load_frame
-from rnn_core.series import seasons, series_frame
+from rnn_core.series import BASELINES, baselines_for, series_frame
 from rnn_core.forecaster import PostProcessed, load_model, split_targets
 from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
-
-#: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
-BASELINES = {"persistence": 0, "seasonal_24h": 24, "seasonal_168h": 168}
-_UNITS = {"h": "h", "D": "d", "W": "w", "MS": "m", "ME": "m"}
-
-
-def baselines_for(cfg: DataConfig) -> dict[str, int]:
-    """The naive baselines of a data config: persistence and the series' seasons (bikes: 24 and 168 hours;
-    daily: 7 days; weekly: 52 weeks; monthly: 12 months)."""
-    ds = cfg.dataset
-    if ds.builtin:
-        return BASELINES
-    unit = _UNITS.get(ds.freq, " steps")
-    return {"persistence": 0, **{f"seasonal_{lag}{unit}".replace(" ", "_"): lag for lag in seasons(ds.freq)}}
-
 
 def mae(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64))))

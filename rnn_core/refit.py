@@ -27,7 +27,7 @@ from rnn_core.config import DataConfig, ModelConfig, TrainConfig
 from rnn_core.data import (
     FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows, valid_origins,
 )
-from rnn_core.forecaster import PostProcessed, WeightedMean, member_bundle
+from rnn_core.forecaster import PostProcessed, SeasonalNaive, WeightedMean, member_bundle
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def refit_forecaster(shipped: PostProcessed, frame: pd.DataFrame, jobs: int | No
     base = shipped.base
     if not isinstance(base, WeightedMean):
         raise ValueError("only an ensemble's members are refit")
-    refits = refit_bundles({n: m.bundle for n, m in zip(base.names, base.members)}, frame, jobs)
-    members = tuple(model_from_bundle(refits[n], n) for n in base.names)
+    networks = {n: m.bundle for n, m in zip(base.names, base.members) if not isinstance(m, SeasonalNaive)}
+    refits = refit_bundles(networks, frame, jobs)  # a naive member has nothing to train: it stays
+    members = tuple(model_from_bundle(refits[n], n) if n in refits else m for n, m in zip(base.names, base.members))
     return dataclasses.replace(shipped, base=WeightedMean(members, base.names, base.weights), meta=dict(shipped.meta, refit=True))

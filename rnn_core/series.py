@@ -267,6 +267,22 @@ def check_transform(frame: pd.DataFrame, cfg: DataConfig, source: str) -> None:
                           "transform needs values >= 0; use --target-transform standard")
 
 
+#: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
+BASELINES = {"persistence": 0, "seasonal_24h": 24, "seasonal_168h": 168}
+_UNITS = {"h": "h", "D": "d", "W": "w", "MS": "m", "ME": "m"}
+
+
+def baselines_for(cfg: DataConfig) -> dict[str, int]:
+    """The naive baselines of a data config: persistence and the series' seasons (bikes: 24 and 168 hours;
+    daily: 7 days; weekly: 52 weeks; monthly: 12 months)."""
+    ds = cfg.dataset
+    if ds.builtin:
+        return BASELINES
+    unit = _UNITS.get(ds.freq, " steps")
+    return {"persistence": 0, **{f"seasonal_{lag}{unit}".replace(" ", "_"): lag for lag in seasons(ds.freq)}}
+
+
+
 # --------------------------------------------------------------------------------------- features
 
 
@@ -393,6 +409,8 @@ def check_future_known(frame: pd.DataFrame, cfg: DataConfig, features: np.ndarra
     if bad.any():
         n, j = map(int, np.argwhere(bad)[0])
         names = feature_names(cfg)
+        if "@t+" not in names[j]:
+            raise DataError(f"{source}: input '{names[j]}' is not known at the origin {frame.index[origins[n]]}")
         step = pd.tseries.frequencies.to_offset(cfg.dataset.freq)
         col, k = names[j].split("@t+")
         at = pd.Timestamp(frame.index[origins[n]]) + int(k) * step

@@ -384,12 +384,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def _print_ensemble(rep: Any, unit: str = "bikes/hour") -> None:
     from rnn_core.postprocess import describe_steps
 
-    print(f"\nensemble: {len(rep.members)} trial(s) of {rep.candidates} chosen greedily on validation "
+    naive = sum("naive" in m["config"] for m in rep.members)
+    print(f"\nensemble: {len(rep.members)} {'trial(s)' if not naive else f'member(s), {naive} of them naive forecasts,'} "
+          f"of {rep.candidates}{' trials' if naive else ''} chosen greedily on validation "
           f"{rep.selection.upper()} ({rep.size} picks): val MAE {rep.val_mae:.2f}, RMSE {rep.val_rmse:.2f} {unit} "
           f"as the file forecasts ({rep.mean_val_mae:.2f}, {rep.mean_val_rmse:.2f} for the members' mean alone; best "
           f"trial alone {rep.best_val_mae:.2f}, {rep.best_val_rmse:.2f}); chosen in {_hms(rep.select_s)}")
     print(f"  then: {describe_steps(rep.steps)}")
     for m in rep.members:
+        if "naive" in m["config"]:  # a naive candidate of a user's series (rnn_core.forecaster.SeasonalNaive)
+            print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  (a naive forecast)")
+            continue
         print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  "
               f"{_shown(m['config'], 'cell')} {_shown(m['config'], 'hidden_size')}x{_shown(m['config'], 'num_layers')}, "
               f"{_shown(m['config'], 'sequence_size')} h")

@@ -252,7 +252,9 @@ def build_ensemble(
 
     ``selection``: what the greedy selection minimises; ``loss``: the calibration factor's fit (default: the
     search metric's, mae unless it searched val_rmse)."""
+    from rnn_core.config import DataConfig
     from rnn_core.ensemble import choose_ensemble
+    from rnn_core.forecaster import naive_bundles
 
     t0 = time.perf_counter()
     best, summaries, path = best_trial(run, where)
@@ -261,9 +263,13 @@ def build_ensemble(
     frame = run_frame(path, data_path)
     log.info("choosing an ensemble of up to %d picks among %d trials' best checkpoints, by validation %s",
              size, len(candidates), selection.upper())
-    choice = choose_ensemble(candidate_bundles(path, candidates), frame, size, selection, loss, {"experiment_path": path})
+    bundles = candidate_bundles(path, candidates)
+    cfg = DataConfig.from_dict(next(iter(bundles.values()))["data_config"])
+    if not cfg.dataset.builtin:  # a user's series: the naive forecasts compete too (after the trials: ties go to them)
+        bundles.update(naive_bundles(cfg))
+    choice = choose_ensemble(bundles, frame, size, selection, loss, {"experiment_path": path})
     configs = {s.trial_id: s.config for s in candidates}
-    members = [dict(m, config=configs[m["trial_id"]]) for m in choice.members]
+    members = [dict(m, config=configs.get(m["trial_id"], {"naive": m["trial_id"]})) for m in choice.members]
     file = storage.join(path, ENSEMBLE_FILE)
     shipped = dataclasses.replace(choice.forecaster, meta=dict(choice.forecaster.meta, members=members,
                                                                val_mae=choice.val_mae, val_rmse=choice.val_rmse))

@@ -143,7 +143,7 @@ def test_an_irregular_step_is_refused_naming_its_line(tmp_path: Path, capsys) ->
 
 def test_a_model_of_two_series_forecasts_each_from_its_own_past(tmp_path: Path, capsys) -> None:
     csv = tmp_path / "stores.csv"
-    df = _two_series()
+    df = _two_series(missing_b=300)  # one hour of store b absent: never a target, and the chain's rolling fits skip it
     df.to_csv(csv, index=False)  # no rows for the forecast hours yet
     out = tmp_path / "run"
     assert main(["train", "--data", str(csv), "--time", "ts", "--target", "sales", "--future", "promo", "--series",
@@ -163,7 +163,8 @@ def test_a_model_of_two_series_forecasts_each_from_its_own_past(tmp_path: Path, 
     level = table.groupby("store")["forecast"].mean()
     assert level["b"] > level["a"]  # each series from its own past
     ev = model.test(csv)
-    assert np.isfinite(ev.mae) and ev.baselines
+    assert np.isfinite(ev.prediction).all() and all(np.isfinite(lo).all() for lo, _ in ev.bands.values()) and ev.baselines
+    assert ev.data.filled_targets("train") == (0, ev.data.filled_targets("train")[1])  # the absent hour: no target
 
 
 @pytest.mark.parametrize("edit, expect", [
@@ -209,3 +210,40 @@ def test_tune_refuses_a_bad_file_in_one_line_before_ray_starts(tmp_path: Path, c
                  "--storage", str(tmp_path / "runs"), "--name", "x"]) == 2
     assert "line 32, column 'date': duplicated timestamp 2012-01-30" in _one_error(capsys)
     assert not ray.is_initialized() and not (tmp_path / "runs" / "x").exists()
+
+
+def test_a_naive_member_forecasts_the_value_a_season_before_within_its_series_and_round_trips(tmp_path: Path) -> None:
+    from rnn_core.forecaster import (
+        PostProcessed, SeasonalNaive, ensemble_of, load_model, member_bundle, naive_bundles, save_forecaster,
+    )
+
+    frame, ds, _ = series_frame(_two_series(missing_b=300), STORES)
+    cfg = DataConfig(dataset=ds, horizon=3)
+    naive = SeasonalNaive(24, cfg)
+    y = frame["sales"].to_numpy()
+    origins = np.array([100, 30 * 24 + 10, 30 * 24 + 400])  # a; b before its first day is over; b later
+    got = naive.forecast(frame, origins)
+    assert got[0].tolist() == [y[101 - 24], y[102 - 24], y[103 - 24]]
+    assert got[1].tolist() == [y[30 * 24 + 10]] * 3  # never store a's hours: the value at the origin
+    assert got[2].tolist() == [y[30 * 24 + 401 - 24], y[30 * 24 + 402 - 24], y[30 * 24 + 403 - 24]]
+    assert set(naive_bundles(cfg)) == {"persistence", "seasonal_24h", "seasonal_168h"}
+    with pytest.raises(Exception, match="lag must be 0 or at least the horizon"):
+        SeasonalNaive(2, cfg)
+    # in an ensemble file beside a network, read back as the same weighted mean
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(_write(tmp_path)), "--time", "ts", "--target", "sales", "--future", "promo",
+                 "--series", "store", "--horizon", "3", "--epochs", "1", "--hidden-size", "8", "--out", str(out)]) == 0
+    net = load_model(out / "model.pt").base
+    base = ensemble_of({"net": member_bundle(net.bundle), **naive_bundles(net.data_config)},
+                       {"net": 0.5, "seasonal_24h": 0.5})
+    save_forecaster(tmp_path / "ens.pt", PostProcessed(base))
+    back = load_model(tmp_path / "ens.pt")
+    o = np.array([500, 1000])
+    want = 0.5 * net.forecast(frame, o) + 0.5 * SeasonalNaive(24, net.data_config).forecast(frame, o)
+    assert np.allclose(back.forecast(frame, o), want) and "the value 24 steps before" in back.base.describe()
+
+
+def _write(tmp_path: Path) -> Path:
+    csv = tmp_path / "stores.csv"
+    _two_series(missing_b=300).to_csv(csv, index=False)
+    return csv
