@@ -28,7 +28,7 @@ from rnn_core.config import DataConfig
 from rnn_core.data import history_span, known_targets, target_column
 from rnn_core.intervals import Intervals
 from rnn_core.postprocess import ConformalIntervals, Step, StepError, steps_from_list
-from rnn_core.series import baselines_for, never_negative, segment_end, segment_start
+from rnn_core.series import baselines_for, never_negative, segment_start, segments
 
 #: Keys of a trial checkpoint that an ensemble member does not need (resumable training state).
 TRAINING_STATE = ("model", "ema", "optimizer", "scheduler", "rng", "bad_epochs")
@@ -196,10 +196,12 @@ class PostProcessed:
         if ds.builtin or not ds.series:
             return self._forecast_segment(frame, origins, steps, (0, len(frame)))
         # Several series: each one's forecasts learn only from its own past (its segment of rows).
-        start, out, bands_ = segment_start(frame, ds)[origins], np.empty((len(origins), self.data_config.horizon)), {}
-        for a in np.unique(start):
-            sel = start == a
-            pred, b = self._forecast_segment(frame, origins[sel], steps, (int(a), int(segment_end(frame, ds)[a])))
+        out, bands_ = np.empty((len(origins), self.data_config.horizon)), {}
+        for a, end in segments(frame, ds):
+            sel = (origins >= a) & (origins < end)
+            if not sel.any():
+                continue
+            pred, b = self._forecast_segment(frame, origins[sel], steps, (a, end))
             out[sel] = pred
             for level, (lo, hi) in b.items():
                 bands_.setdefault(level, (np.empty_like(out), np.empty_like(out)))

@@ -233,14 +233,6 @@ def segment_start(frame: pd.DataFrame, ds: Dataset) -> np.ndarray:
     return out
 
 
-def segment_end(frame: pd.DataFrame, ds: Dataset) -> np.ndarray:
-    """[T] one past the last row of each row's series."""
-    out = np.zeros(len(frame), dtype=np.int64)
-    for a, b in segments(frame, ds):
-        out[a:b] = b
-    return out
-
-
 def is_count(values: np.ndarray) -> bool:
     """Non-negative whole numbers (counts): what log1p, the multiplicative calibration and the floor at 0 suit."""
     v = values[np.isfinite(values)]
