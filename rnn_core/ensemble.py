@@ -91,21 +91,35 @@ def choose_ensemble(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, siz
     """Candidates (name -> model bundle, best first) -> the ensemble that ships: greedy selection (``size``
     picks, minimising ``selection``) on their validation forecasts, the weighted mean post-processed with the
     standard chain (calibration loss ``loss``), and its figures."""
-    from rnn_core.metrics import mae, rmse
-
     if not bundles:
         raise ValueError("an ensemble needs at least one candidate")
-    names = list(bundles)
-    models = [member_from_bundle(b, n) for n, b in bundles.items()]
-    origins, target = split_targets(frame, models[0].data_config, "val")
-    F = np.stack([m.forecast(frame, origins) for m in models])  # [M, N, H] bikes/hour
+    models = {n: member_from_bundle(b, n) for n, b in bundles.items()}
+    return choose_from_forecasts(models, validation_forecasts(models, frame), frame, size, selection, loss, meta)
+
+
+def validation_forecasts(models: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    """Each model's forecasts of the validation targets (those of the first model's data config): [M, N, H]."""
+    first = next(iter(models.values()))
+    origins, _ = split_targets(frame, first.data_config, "val")
+    return np.stack([m.forecast(frame, origins) for m in models.values()])
+
+
+def choose_from_forecasts(models: dict[str, Any], F: np.ndarray, frame: pd.DataFrame, size: int,
+                          selection: str = "rmse", loss: str = "mae", meta: dict[str, Any] | None = None) -> EnsembleChoice:
+    """:func:`choose_ensemble` from forecasts the caller has: ``models`` (name -> forecaster, best first) and
+    their validation forecasts F [M, N, H] in the same order (a search that chooses its ensemble again as
+    trials finish forecasts each trial once: search.knee)."""
+    from rnn_core.metrics import mae, rmse
+
+    names, members = list(models), list(models.values())
+    _, target = split_targets(frame, members[0].data_config, "val")
     weights, _ = select(F, target, size, selection)
     chosen = [int(i) for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
-    base = WeightedMean(tuple(models[i] for i in chosen), tuple(names[i] for i in chosen),
+    base = WeightedMean(tuple(members[i] for i in chosen), tuple(names[i] for i in chosen),
                         weights[chosen] / weights[chosen].sum())
     mean = np.tensordot(base.weights, F[chosen], axes=1)  # [N, H]: the base's validation forecasts, from F
     shipped, pred, _ = fit_chain(base, frame, loss, dict(meta or {}, size=size, selection=selection, loss=loss), base_val=mean)
-    members = [{"trial_id": names[i], "weight": float(weights[i]), "val_mae": mae(F[i], target),
-                "val_rmse": rmse(F[i], target)} for i in chosen]
-    return EnsembleChoice(shipped, members, mae(pred, target), rmse(pred, target), mae(mean, target), rmse(mean, target),
+    picked = [{"trial_id": names[i], "weight": float(weights[i]), "val_mae": mae(F[i], target),
+               "val_rmse": rmse(F[i], target)} for i in chosen]
+    return EnsembleChoice(shipped, picked, mae(pred, target), rmse(pred, target), mae(mean, target), rmse(mean, target),
                           mae(F[0], target), rmse(F[0], target))

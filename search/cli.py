@@ -710,7 +710,7 @@ def _tune_command(sub: Any) -> None:
     _add_data(tu, describe=True)
     _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
     budget = {"num_samples": "trials", "max_epochs": "max_epochs", "grace_period": "grace_period",
-              "reduction_factor": "reduction_factor"}
+              "reduction_factor": "reduction_factor", "stop_patience": "stop_patience", "stop_margin": "stop_margin"}
     for action in tu._actions:
         if action.dest in budget:  # the preset's budget, by preset
             action.help = (action.help or "").replace("the preset's", "the preset's: " + ", ".join(

@@ -70,6 +70,14 @@ class SearchOptions:
     """what the search minimises (default: val_loss, or val_mae when the space varies the target transform or loss)"""
     time_budget_min: float | None = field(default=None, metadata={"cli_flags": ("--time-budget",)})
     """stop the search after this many minutes (running trials stop; their best checkpoints stay; default: no limit)"""
+    stop_patience: int | None = None
+    """end the search at its knee: once the validation MAE of its ensemble (chosen again every 10 finished trials,
+    scored by its own forecast) has not improved by --stop-margin over this many finished trials; 0: never
+    (default: the preset's)"""
+    stop_margin: float | None = None
+    """the gain in percent that counts as improving, for --stop-patience (default: the preset's)"""
+    stop_every: int = field(default=10, metadata=_INTERNAL)
+    """The knee rule chooses the ensemble again every this many finished trials (tests use fewer)."""
     data_path: str | None = field(default=None, metadata=_INTERNAL)
     """hour.csv (the command's --data; None: found as rnn_core.data finds it)"""
     data: DataConfig = field(default_factory=DataConfig, metadata=_INTERNAL)
@@ -104,6 +112,11 @@ class SearchOptions:
                             ("--progress-interval", self.progress_interval_s)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise SearchError(f"{flag} {value!r}: expected a number >= 0")
+        if self.stop_patience is not None and (isinstance(self.stop_patience, bool) or not isinstance(self.stop_patience, int)
+                                               or self.stop_patience < 0):
+            raise SearchError(f"--stop-patience {self.stop_patience!r}: expected a whole number of trials >= 0 (0: never)")
+        if self.stop_margin is not None and not (math.isfinite(self.stop_margin) and 0 <= self.stop_margin < 100):
+            raise SearchError(f"--stop-margin {self.stop_margin!r}: expected a percentage from 0 to below 100")
         if self.time_budget_min is not None and not (math.isfinite(self.time_budget_min) and self.time_budget_min > 0):
             raise SearchError(f"--time-budget {self.time_budget_min!r}: expected a number of minutes above 0")
 

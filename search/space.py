@@ -51,6 +51,10 @@ class Preset:
     """ASHA: 1/N of the trials go on at each rung."""
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
     """DataConfig settings of the preset (where the command line leaves the default), e.g. the horizon."""
+    stop_patience: int = 0
+    """The knee rule (search.knee): finished trials without a gain of ``stop_margin`` percent in the ensemble's
+    validation MAE before the search ends; 0: never."""
+    stop_margin: float = 1.0
 
 
 # Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
@@ -89,7 +93,7 @@ PRESETS: dict[str, Preset] = {
     # on both periods compared, test MAE 20.59 vs 20.65 on November-December, 27.70 vs 28.83 on July-August 2012
     # (with the residual correction; 20.93 vs 21.11 and 28.57 vs 30.83 without it; benchmarks/RESULTS.md).
     "default": Preset(_DEFAULT_SPACE, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0,
-                      data={"val_windows": 4}),
+                      data={"val_windows": 4}, stop_patience=20, stop_margin=1.0),
     # Tomorrow's 24 hours from each hour (issue 12): many-to-one with a 24-output head against the lecture's
     # encoder-decoder, whose decoder steps through the target hours fed with their calendar. The space
     # varies the loss, so trials are ranked by validation MAE over the 24 steps.

@@ -248,6 +248,42 @@ def _asha_settings(opts: SearchOptions, budget: Any) -> tuple[int, int, float]:
     return max_epochs, grace, reduction
 
 
+def knee_stop(opts: SearchOptions, budget: Any, metric: str) -> Any:
+    """The knee rule's callback and stopper (search.knee) for the options or the preset, or None when it is off."""
+    patience = budget.stop_patience if opts.stop_patience is None else opts.stop_patience
+    margin = budget.stop_margin if opts.stop_margin is None else opts.stop_margin
+    if not patience:
+        return None
+    from search.knee import KneeRule, KneeStop
+    from search.results import calibration_loss
+
+    return KneeStop(KneeRule(patience, margin / 100, opts.stop_every), opts.data_path, opts.data.dataset, calibration_loss(metric))
+
+
+def _stopper(given: Any, knee: Any) -> Any:
+    """The run's stopper: the options' (benchmarks cap the epochs), the knee rule's, or both."""
+    if knee is None or given is None:
+        return given if knee is None else knee
+    from ray.tune.stopper import CombinedStopper
+
+    return CombinedStopper(given, knee)
+
+
+def _run_config(opts: SearchOptions, name: str, path: str, metric: str, journal: Any, knee: Any) -> tune.RunConfig:
+    """A new search's run config: storage, checkpoints, failures, its stoppers and callbacks."""
+    return tune.RunConfig(
+        name=name,
+        storage_path=opts.storage,
+        # Tune keeps every checkpoint; CheckpointRetention (in the callbacks) deletes those beyond the best
+        # --keep-checkpoints once no saved experiment state can still name them (see search/retention.py).
+        checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=metric, checkpoint_score_order=MODE),
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        stop=_stopper(opts.stop, knee.stopper if knee else None),
+        callbacks=_callbacks(opts, path, metric, journal) + ([knee] if knee else []),
+        verbose=0,
+    )
+
+
 def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     """Run a new search. Returns the results and the experiment path."""
     space = spaces.build_space(opts.preset, opts.space_file, seed=opts.seed)  # errors before Ray starts
@@ -269,6 +305,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     with lock:  # held until the search ends; two searches cannot write one run
         metric = search_metric(opts, space)
         trainable = build_trainable(opts, datasets, max_epochs, name, metric)
+        knee = knee_stop(opts, budget, metric)
         run_id = uuid.uuid4().hex
         journal = study_journal(path, run_id)
         write_experiment_meta(path, {
@@ -290,22 +327,16 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
                 metric=metric, mode=MODE, search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
                 reuse_actors=opts.reuse_actors, time_budget_s=opts.time_budget_s,
             ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=opts.storage,
-                # Tune keeps every checkpoint; CheckpointRetention (in the callbacks) deletes those beyond the best
-                # --keep-checkpoints once no saved experiment state can still name them (see search/retention.py).
-                checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=metric, checkpoint_score_order=MODE),
-                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                stop=opts.stop,
-                callbacks=_callbacks(opts, path, metric, journal),
-                verbose=0,
-            ),
+            run_config=_run_config(opts, name, path, metric, journal, knee),
         )
         log.info("search %s: preset %s, %d trials x <= %d epochs (ASHA grace %d, reduction %g), %s per trial, storage %s",
                  name, opts.preset, num_samples, max_epochs, grace, reduction,
                  f"{opts.cpus_per_trial:g} CPU" + (f" + {opts.gpus_per_trial:g} GPU" if opts.gpus_per_trial else ""),
                  opts.storage)
+        if knee:
+            log.info("the search ends by itself once its ensemble's validation MAE gains less than %g%% over %d finished "
+                     "trials (--stop-patience, --stop-margin)%s", 100 * knee.rule.margin, knee.rule.patience,
+                     f", or after {opts.time_budget_min:g} min" if opts.time_budget_min else "")
         search_alg.bind(path, journal, lock.heartbeat)
         return fit(tuner, search_alg, path), path
 
@@ -358,6 +389,11 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         except (ValueError, RuntimeError, OSError) as exc:
             raise SearchError(f"{path}: Tune cannot restore this experiment: {first_line(exc)}") from None
         alg = tuner._local_tuner._tune_config.search_alg  # restored from the run: bind it to this run again
+        from search.knee import KneeStop
+
+        for cb in tuner._local_tuner.get_run_config().callbacks or []:
+            if isinstance(cb, KneeStop):  # the knee rule reads the data where this machine has it
+                cb.data_path = opts.data_path
         alg.bind(path, journal, lock.heartbeat)
         results = fit(tuner, alg, path)
         StudySync(path, journal).upload()
