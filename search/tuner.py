@@ -260,15 +260,6 @@ def knee_stop(opts: SearchOptions, budget: Any, metric: str) -> Any:
     return KneeStop(KneeRule(patience, margin / 100, opts.stop_every), opts.data_path, opts.data.dataset, calibration_loss(metric))
 
 
-def _stopper(given: Any, knee: Any) -> Any:
-    """The run's stopper: the options' (benchmarks cap the epochs), the knee rule's, or both."""
-    if knee is None or given is None:
-        return given if knee is None else knee
-    from ray.tune.stopper import CombinedStopper
-
-    return CombinedStopper(given, knee)
-
-
 def _run_config(opts: SearchOptions, name: str, path: str, metric: str, journal: Any, knee: Any) -> tune.RunConfig:
     """A new search's run config: storage, checkpoints, failures, its stoppers and callbacks."""
     return tune.RunConfig(
@@ -278,7 +269,8 @@ def _run_config(opts: SearchOptions, name: str, path: str, metric: str, journal:
         # --keep-checkpoints once no saved experiment state can still name them (see search/retention.py).
         checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=metric, checkpoint_score_order=MODE),
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        stop=_stopper(opts.stop, knee.stopper if knee else None),
+        # the options' stopper (benchmarks cap the epochs) and the knee rule's: Tune combines a list of stoppers
+        stop=[s for s in (opts.stop, knee.stopper if knee else None) if s is not None] or None,
         callbacks=_callbacks(opts, path, metric, journal) + ([knee] if knee else []),
         verbose=0,
     )
