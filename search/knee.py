@@ -99,6 +99,7 @@ class KneeStop(tune.Callback):
         self.stopped = False
         self._finished: set[str] = set()
         self._start = time.time()
+        self._resumed = False  # set by set_state: the first step of a resumed search catches up (_catch_up)
         self._frame: Any = None
         # trial id -> (best score, model, the validation origins [N] it was forecast at, those forecasts [N, H])
         self._cache: dict[str, tuple[float, Any, np.ndarray, np.ndarray]] = {}
@@ -117,6 +118,25 @@ class KneeStop(tune.Callback):
         if not self.stopped and len(self._finished) % self.rule.every == 0:
             self.check(trials)
 
+    def on_step_begin(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        if self._resumed:
+            self._resumed = False
+            self._catch_up(trials)
+
+    def _catch_up(self, trials: list[Trial]) -> None:
+        """The first step after a resume: the driver may have died between a trial's end and the next snapshot of
+        this state, or just after the search reached its knee. Count the trials Tune restored as finished, run a
+        check that fell due meanwhile, and say again that a search already at its knee ends there."""
+        done = {t.trial_id for t in trials if t.status == Trial.TERMINATED}
+        last = self.history[-1][0] if self.history else 0
+        self._finished |= done
+        if self.stopped and self.history:
+            n, minutes, score = self.history[-1]
+            log.info("ensemble of the %d finished trials: val MAE %.3f (checked before the resume)", n, score)
+            self._announce(n, minutes)
+        elif len(self._finished) // self.rule.every > last // self.rule.every:
+            self.check(trials)
+
     def get_state(self) -> dict[str, Any] | None:
         return {"history": self.history, "stopped": self.stopped, "finished": sorted(self._finished),
                 "elapsed": time.time() - self._start}
@@ -124,6 +144,7 @@ class KneeStop(tune.Callback):
     def set_state(self, state: dict[str, Any]) -> None:
         self.history, self.stopped = [tuple(h) for h in state["history"]], state["stopped"]
         self._finished, self._start = set(state["finished"]), time.time() - state["elapsed"]
+        self._resumed = True
 
     def check(self, trials: list[Trial]) -> float:
         """Choose the ensemble of the finished trials, record its validation MAE, and decide."""
@@ -146,10 +167,14 @@ class KneeStop(tune.Callback):
         i = self.rule.stop_at([(h[0], h[2]) for h in self.history])
         if i is not None:
             self.stopped = True
-            log.info("the search ends at its knee: its ensemble's validation MAE (%.3f) improved by less than %.1f%% "
-                     "over the last %d finished trials (%d trials, %.1f min; --stop-patience 0 searches on)",
-                     best, 100 * self.rule.margin, self.rule.patience, n, minutes)
+            self._announce(n, minutes)
         return score
+
+    def _announce(self, n: int, minutes: float) -> None:
+        best = min(h[2] for h in self.history)
+        log.info("the search ends at its knee: its ensemble's validation MAE (%.3f) improved by less than %.1f%% "
+                 "over the last %d finished trials (%d trials, %.1f min; --stop-patience 0 searches on)",
+                 best, 100 * self.rule.margin, self.rule.patience, n, minutes)
 
     def _candidates(self, finished: list[Trial]) -> tuple[dict[str, Any], np.ndarray]:
         """The finished trials' best checkpoints as forecasters (best first; naive forecasts after them for a user's

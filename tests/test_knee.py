@@ -128,3 +128,20 @@ def test_a_killed_search_resumes_and_still_ends_at_its_knee(ray_local, hour_csv:
     assert [n for n, _ in _checks(text)] == [8], text[-3000:]
     ea, _, _ = load_experiment(str(storage / "kneekill"))
     assert len(ea.trials) <= 10 and all(t.status == "TERMINATED" for t in ea.trials)
+
+
+def test_a_search_killed_at_its_knee_says_so_again_on_resume(caplog) -> None:
+    """A driver killed after its knee was reached and saved: the resumed search ends at once, with its lines."""
+    from rnn_core.config import BIKES
+    from search.knee import KneeStop
+
+    knee = KneeStop(KneeRule(patience=4, margin=0.9, every=4), None, BIKES, "mae")
+    assert not knee.stopper.stop_all()
+    knee.set_state({"history": [(4, 0.5, 30.0), (8, 1.0, 29.0)], "stopped": True,
+                    "finished": [f"t{i}" for i in range(8)], "elapsed": 60.0})
+    assert knee.stopper.stop_all()
+    with caplog.at_level(logging.INFO, logger="search"):
+        knee.on_step_begin(0, [])
+        knee.on_step_begin(1, [])  # said once, not every step
+    assert _checks(caplog.text) == [(8, 29.0)], caplog.text
+    assert caplog.text.count("the search ends at its knee") == 1, caplog.text
