@@ -64,6 +64,7 @@ class ProgressLine(tune.Callback):
         self._last = 0.0
         self._start = time.monotonic()
         self._best: tuple[float, str, int] | None = None
+        self._text = ""
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
         v = result.get(self.metric)
@@ -89,11 +90,12 @@ class ProgressLine(tune.Callback):
             f" | best {self.metric} {self._best[0]:.4f} (val MAE {self._best_mae:.1f}) trial {self._best[1]} epoch {self._best[2]}"
             if self._best else ""
         )
-        log.info(
-            "[%5.0fs] %d trials: %d running, %d pending, %d done (%d stopped by ASHA), %d errored%s",
+        line = "[%5.0fs] %d trials: %d running, %d pending, %d done (%d stopped by ASHA), %d errored%s" % (
             time.monotonic() - self._start, len(trials), counts.get(Trial.RUNNING, 0), counts.get(Trial.PENDING, 0),
-            counts.get(Trial.TERMINATED, 0), asha, counts.get(Trial.ERROR, 0), best,
-        )
+            counts.get(Trial.TERMINATED, 0), asha, counts.get(Trial.ERROR, 0), best)
+        if line != self._text:  # a trial's last result and its end come in one step: one line, not the same twice
+            self._text = line
+            log.info("%s", line)
 
 
 def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:

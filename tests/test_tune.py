@@ -313,3 +313,22 @@ def test_trials_in_a_ray_of_our_own_run_at_normal_priority() -> None:
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-2:] == ["nice", str(os.nice(0))], run.stdout
+
+
+def test_a_trials_last_result_and_its_end_make_one_progress_line(caplog) -> None:
+    import logging
+
+    from ray.tune.experiment import Trial
+
+    from search.tuner import ProgressLine
+
+    line, trial = ProgressLine(interval_s=0.0), Trial("t", stub=True)
+    trial.set_status(Trial.RUNNING)
+    with caplog.at_level(logging.INFO, logger="search"):
+        line.on_trial_result(1, [trial], trial, {"val_loss": 0.5, "val_mae": 30.0, "epoch": 3})
+        trial.set_status(Trial.TERMINATED)
+        line.on_trial_result(1, [trial], trial, {"val_loss": 0.4, "val_mae": 29.0, "epoch": 4})
+        line.on_trial_complete(1, [trial], trial)  # the same step: nothing new to say
+    lines = [r.getMessage() for r in caplog.records if "trials:" in r.getMessage()]
+    assert len(lines) == 2 and "1 running" in lines[0], lines
+    assert "1 done" in lines[1] and "val MAE 29.0" in lines[1], lines
