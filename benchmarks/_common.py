@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -33,17 +34,24 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])
+    script = str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0]
+    return "python " + shlex.join([script, *sys.argv[1:]])  # quoted as typed: an empty --models "" stays visible
+
+
+def revision() -> str:
+    """The checkout's short commit, or "?" outside git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        rev = ""
+    return rev or "?"
 
 
 def record(title: str, body: str) -> None:
     """Write a dated section with the command and the machine into benchmarks/RESULTS.md, and print it. A section
     of the same title is replaced (RESULTS.md shows what holds now); the replaced one is appended to
     benchmarks/log/<date>.md."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        rev = "?"
+    rev = revision()
     text = (f"## {title}\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev or '?'}  \n"
             f"Command: `{command()}`  \nMachine: {machine()}\n\n{body.rstrip()}\n")
     print(text)

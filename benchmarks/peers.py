@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import DEFAULT_CSV, record  # this folder; rnn_core comes from the installed package
+from _common import DEFAULT_CSV, record, revision  # this folder; rnn_core comes from the installed package
 
 from rnn_core.config import DataConfig, split_kwargs  # noqa: E402
 from rnn_core.data import CALENDAR_FEATURES, calendar_features, load_frame  # noqa: E402
@@ -92,21 +92,21 @@ def run_peer(name: str, df: pd.DataFrame, targets: pd.DataFrame, val_hours: int,
     err = got[MODELS[name]].clip(lower=0).to_numpy() - got["y"].to_numpy()  # counts are never negative
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))), "minutes": wall / 60,
             "targets": len(got), "samples": args.samples, "samples_run": len(getattr(getattr(nf.models[0], "results", None), "trials", [])),
-            "budget_min": args.minutes}
+            "budget_min": args.minutes, "measured": time.strftime("%Y-%m-%d", time.gmtime()) + f", commit {revision()}"}
 
 
 def table(cache: dict[str, dict], ours: dict[str, tuple[float, float]]) -> str:
-    rows = ["| period (test) | model | test MAE | test RMSE | wall minutes (search + rolling test) |",
-            "|---|---|---|---|---|"]
+    rows = ["| period (test) | model | test MAE | test RMSE | wall minutes (search + rolling test) | measured |",
+            "|---|---|---|---|---|---|"]
     for split, res in cache.items():
         if split in ours:
-            rows.append(f"| {split} | **rnn-search, default preset** | **{ours[split][0]:.2f}** | **{ours[split][1]:.2f}** | see budget curves |")
+            rows.append(f"| {split} | **rnn-search, default preset** | **{ours[split][0]:.2f}** | **{ours[split][1]:.2f}** | see budget curves | |")
         for name in MODELS:
             if name in res:
                 r = res[name]
                 rows.append(f"| {split} | NeuralForecast {MODELS[name]} ({r.get('samples_run', '?')} of {r['samples']} samples "
                             f"in its {r['budget_min']:g} min) "
-                            f"| {r['mae']:.2f} | {r['rmse']:.2f} | {r['minutes']:.1f} |")
+                            f"| {r['mae']:.2f} | {r['rmse']:.2f} | {r['minutes']:.1f} | {r.get('measured', '')} |")
     return "\n".join(rows)
 
 
