@@ -51,8 +51,7 @@ def record(title: str, body: str) -> None:
     """Write a dated section with the command and the machine into benchmarks/RESULTS.md, and print it. A section
     of the same title is replaced (RESULTS.md shows what holds now); the replaced one is appended to
     benchmarks/log/<date>.md."""
-    rev = revision()
-    text = (f"## {title}\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {rev or '?'}  \n"
+    text = (f"## {title}\n\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {revision()}  \n"
             f"Command: `{command()}`  \nMachine: {machine()}\n\n{body.rstrip()}\n")
     print(text)
     if os.environ.get("RNN_SEARCH_BENCH_NO_RECORD"):
