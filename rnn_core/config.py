@@ -25,7 +25,9 @@ from typing import Any
 
 CELLS = ("rnn", "lstm", "gru")
 ARCHS = ("head", "seq2seq")
-TARGET_TRANSFORMS = ("log1p", "standard", "scale100")
+TARGET_TRANSFORMS = ("log1p", "sqrt", "standard", "scale100")
+#: The transforms that need a target >= 0 (counts).
+COUNT_TRANSFORMS = ("log1p", "sqrt")
 LOSSES = ("mse", "l1", "huber")
 LR_SCHEDULES = ("constant", "cosine")
 SPLIT_PRESETS = ("default", "lecture", "custom")
@@ -218,7 +220,8 @@ class DataConfig(_Config):
     """Seasonal count lags in hours, e.g. 24,168: step s also sees log1p(cnt) at hour s+1-lag (the same hour
     a day or a week before the hour after s); only hours <= t are used, so nothing after t leaks."""
     target_transform: str = field(default="log1p", metadata={"choices": TARGET_TRANSFORMS})
-    """Target scaling: 'log1p' (log1p then standardise), 'standard' (standardise the counts) or 'scale100' (/100)."""
+    """Target scaling: 'log1p' (log1p then standardise), 'sqrt' (square root then standardise: counts' variance
+    stabiliser), 'standard' (standardise the counts) or 'scale100' (/100)."""
     dataset: Dataset = field(default=BIKES, metadata={"derived": True, "search": False})
     """The series (set from the Dataset flags: --time, --target, ...)."""
 

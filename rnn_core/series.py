@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnn_core.config import DataConfig, Dataset, UserError
+from rnn_core.config import COUNT_TRANSFORMS, DataConfig, Dataset, UserError
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,12 @@ def suited_transform(frame: pd.DataFrame, ds: Dataset) -> str:
 
 
 def check_transform(frame: pd.DataFrame, cfg: DataConfig, source: str) -> None:
-    """Refuse log1p for a target that has negative values, in one line."""
+    """Refuse log1p or sqrt for a target that has negative values, in one line."""
     y = frame[cfg.dataset.target].to_numpy(np.float64)
-    if cfg.target_transform == "log1p" and np.nanmin(y) < 0:
+    if cfg.target_transform in COUNT_TRANSFORMS and np.nanmin(y) < 0:
         row = int(np.nanargmin(y))
-        raise DataError(f"{source}: target '{cfg.dataset.target}' is {y[row]:g} at {frame.index[row]}: the log1p "
-                          "transform needs values >= 0; use --target-transform standard")
+        raise DataError(f"{source}: target '{cfg.dataset.target}' is {y[row]:g} at {frame.index[row]}: the "
+                        f"{cfg.target_transform} transform needs values >= 0; use --target-transform standard")
 
 
 #: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
@@ -365,11 +365,11 @@ def _shift(values: np.ndarray, k: int, bounds: list[tuple[int, int]], fill: floa
 
 
 def history(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
-    """[T] the target as inputs see it: log1p for the log1p transform, carried forward over missing steps
-    (flagged by is_missing), 0 before a series' first value."""
+    """[T] the target as inputs see it: log1p for the count transforms (log1p, sqrt), carried forward over
+    missing steps (flagged by is_missing), 0 before a series' first value."""
     ds = cfg.dataset
     y = frame[ds.target].to_numpy(np.float64)
-    y = np.log1p(np.maximum(y, 0.0)) if cfg.target_transform == "log1p" else y
+    y = np.log1p(np.maximum(y, 0.0)) if cfg.target_transform in COUNT_TRANSFORMS else y
     filled = pd.Series(y).groupby(segment_start(frame, ds)).ffill().fillna(0.0)
     return filled.to_numpy()
 

@@ -58,7 +58,9 @@ class Preset:
 
 
 # Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
-# LSTM on a log1p target with a cosine schedule, sizes up to 128, 1-2 days of history. Bidirectional
+# LSTM on a sqrt target with a cosine schedule, sizes up to 128, 1-2 days of history. The square root
+# weighs busy hours more than the log does; one fixed LSTM setting, 3 seeds each, November-December 2012:
+# validation MAE 21.1 vs 24.2, test MAE of the seeds' mean after post-processing 20.00 vs 21.02. Bidirectional
 # layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
 # stay searchable with --space. The cosine schedule makes the first epochs a poor guide, so ASHA judges
 # trials from epoch 3 on.
@@ -73,7 +75,7 @@ _DEFAULT_SPACE: dict[str, Any] = {
     "weight_decay": {"loguniform": [1e-6, 1e-3]},
     "clip_norm": {"uniform": [0.5, 5.0]},
     "lr_schedule": "cosine",
-    "target_transform": "log1p",
+    "target_transform": "sqrt",
     "loss": {"choice": ["mse", "huber"]},
 }
 
@@ -97,8 +99,9 @@ PRESETS: dict[str, Preset] = {
     # Tomorrow's 24 hours from each hour (issue 12): many-to-one with a 24-output head against the lecture's
     # encoder-decoder, whose decoder steps through the target hours fed with their calendar. The space
     # varies the loss, so trials are ranked by validation MAE over the 24 steps.
-    "day-ahead": Preset({"arch": {"choice": ["head", "seq2seq"]}, **_DEFAULT_SPACE}, trials=200, max_epochs=20,
-                        grace_period=3, reduction_factor=3.0, data={"horizon": 24}),
+    # Its target stays log1p, as measured there (RESULTS.md, "Day-ahead"); sqrt was measured at horizon 1 only.
+    "day-ahead": Preset({"arch": {"choice": ["head", "seq2seq"]}, **_DEFAULT_SPACE, "target_transform": "log1p"},
+                        trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0, data={"horizon": 24}),
     # The lecture's fixed model, as one trial.
     "lecture": Preset({
         "cell": "rnn", "hidden_size": 128, "num_layers": 2, "sequence_size": 24,

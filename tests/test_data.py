@@ -145,6 +145,20 @@ def test_scalers_come_from_the_training_split_only(hour_csv: Path) -> None:
     assert np.allclose(base.target_scaler.inverse(z), [0.0, 10.0, 977.0])
 
 
+def test_the_sqrt_transform_is_fitted_on_training_roots_and_inverts_to_counts(hour_csv: Path) -> None:
+    frame, *_ = load_frame(hour_csv)
+    data = build(frame, DataConfig(target_transform="sqrt"))
+    rows = data["train"].y_raw.numpy().ravel()  # the training targets, bikes per hour
+    scaler = data.target_scaler
+    assert scaler.mean == pytest.approx(np.sqrt(rows).mean(), rel=0.02) and scaler.std > 0
+    counts = np.array([0.0, 1.0, 10.0, 977.0])
+    assert np.allclose(scaler.inverse(scaler.forward(counts)), counts)
+    assert np.allclose(scaler.inverse(torch.as_tensor(scaler.forward(counts))).numpy(), counts)
+    below = scaler.forward(np.array([0.0]))[0] - 1.0  # a model output under the root of zero is no bikes, not its square
+    assert scaler.inverse(np.array([below]))[0] == 0.0
+    assert np.allclose(data["train"].y.numpy().ravel(), scaler.forward(rows), atol=1e-5)
+
+
 @pytest.mark.parametrize("horizon", [1, 3, 24])
 def test_no_count_after_t_enters_the_window(hour_csv: Path, horizon: int) -> None:
     """Changing cnt/casual/registered at hours >= t+1 leaves every window whose first target is t+1

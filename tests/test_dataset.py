@@ -46,10 +46,11 @@ def test_a_daily_series_of_a_package_becomes_windows_splits_and_features() -> No
     assert first >= np.datetime64("2012-01-14")
 
 
-def test_log1p_is_refused_for_a_target_with_negative_values() -> None:
-    with pytest.raises(DataError, match=r"target 'temp_max' is -1.6 at .*log1p transform needs values >= 0; use "
-                                        r"--target-transform standard"):
-        load(DataConfig(dataset=SEATTLE_DS, target_transform="log1p"), SEATTLE)
+@pytest.mark.parametrize("transform", ["log1p", "sqrt"])
+def test_a_count_transform_is_refused_for_a_target_with_negative_values(transform: str) -> None:
+    with pytest.raises(DataError, match=rf"target 'temp_max' is -1.6 at .*{transform} transform needs values >= 0; "
+                                        r"use --target-transform standard"):
+        load(DataConfig(dataset=SEATTLE_DS, target_transform=transform), SEATTLE)
 
 
 def test_train_test_predict_on_a_daily_series_beat_the_naive_baselines(tmp_path: Path, capsys) -> None:
