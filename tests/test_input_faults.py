@@ -101,7 +101,7 @@ def test_hostile_or_broken_space_files_are_one_line(tmp_path: Path, capsys) -> N
     ("target_scaler", lambda d: dict(d, offset=3.0), "target_scaler cannot be read: unknown field(s) offset"),
     ("target_scaler", lambda d: {k: v for k, v in d.items() if k != "std"}, "target_scaler cannot be read: missing field(s) std"),
     ("target_scaler", lambda d: dict(d, std=float("nan")), "target_scaler cannot be read: std nan: expected a finite number"),
-    ("target_scaler", lambda d: dict(d, transform="sqrt"), "target_scaler cannot be read: transform 'sqrt'"),
+    ("target_scaler", lambda d: dict(d, transform="cbrt"), "target_scaler cannot be read: transform 'cbrt'"),
     ("feature_scaler", lambda d: {k: v for k, v in d.items() if k != "std"}, "feature_scaler cannot be read: expected the fields"),
     ("feature_scaler", lambda d: dict(d, mean=d["mean"][:-1]), "feature_scaler cannot be read: mean: expected"),
     ("feature_scaler", lambda d: dict(d, std=[0.0] * len(d["std"])), "feature_scaler cannot be read: std of"),
