@@ -589,7 +589,7 @@ def fit_target_scaler(train_counts: np.ndarray, transform: str) -> TargetScaler:
         return TargetScaler("scale100")
     c = train_counts.astype(np.float64)
     c = c[np.isfinite(c)]  # a user's missing steps are NaN
-    c = {"log1p": np.log1p, "sqrt": lambda v: np.sqrt(np.maximum(v, 0.0))}.get(transform, lambda v: v)(c)
+    c = TargetScaler(transform).forward(c)  # the transform alone (mean 0, std 1): its statistics are fitted next
     return TargetScaler(transform, float(c.mean()), float(c.std()))
 
 
