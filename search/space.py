@@ -75,7 +75,7 @@ _DEFAULT_SPACE: dict[str, Any] = {
     "weight_decay": {"loguniform": [1e-6, 1e-3]},
     "clip_norm": {"uniform": [0.5, 5.0]},
     "lr_schedule": "cosine",
-    "target_transform": "sqrt",
+    "target_transform": {"choice": ["sqrt", "log1p"]},
     "loss": {"choice": ["mse", "huber"]},
 }
 
