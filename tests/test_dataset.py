@@ -54,9 +54,9 @@ def test_a_count_transform_is_refused_for_a_target_with_negative_values(transfor
 
 
 @pytest.mark.parametrize("counts", [False, True])
-def test_the_default_presets_choice_of_count_transforms_fits_the_target(tmp_path: Path, counts: bool) -> None:
-    # the default preset's trials choose between sqrt and log1p; a target below zero gets standardising instead
-    # (what the data would refuse), a count target keeps the choice
+def test_a_choice_of_count_transforms_fits_the_target(tmp_path: Path, counts: bool) -> None:
+    # a space whose trials choose between sqrt and log1p (--space); a target below zero gets standardising
+    # instead (what the data would refuse), a count target keeps the choice
     from search import space as spaces
     from search.options import SearchOptions
     from search.tuner import fit_to_dataset
@@ -66,7 +66,8 @@ def test_the_default_presets_choice_of_count_transforms_fits_the_target(tmp_path
         path, target = tmp_path / "visits.csv", "visits"
         days = pd.date_range("2014-01-01", periods=400, freq="D")
         pd.DataFrame({"date": days, target: np.random.default_rng(0).poisson(30, len(days))}).to_csv(path, index=False)
-    space = spaces.build_space("default")
+    (tmp_path / "space.yaml").write_text("target_transform: {choice: [sqrt, log1p]}\n")
+    space = spaces.build_space("default", tmp_path / "space.yaml")
     assert sorted(space["target_transform"].categories) == ["log1p", "sqrt"]
     opts = SearchOptions(preset="default", data_path=str(path), data=DataConfig(dataset=Dataset(time="date", target=target)))
     fitted, fitted_space = fit_to_dataset(opts, space)
