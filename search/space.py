@@ -63,8 +63,8 @@ class Preset:
 # validation MAE 21.1 vs 24.2, test MAE of the seeds' mean after post-processing 20.00 vs 21.02. Bidirectional
 # layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
 # stay searchable with --space. Letting trials choose sqrt or log1p was measured too (Nov-Dec, 2 cores): test
-# MAE / RMSE 20.16 / 32.31 at its knee after 38.8 min, against 20.20 / 31.76 after 12.8 min with sqrt alone. The cosine schedule makes the first epochs a poor guide, so ASHA judges
-# trials from epoch 3 on.
+# MAE / RMSE 20.16 / 32.31 at its knee after 38.8 min, against 20.20 / 31.76 after 12.8 min with sqrt alone.
+# The cosine schedule makes the first epochs a poor guide, so ASHA judges trials from epoch 3 on.
 _DEFAULT_SPACE: dict[str, Any] = {
     "cell": {"choice": ["gru", "lstm"]},
     "hidden_size": {"choice": [32, 64, 128]},

@@ -216,10 +216,9 @@ DATA_GIVEN_ON_RESUME = ("target_transform", "val_windows")
 
 def fit_to_dataset(opts: SearchOptions, space: dict[str, Any]) -> tuple[SearchOptions, dict[str, Any]]:
     """A search on a user's series: its description with what the file tells (the frequency), a target transform
-    that fits the target (log1p for counts, else standardising: a preset's log1p or sqrt, or its choice of them, is
-    replaced, with a note; a --space or --target-transform that asks either of negative values is refused when the
-    data is built), and one validation window unless --val-windows is given (a preset's year-spread windows assume
-    a long series)."""
+    that fits the target (log1p for counts, else standardising: a preset's log1p or sqrt is replaced, with a note; a
+    --space or --target-transform that asks either of negative values is refused when the data is built), and one
+    validation window unless --val-windows is given (a preset's year-spread windows assume a long series)."""
     ds = opts.data.dataset
     if ds.builtin:
         return opts, space
@@ -230,11 +229,10 @@ def fit_to_dataset(opts: SearchOptions, space: dict[str, Any]) -> tuple[SearchOp
     suited, data = suited_transform(frame, resolved), dataclasses.replace(opts.data, dataset=resolved)
     if "target_transform" not in opts.data_given and data.target_transform != suited:
         data = dataclasses.replace(data, target_transform=suited)
-    entry = space.get("target_transform")  # a preset's constant or its choice (a Tune Categorical)
-    preset_transforms = list(getattr(entry, "categories", [entry]))
-    if set(preset_transforms) & set(COUNT_TRANSFORMS) and suited not in COUNT_TRANSFORMS and not opts.space_file:
+    preset_transform = space.get("target_transform")
+    if preset_transform in COUNT_TRANSFORMS and suited not in COUNT_TRANSFORMS and not opts.space_file:
         log.info("target %s is not a count (negative or fractional values): the preset's %s target transform is "
-                 "replaced by %s", ds.target, " or ".join(map(str, preset_transforms)), suited)
+                 "replaced by %s", ds.target, preset_transform, suited)
         space = dict(space, target_transform=suited)
     if "val_windows" not in opts.data_given and data.val_windows != 1:
         log.info("one validation window (the preset's %d spread over a year suit the bikes data; give --val-windows "

@@ -53,31 +53,6 @@ def test_a_count_transform_is_refused_for_a_target_with_negative_values(transfor
         load(DataConfig(dataset=SEATTLE_DS, target_transform=transform), SEATTLE)
 
 
-@pytest.mark.parametrize("counts", [False, True])
-def test_a_choice_of_count_transforms_fits_the_target(tmp_path: Path, counts: bool) -> None:
-    # a space whose trials choose between sqrt and log1p (--space); a target below zero gets standardising
-    # instead (what the data would refuse), a count target keeps the choice
-    from search import space as spaces
-    from search.options import SearchOptions
-    from search.tuner import fit_to_dataset
-
-    path, target = SEATTLE, "temp_max"
-    if counts:
-        path, target = tmp_path / "visits.csv", "visits"
-        days = pd.date_range("2014-01-01", periods=400, freq="D")
-        pd.DataFrame({"date": days, target: np.random.default_rng(0).poisson(30, len(days))}).to_csv(path, index=False)
-    (tmp_path / "space.yaml").write_text("target_transform: {choice: [sqrt, log1p]}\n")
-    space = spaces.build_space("default", tmp_path / "space.yaml")
-    assert sorted(space["target_transform"].categories) == ["log1p", "sqrt"]
-    opts = SearchOptions(preset="default", data_path=str(path), data=DataConfig(dataset=Dataset(time="date", target=target)))
-    fitted, fitted_space = fit_to_dataset(opts, space)
-    if counts:
-        assert fitted_space["target_transform"] is space["target_transform"]
-    else:
-        assert fitted_space["target_transform"] == fitted.data.target_transform == "standard"
-    assert fitted.data.val_windows == 1
-
-
 def test_train_test_predict_on_a_daily_series_beat_the_naive_baselines(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", *WEATHER, "--target-transform", "standard", "--epochs", "3", "--hidden-size", "16",
