@@ -123,6 +123,11 @@ class KneeStop(tune.Callback):
             self._resumed = False
             self._catch_up(trials)
 
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        # A resumed search with nothing left to run (every trial finished, the searcher done: a driver killed after
+        # the knee was reached and saved) ends before its first step: catch up here, so it still says why it ended.
+        self.on_step_begin(0, trials)
+
     def _catch_up(self, trials: list[Trial]) -> None:
         """The first step after a resume: the driver may have died between a trial's end and the next snapshot of
         this state, or just after the search reached its knee. Count the trials Tune restored as finished, run a

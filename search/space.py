@@ -216,14 +216,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def build_space(preset_name: str = "quick", space_file: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """The param_space for Tune: the preset, overridden/extended by the YAML file, plus the seed."""
+def build_space(preset_name: str = "quick", space_file: str | Path | None = None, seed: int = 0,
+                recorded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The param_space for Tune: the preset, overridden/extended by the YAML file (or by ``recorded``, the file's
+    entries as a run saved them: a resume needs neither the file nor its path to be as they were), plus the seed."""
     entries = dict(preset(preset_name).space)
     sources = {k: f"preset '{preset_name}'" for k in entries}
-    if space_file is not None:
-        for k, v in read_yaml(space_file).items():
-            entries[k] = v
-            sources[k] = str(space_file)
+    given = recorded if recorded is not None else read_yaml(space_file) if space_file is not None else {}
+    for k, v in given.items():
+        entries[k] = v
+        sources[k] = str(space_file)
     out: dict[str, Any] = {}
     for key, entry in entries.items():
         if key not in KEYS:

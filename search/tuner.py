@@ -305,6 +305,7 @@ def run_search(opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         journal = study_journal(path, run_id)
         write_experiment_meta(path, {
             "preset": opts.preset, "space_file": opts.space_file, "seed": opts.seed, "data": opts.data.to_dict(),
+            "space_entries": spaces.read_yaml(opts.space_file) if opts.space_file else {},
             "data_path": opts.data_path, "max_epochs": max_epochs, "report_every": opts.report_every,
             "checkpoint_every": opts.checkpoint_every, "metric": metric, "run_id": run_id})
         if opts.wandb == "offline":
@@ -363,7 +364,9 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         raise SearchError(f"{path}: not a resumable experiment (no tuner.pkl); give a run name under "
                           f"--storage {opts.storage} or the experiment's path")
     meta = experiment_meta(path)
-    space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"])
+    # the space file's entries as the run recorded them (a run before they were recorded reads the file again)
+    space = spaces.build_space(meta["preset"], meta.get("space_file"), seed=meta["seed"],
+                               recorded=meta.get("space_entries"))
     keys = ("preset", "report_every", "checkpoint_every")
     # an explicit --data wins over the recorded path (the run moved to a machine where the file lies elsewhere)
     opts = dataclasses.replace(opts, data=DataConfig.from_dict(meta["data"]), **{k: meta[k] for k in keys},

@@ -57,14 +57,15 @@ def _finished_in_order(path: str) -> list[str]:
 
 @pytest.mark.ray
 def test_a_search_ends_at_its_knee_with_the_ensemble_it_would_ship(ray_local, hour_csv: Path, tmp_path: Path,
-                                                                    caplog) -> None:
+                                                                    caplog, capsys, monkeypatch) -> None:
     from search.results import calibration_loss, candidate_bundles, load_experiment, run_frame, summarize
     from search.tuner import SearchOptions, run_search
     from rnn_core.ensemble import choose_ensemble
 
-    space = write_space(tmp_path / "s.yaml", TINY_SPACE)
+    monkeypatch.chdir(tmp_path)
+    write_space(tmp_path / "s.yaml", TINY_SPACE)
     # a 90% margin: only the first check is a gain, so the search ends 3 finished trials later, at 6 of 30
-    opts = SearchOptions(preset="quick", space_file=str(space), num_samples=30, max_epochs=1, grace_period=1,
+    opts = SearchOptions(preset="quick", space_file="s.yaml", num_samples=30, max_epochs=1, grace_period=1,
                          storage=str(tmp_path / "runs"), name="knee", data_path=str(hour_csv), max_concurrent=1,
                          progress_interval_s=60, stop_patience=3, stop_margin=90.0, stop_every=3)
     with caplog.at_level(logging.INFO, logger="search"):
@@ -82,6 +83,16 @@ def test_a_search_ends_at_its_knee_with_the_ensemble_it_would_ship(ray_local, ho
         chosen = sorted((summaries[t] for t in order[:n]), key=lambda s: s.best_score)
         val = choose_ensemble(candidate_bundles(path, chosen), frame, 20, "rmse", calibration_loss(chosen[0].metric)).val_mae
         assert val == pytest.approx(logged, abs=1e-3), (n, val, logged)
+    # Resumed from elsewhere, its space file (a relative path) gone: the run recorded the file's entries. With
+    # nothing left to run, Tune ends the resumed search before its first step; it still says why it ended.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (tmp_path / "s.yaml").unlink()
+    capsys.readouterr()
+    assert main(["tune", "--resume", "knee", "--storage", str(tmp_path / "runs"), "--no-ensemble"]) == 0
+    text = capsys.readouterr().out
+    assert [n for n, _ in _checks(text)] == [6] and "the search ends at its knee" in text, text[-3000:]
+    assert len(load_experiment(path)[0].trials) == len(grid)  # no trial started after the knee
 
 
 KILLED_SEARCH = """
@@ -145,3 +156,11 @@ def test_a_search_killed_at_its_knee_says_so_again_on_resume(caplog) -> None:
         knee.on_step_begin(1, [])  # said once, not every step
     assert _checks(caplog.text) == [(8, 29.0)], caplog.text
     assert caplog.text.count("the search ends at its knee") == 1, caplog.text
+    # With nothing left to run, Tune ends a resumed search before its first step: its end says so instead.
+    knee = KneeStop(KneeRule(patience=4, margin=0.9, every=4), None, BIKES, "mae")
+    knee.set_state({"history": [(4, 0.5, 30.0), (8, 1.0, 29.0)], "stopped": True,
+                    "finished": [f"t{i}" for i in range(8)], "elapsed": 60.0})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="search"):
+        knee.on_experiment_end([])
+    assert _checks(caplog.text) == [(8, 29.0)] and "the search ends at its knee" in caplog.text, caplog.text
