@@ -6,8 +6,10 @@ then; and where the knee rule (search.knee.KneeRule) would have ended each searc
 Usage (the searches first, e.g. `rnn-search tune --preset default --time-budget 40 --stop-patience 0 --name nd40
 --storage runs`, inside a private network namespace):
   python benchmarks/budget_curve.py LABEL=RUN [LABEL=RUN ...] [--minutes 1,2,5,10,20,40,60]
-Each run's curve is cached in RUN/budget_curve.json (computed again with --again); the table and the plot
-(benchmarks/budget_curve.png) cover every run given.
+Each run's curve is cached in RUN/budget_curve.json (computed again with --again) and kept, as figures only, in
+benchmarks/budget_curves.json under its label (a label given again replaces its curve; --drop LABEL removes one):
+the table and the plot (benchmarks/budget_curve.png) cover every curve kept there, so a section survives the
+deletion of the runs it was measured on. With RNN_SEARCH_BENCH_NO_RECORD set, nothing is written but the caches.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import time
 from pathlib import Path
 
-from _common import RESULTS, record  # this folder; rnn_core and search come from the installed package
+from _common import RESULTS, record, revision  # this folder; rnn_core and search come from the installed package
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -134,13 +138,15 @@ def plot(curves: dict[str, dict], png: Path) -> None:
 
 
 def table(curves: dict[str, dict], minutes: tuple[float, ...]) -> str:
-    head = "| period (run) | trials | " + " | ".join(f"{t:g} min" for t in minutes) + " |\n"
-    head += "|---|---|" + "---|" * len(minutes) + "\n"
+    head = "| period (run) | trials | " + " | ".join(f"{t:g} min" for t in minutes) + " | measured |\n"
+    head += "|---|---|" + "---|" * (len(minutes) + 1) + "\n"
     rows = []
     for label, c in curves.items():
         at = {p["minutes"]: p for p in c["points"]}
         cells = [f"{at[t]['test_mae']:.2f} / {at[t]['test_rmse']:.2f} ({at[t]['trials']})" if t in at else "-" for t in minutes]
-        rows.append(f"| {label} | {c['trials']} in {c['length_min']:.0f} min | " + " | ".join(cells) + " |")
+        run = f" ({c['run']})" if c.get("run") else ""
+        rows.append(f"| {label}{run} | {c['trials']} in {c['length_min']:.0f} min | " + " | ".join(cells)
+                    + f" | {c.get('measured', '')} |")
     return head + "\n".join(rows)
 
 
@@ -158,22 +164,42 @@ def knee_table(curves: dict[str, dict]) -> str:
     return head + "\n".join(rows)
 
 
+def keep(store: Path, new: dict[str, dict], drop: list[str]) -> dict[str, dict]:
+    """The curves kept in ``store`` with ``new`` (label -> curve) replacing theirs and ``drop`` removed; written
+    then renamed, unless RNN_SEARCH_BENCH_NO_RECORD is set."""
+    kept = json.loads(store.read_text()) if store.is_file() else {}
+    for label in drop:
+        kept.pop(label, None)
+    kept.update(new)
+    if not os.environ.get("RNN_SEARCH_BENCH_NO_RECORD"):
+        tmp = store.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(kept, indent=1) + "\n")
+        tmp.replace(store)
+    return kept
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", help="LABEL=RUN: a finished search's folder, with its row's label")
+    ap.add_argument("runs", nargs="*", help="LABEL=RUN: a finished search's folder, with its row's label")
     ap.add_argument("--minutes", default=",".join(map(str, MINUTES)))
     ap.add_argument("--again", action="store_true", help="compute the cached curves again")
+    ap.add_argument("--drop", action="append", default=[], metavar="LABEL", help="remove a kept curve")
     args = ap.parse_args()
     minutes = tuple(float(m) for m in args.minutes.split(","))
-    curves = {}
+    new = {}
     for spec in args.runs:
         label, _, path = spec.rpartition("=")
-        curves[label or Path(path).name] = cached(path, minutes, args.again)
+        new[label or Path(path).name] = dict(cached(path, minutes, args.again), run=Path(path).name,
+                                             measured=f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {revision()}")
+    curves = keep(RESULTS.with_name("budget_curves.json"), new, args.drop)
     png = RESULTS.with_name("budget_curve.png")
-    plot(curves, png)
+    if not os.environ.get("RNN_SEARCH_BENCH_NO_RECORD"):
+        plot(curves, png)
     body = ("Test MAE / RMSE (bikes per hour, horizon 1) of the ensemble the default preset would ship had its search "
             "stopped after T minutes: the product's selection and post-processing over the trials finished by then "
-            "(their count in brackets); 2 trials at a time on 2 CPU cores.\n\n" + table(curves, minutes) +
+            "(their count in brackets); 2 trials at a time on 2 CPU cores. Every curve kept in "
+            "`benchmarks/budget_curves.json`, with the run and the commit it was measured on.\n\n"
+            + table(curves, minutes) +
             "\n\nWhere the knee rule (search.knee: the ensemble chosen again every 10 finished trials; the search ends "
             "once its validation MAE has not fallen by the margin over the patience's finished trials) would have "
             "ended each search (in brackets: the minute of its last gain above the margin), and the shipped test MAE "
