@@ -98,8 +98,12 @@ def submit(address: str, tune_args: list[str], *, working_dir: str = ".", env: d
         except Exception as exc:  # noqa: BLE001 - the server's refusal comes as RuntimeError or HTTP errors
             # A head that has just started answers "No available agent to submit job, please try again
             # later" until its job agent registers: wait for it rather than fail.
-            if "try again later" not in str(exc) or time.monotonic() > deadline:
+            if "try again later" not in str(exc):
                 raise JobsError(explain(exc, address)) from None
+            if time.monotonic() > deadline:
+                raise JobsError(f"the Ray job server at {address} has no job agent after {AGENT_WAIT_S:g} s: the "
+                                "head's dashboard agent did not start; see dashboard_agent.log in the head's "
+                                "session_latest/logs (/tmp/ray by default), restart the head, then submit again") from None
             log.info("the job server has no agent yet; retrying")
             time.sleep(2)
 

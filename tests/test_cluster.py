@@ -71,18 +71,20 @@ def _two_nodes(s3):
     try:
         subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
                         f"--temp-dir={tmp}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                        # its own agent port: the default 52365 may be held by another Ray on this machine (the
-                        # session's embedded one), and then the head never gets a job agent
-                        f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+                        # the agent binds a port of its own choosing (0): the default 52365 may be held by another
+                        # Ray on this machine, and a port picked here and freed can be taken before the agent binds
+                        # it; either way its HTTP server fails, and the head never gets a job agent
+                        "--dashboard-agent-listen-port=0", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
         # The second node gets a temp dir of its own, as a second machine would: sharing the head's would let
         # its runtime-env agent delete the job's working_dir package from under the head's job driver.
         def worker(folder: str) -> None:
             subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
-                            f"--temp-dir={tmp}/{folder}", f"--dashboard-agent-listen-port={_free_port()}",
+                            f"--temp-dir={tmp}/{folder}", "--dashboard-agent-listen-port=0",
                             "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
 
         worker("w")
         _wait_for_dashboard(f"http://127.0.0.1:{dash}")
+        _wait_for_job_agent(Path(tmp))
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env, "tmp": tmp,
                "add_worker": worker}
     finally:
@@ -105,6 +107,30 @@ def _wait_for_dashboard(url: str, timeout: float = 90) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"the dashboard at {url} did not answer within {timeout:g} s"
             time.sleep(0.2)
+
+
+def _wait_for_job_agent(tmp: Path, timeout: float = 120) -> None:
+    """The job server takes jobs only once the head's agent has its HTTP server up: poll the port file it writes.
+
+    The agent writes -1 there when its HTTP server failed; then no job can ever be submitted: say why at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ports = [p.read_text().strip() for p in (tmp / "session_latest").glob("dashboard_agent_listen_port_*")]
+        if ports and ports[0] not in ("", "-1"):
+            return
+        assert ports != ["-1"], f"the head's dashboard agent has no HTTP server:\n{_head_log(tmp, 'dashboard_agent.log')}"
+        assert time.monotonic() < deadline, (f"the head's dashboard agent did not start within {timeout:g} s:\n"
+                                             f"{_head_log(tmp, 'dashboard_agent.log')}")
+        time.sleep(0.2)
+
+
+def _head_log(tmp: Path, name: str, tail: int = 3000) -> str:
+    """The end of one of the head's Ray logs, for an assertion message: what Ray said when a job was refused."""
+    try:
+        return (Path(tmp) / "session_latest" / "logs" / name).read_text(errors="replace")[-tail:]
+    except OSError as exc:
+        return f"({name}: {exc})"
 
 
 def _without_ray_noise(text: str) -> str:
@@ -172,7 +198,8 @@ def test_job_submission_follow_then_best(cluster, hour_csv: Path, tmp_path: Path
     # Without --storage, and with no storage declared by the cluster, the job is refused before any trial: its
     # working directory is a temporary folder that Ray deletes.
     refused = _cli(["submit", "--address", cluster["dashboard"], "--follow", "--", *tune], cluster["env"])
-    assert refused.returncode == 1 and "FAILED" in refused.stdout, _without_ray_noise(refused.stdout + refused.stderr)
+    assert refused.returncode == 1 and "FAILED" in refused.stdout, (_without_ray_noise(refused.stdout + refused.stderr)
+                                                                   + _head_log(cluster["tmp"], "dashboard_agent.log"))
     assert "declares no storage" in refused.stdout and "trials" not in refused.stdout.split("declares no storage")[0][-300:]
     # The storage the cluster declares (RNN_SEARCH_STORAGE, as cluster.yaml sets it) takes its place.
     sub = _cli(["submit", "--address", cluster["dashboard"], "--follow", "--env", "RNN_SEARCH_STORAGE=s3://runs/jobs",
