@@ -116,16 +116,17 @@ def _wait_for_job_agent(tmp: Path, timeout: float = 120) -> None:
     """
     deadline = time.monotonic() + timeout
     while True:
-        ports = [p.read_text().strip() for p in (tmp / "session_latest").glob("dashboard_agent_listen_port_*")]
-        if ports and ports[0] not in ("", "-1"):
+        files = list((tmp / "session_latest").glob("dashboard_agent_listen_port_*"))  # the head's own: one
+        port = files[0].read_text().strip() if files else ""
+        assert port != "-1", f"the head's dashboard agent has no HTTP server:\n{_head_log(tmp, 'dashboard_agent.log')}"
+        if port:
             return
-        assert ports != ["-1"], f"the head's dashboard agent has no HTTP server:\n{_head_log(tmp, 'dashboard_agent.log')}"
         assert time.monotonic() < deadline, (f"the head's dashboard agent did not start within {timeout:g} s:\n"
                                              f"{_head_log(tmp, 'dashboard_agent.log')}")
         time.sleep(0.2)
 
 
-def _head_log(tmp: Path, name: str, tail: int = 3000) -> str:
+def _head_log(tmp: str | Path, name: str, tail: int = 3000) -> str:
     """The end of one of the head's Ray logs, for an assertion message: what Ray said when a job was refused."""
     try:
         return (Path(tmp) / "session_latest" / "logs" / name).read_text(errors="replace")[-tail:]
