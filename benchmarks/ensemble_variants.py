@@ -1,6 +1,6 @@
 """What the ensemble's choices are worth on the test period of finished searches: greedy selection by validation
 MAE vs RMSE, each without the residual correction, with an AR(1) one (lag 1 only) and with the default lags
-(rnn_core.config.CORRECTION_LAGS); the rolling level always on.
+(rnn_core.config.CORRECTION_LAGS); the chain's other steps (rolling level, same-hour bias, floor) always on.
 
 Each variant is chosen among the same trials' best checkpoints by the product's own code
 (rnn_core.ensemble.choose_ensemble); the ablations are prefixes and variants of its post-processing chain.
@@ -24,6 +24,7 @@ from rnn_core.data import load_frame  # noqa: E402
 from rnn_core.ensemble import choose_ensemble  # noqa: E402
 from rnn_core.forecaster import split_targets  # noqa: E402
 from rnn_core.metrics import mae, rmse  # noqa: E402
+from rnn_core.postprocess import ResidualCorrection  # noqa: E402
 from search.results import best_trial, calibration_loss, candidate_bundles  # noqa: E402
 
 SELECTIONS = ("mae", "rmse")
@@ -41,10 +42,12 @@ def variants(run: str, frame, size: int) -> tuple[str, list[tuple[str, float, fl
         origins, y = split_targets(frame, shipped.data_config, "test")  # [N], [N, H]
         times = frame.index[origins + 1]
         period = f"{str(times[0])[:10]} .. {str(times[-1])[:10]}"
-        level, correction, non_negative = shipped.point_steps
+        chain = shipped.point_steps
+        without = tuple(s for s in chain if not isinstance(s, ResidualCorrection))
+        ar1 = tuple(dataclasses.replace(s, lags=(1,)) if isinstance(s, ResidualCorrection) else s for s in chain)
         row = [selection]
-        # ablations are chains: the rolling level alone; with an AR(1) correction; the shipped chain
-        for steps in ((level,), (level, dataclasses.replace(correction, lags=(1,)), non_negative), shipped.point_steps):
+        # ablations are chains: the shipped one without its residual correction; with an AR(1) one; as shipped
+        for steps in (without, ar1, chain):
             pred = shipped.with_steps(steps).forecast(frame, origins)  # [N, H]
             row += [mae(pred[:, :1], y[:, :1]), rmse(pred[:, :1], y[:, :1]), mae(pred, y)]
         out.append(tuple(row))
@@ -72,7 +75,7 @@ def main() -> None:
         (_, *m), (_, *r) = rows
         wins["rmse" if r[6] < m[6] else "mae"] += 1
     body = (f"Test MAE / RMSE of step 1 (MAE over all steps), bikes per hour; {args.size} greedy picks; the rolling level "
-            f"({LEVEL_WINDOW // 24} days) in every row, the residual correction fitted on {CORRECTION_WINDOW // 24} days.\n\n"
+            f"({LEVEL_WINDOW // 24} days) and the chain's other steps in every row, the residual correction fitted on {CORRECTION_WINDOW // 24} days.\n\n"
             + "\n".join(lines) +
             f"\n\nLower test MAE (step 1, default correction): selection by RMSE on {wins['rmse']} of {len(args.runs)} "
             f"experiments, by MAE on {wins['mae']}.\n")

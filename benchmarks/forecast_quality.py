@@ -112,7 +112,7 @@ def main() -> None:
         lm, origins = ev.model, ev.data["test"].origin
         level = lm.point_steps[0]  # rnn_core.postprocess.Calibration, its rolling refit on
         fixed = dataclasses.replace(level, window=0)  # the validation factor everywhere
-        for what, steps in ((f"{name}, without the residual correction", (level,)),
+        for what, steps in ((f"{name}, the rolling level alone (no same-hour bias, no residual correction)", (level,)),
                             (f"{name}, its validation factor {level.factor:.3f} instead of the rolling one, no correction", (fixed,)),
                             (f"{name}, without calibration", ())):
             pred = lm.with_steps(steps).forecast(ev.frame, origins)

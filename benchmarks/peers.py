@@ -43,8 +43,8 @@ CACHE = Path(__file__).with_name(".peers")
 
 def long_frame(frame: pd.DataFrame, last: pd.Timestamp) -> pd.DataFrame:
     """The product's hourly grid as NeuralForecast's long frame up to the last test target: unique_id, ds, y
-    (cnt), the historical inputs and the calendar of each hour [T, 3 + 8 + 8]."""
-    cal = calendar_features(frame.index, frame["holiday"].to_numpy(), frame["workingday"].to_numpy())  # [T, 8]
+    (cnt), the historical inputs and the calendar of each hour [T, 3 + 8 + 9]."""
+    cal = calendar_features(frame.index, frame["holiday"].to_numpy(), frame["workingday"].to_numpy())  # [T, 9]
     df = pd.DataFrame({"unique_id": "bikes", "ds": frame.index, "y": frame["cnt"].to_numpy(np.float64)})
     for c in HIST:
         df[c] = frame[c].to_numpy(np.float64)

@@ -43,6 +43,13 @@ LEVEL_WINDOW = 14 * 24
 CORRECTION_WINDOW = 14 * 24
 #: The hours before an hour whose errors that autoregression uses: the hour, the day and the week before.
 CORRECTION_LAGS = (1, 24, 168)
+#: The same-hour bias step (rnn_core.postprocess.SeasonalBias): the days before an hour whose errors at that
+#: hour of the day it averages, and the share of that mean it adds. The forecast's errors repeat by the hour of
+#: the day for weeks (after the clocks change in November, the 17:00 rush is over-forecast by 34 bikes on average
+#: all test period); the residual correction's one lag of a day is too noisy to carry that. Chosen on the shipped
+#: ensembles of four test periods of 2012 (benchmarks/seasonal_bias.py; RESULTS.md, "Room for the budget").
+SEASONAL_BIAS_DAYS = 28
+SEASONAL_BIAS_SHARE = 0.75
 #: What the greedy ensemble selection minimises on validation forecasts. Squared error: the weighted mean is
 #: the combination squared error rewards, and it picks members whose errors cancel. Against picks by absolute
 #: error, on eight recorded searches over three test periods of 2012 (benchmarks/ensemble_variants.py) it gave a
@@ -216,6 +223,10 @@ class DataConfig(_Config):
     starts. Training windows whose inputs or targets touch a validation hour are left out."""
     future_calendar: bool = True
     """Append the calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
+    daylight: bool = True
+    """The bikes data: add the sun's height over Washington DC at each hour to its calendar (dark hours move
+    with the season and jump when the clocks change; the hour and the month alone do not say when). A series
+    of your own does not get it."""
     seasonal_lags: tuple[int, ...] = ()
     """Seasonal count lags in hours, e.g. 24,168: step s also sees log1p(cnt) at hour s+1-lag (the same hour
     a day or a week before the hour after s); only hours <= t are used, so nothing after t leaks."""
@@ -224,6 +235,12 @@ class DataConfig(_Config):
     stabiliser), 'standard' (standardise the counts) or 'scale100' (/100)."""
     dataset: Dataset = field(default=BIKES, metadata={"derived": True, "search": False})
     """The series (set from the Dataset flags: --time, --target, ...)."""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        """A stored config; one stored before ``daylight`` existed had no such input (its models read 8
+        calendar features)."""
+        return cls(**{"daylight": False, **d})
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset, dict):  # from a stored dict

@@ -61,10 +61,14 @@ GRID_ROWS = 17_544
 COUNT_COLUMNS = ("cnt", "casual", "registered")
 WEATHER_COLUMNS = ("weathersit", "temp", "atemp", "hum", "windspeed")
 
-#: Calendar features, known in advance for any hour (so they may describe target hours too).
+#: Calendar features, known in advance for any hour (so they may describe target hours too). ``daylight``
+#: (the sine of the sun's elevation at mid-hour in Washington DC, the bikes data's city) only where the
+#: config asks for it (DataConfig.daylight; files from before it lack it).
 CALENDAR_FEATURES = (
-    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "holiday", "workingday",
+    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "month_sin", "month_cos", "holiday", "workingday", "daylight",
 )
+#: Where the bikes data was counted: Washington DC (latitude, longitude in degrees east, time zone).
+SITE = (38.9, -77.04, "America/New_York")
 #: The input features of every hour of a window, in order. The one place that lists them.
 FEATURES = CALENDAR_FEATURES + (
     "weather_1", "weather_2", "weather_3", "weather_4",  # weathersit one-hot, as the lecture does
@@ -79,9 +83,14 @@ SCALED_PREFIXES = ("cnt_log1p_lag",)
 SPLIT_NAMES = ("train", "val", "test")
 
 
+def calendar_names(cfg: DataConfig) -> tuple[str, ...]:
+    """The bikes data's calendar features under this config, in order."""
+    return CALENDAR_FEATURES if cfg.daylight else tuple(n for n in CALENDAR_FEATURES if n != "daylight")
+
+
 def future_width(cfg: DataConfig) -> int:
     """Features known of each target step (its calendar, and a user's known-future covariates)."""
-    return len(CALENDAR_FEATURES) if cfg.dataset.builtin else len(user_series.future_names(cfg.dataset))
+    return len(calendar_names(cfg)) if cfg.dataset.builtin else len(user_series.future_names(cfg.dataset))
 
 
 def target_column(cfg: DataConfig | Dataset) -> str:
@@ -92,18 +101,17 @@ def target_column(cfg: DataConfig | Dataset) -> str:
 
 def n_features(cfg: DataConfig) -> int:
     """F: features per input step."""
-    if not cfg.dataset.builtin:
-        return len(user_series.feature_names(cfg))
-    return len(FEATURES) + len(cfg.seasonal_lags) + (len(CALENDAR_FEATURES) * cfg.horizon if cfg.future_calendar else 0)
+    return len(feature_names(cfg))
 
 
 def feature_names(cfg: DataConfig) -> list[str]:
     """Names of the F input channels, in order."""
     if not cfg.dataset.builtin:
         return user_series.feature_names(cfg)
-    names = list(FEATURES) + [f"cnt_log1p_lag{k}" for k in cfg.seasonal_lags]
+    calendar = calendar_names(cfg)
+    names = [*calendar, *FEATURES[len(CALENDAR_FEATURES):]] + [f"cnt_log1p_lag{k}" for k in cfg.seasonal_lags]
     if cfg.future_calendar:
-        names += [f"{n}@t+{k}" for k in range(1, cfg.horizon + 1) for n in CALENDAR_FEATURES]
+        names += [f"{n}@t+{k}" for k in range(1, cfg.horizon + 1) for n in calendar]
     return names
 
 
@@ -514,8 +522,9 @@ def long_fills(frame: pd.DataFrame, longer_than: int = LONG_FILL_HOURS) -> list[
 # --------------------------------------------------------------------------------------- features
 
 
-def calendar_features(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray) -> np.ndarray:
-    """[T] hours -> [T, len(CALENDAR_FEATURES)] float64, in CALENDAR_FEATURES order."""
+def calendar_features(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray,
+                      daylight: bool = True) -> np.ndarray:
+    """[T] hours -> [T, C] float64, in CALENDAR_FEATURES order (C = 9; 8 without ``daylight``)."""
     hour = times.hour.to_numpy()
     dow = times.day_of_week.to_numpy()
     month = times.month.to_numpy() - 1
@@ -524,17 +533,38 @@ def calendar_features(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: 
         np.sin(tau * hour / 24), np.cos(tau * hour / 24),
         np.sin(tau * dow / 7), np.cos(tau * dow / 7),
         np.sin(tau * month / 12), np.cos(tau * month / 12),
-        holiday, workingday,
+        holiday, workingday, *([sun_height(times)] if daylight else []),
     ])
 
 
-def future_calendar(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray, k: int) -> np.ndarray:
-    """Calendar features of hour s+k for every hour s: [T, 8]. Past the data's end, the flags fall back to
+def sun_height(times: pd.DatetimeIndex, site: tuple[float, float, str] = SITE) -> np.ndarray:
+    """[T] local hours -> [T] the sine of the sun's elevation at the middle of each hour at ``site`` (NOAA's
+    approximations of the declination and the equation of time; within a few minutes of sunrise and sunset).
+    Positive by day; the local clock (daylight saving time) is taken from the site's time zone."""
+    lat, lon, zone = site
+    mid = times + pd.Timedelta(minutes=30)
+    # the hour the clocks repeat counts as standard time; the one they skip, as the hour after it
+    local = mid.tz_localize(zone, ambiguous=np.zeros(len(mid), bool), nonexistent="shift_forward")
+    utc = local.tz_convert("UTC").tz_localize(None)
+    hours = utc.hour.to_numpy() + utc.minute.to_numpy() / 60  # [T] UTC
+    g = 2 * np.pi / 365 * (utc.day_of_year.to_numpy() - 1 + hours / 24)  # the year's angle
+    decl = (0.006918 - 0.399912 * np.cos(g) + 0.070257 * np.sin(g) - 0.006758 * np.cos(2 * g)
+            + 0.000907 * np.sin(2 * g) - 0.002697 * np.cos(3 * g) + 0.00148 * np.sin(3 * g))  # radians
+    eqt = 229.18 * (0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g) - 0.014615 * np.cos(2 * g)
+                    - 0.040849 * np.sin(2 * g))  # minutes
+    hour_angle = np.deg2rad((hours * 60 + eqt + 4 * lon) / 4 - 180)  # true solar time, 0 at noon
+    phi = np.deg2rad(lat)
+    return np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(hour_angle)
+
+
+def future_calendar(times: pd.DatetimeIndex, holiday: np.ndarray, workingday: np.ndarray, k: int,
+                    daylight: bool = True) -> np.ndarray:
+    """Calendar features of hour s+k for every hour s: [T, C]. Past the data's end, the flags fall back to
     no holiday and Monday-Friday as working days."""
     ahead = times + pd.Timedelta(hours=k)
     hol = np.concatenate([holiday[k:], np.zeros(k)])
     work = np.concatenate([workingday[k:], (ahead[-k:].day_of_week < 5).astype(np.float64)])
-    return calendar_features(ahead, hol, work)
+    return calendar_features(ahead, hol, work, daylight)
 
 
 def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
@@ -547,7 +577,7 @@ def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
     weather = frame["weathersit"].to_numpy().astype(np.int64)
     onehot = np.eye(4)[weather - 1]  # [T, 4]
     cols = [
-        calendar_features(times, hol, work),
+        calendar_features(times, hol, work, cfg.daylight),
         onehot,
         frame[["temp", "atemp", "hum", "windspeed", "is_missing"]].to_numpy(np.float64),
         np.log1p(frame[list(COUNT_COLUMNS)].to_numpy(np.float64)),
@@ -559,7 +589,7 @@ def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
         lagged[k - 1 :] = logc[: len(logc) - k + 1]
         cols.append(lagged[:, None])
     if cfg.future_calendar:
-        cols += [future_calendar(times, hol, work, k) for k in range(1, cfg.horizon + 1)]
+        cols += [future_calendar(times, hol, work, k, cfg.daylight) for k in range(1, cfg.horizon + 1)]
     return np.concatenate(cols, axis=1)
 
 

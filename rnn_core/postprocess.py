@@ -20,6 +20,12 @@ inputs show late or not at all) and repeat by the day and the week; an autoregre
 on those of the hour, the day and the week before (``lags``), fitted again at each origin on the ``window``
 origins before it, on the sqrt scale (a count's spread grows with its level), run forward over the horizon.
 
+Same-hour bias (:class:`SeasonalBias`): the forecast's errors repeat by the hour of the day for weeks (dark
+evenings after the clocks change, a shifted rush hour) more steadily than one lag of a day can carry; step k at
+origin i adds ``share`` times the mean of that step's errors at the same hour of the ``periods`` days before
+(origins i - period * d whose targets are known at i), on the sqrt scale. It runs between the calibration and
+the residual correction, which then forecasts what is left.
+
 Non-negativity (:class:`NonNegative`): a count is never below zero (a negative error carried onto a quiet
 night hour could say otherwise).
 
@@ -38,7 +44,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view  # windows of past errors: [S, ...] -> views
 
-from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW, DataConfig
+from rnn_core.config import (CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE,
+                             DataConfig)
 from rnn_core.data import known_runs
 from rnn_core.intervals import Intervals
 
@@ -132,6 +139,35 @@ def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray,
             past = z[q + k - lag - 1] if k <= lag else ahead[:, k - lag - 1]
             ahead[:, k - 1] += coef[:, a] * past
     out[ok] = ahead * spread[q]
+    return out
+
+
+def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, period: int, periods: int) -> np.ndarray:
+    """The mean same-hour error of each forecast ``pred[rows]``, in its units: [N, H].
+
+    ``pred`` and ``target`` [S, H] belong to consecutive origins (target NaN where not yet known). On the sqrt
+    scale, e[j, k] = (target - pred) / sqrt(pred + 1) at step k of origin j. Step k of origin i (the hour
+    i + k) averages e[i - period * d, k] for d = ceil(k / period) .. ``periods``: the same step's errors at the
+    same hour of the seasons before, each known at i (its hour i + k - period * d <= i), and scales the mean
+    by sqrt(pred[i, k] + 1). Rows with fewer than period * periods origins before them, and steps with no such
+    season, get 0."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    rows = np.asarray(rows, np.int64)
+    out = np.zeros((len(rows), pred.shape[1]))
+    ok = rows >= period * periods
+    if not ok.any():
+        return out
+    q = rows[ok]
+    spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)  # [S, H]
+    err = (target - pred) / spread  # [S, H], NaN where not known
+    for k in range(1, pred.shape[1] + 1):
+        back = period * np.arange(-(-k // period), periods + 1)  # [D']: the seasons whose step k is known at i
+        if not len(back):
+            continue
+        past = err[q[:, None] - back, k - 1]  # [Nq, D']
+        seen = np.isfinite(past)
+        mean = np.where(seen, past, 0.0).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)  # [Nq]; none seen: 0
+        out[ok, k - 1] = mean * spread[q, k - 1]
     return out
 
 
@@ -249,6 +285,38 @@ class ResidualCorrection:
 
 @register
 @dataclass(frozen=True)
+class SeasonalBias:
+    """Forecast plus ``share`` of its mean error at the same hour of the ``periods`` days before
+    (:func:`seasonal_biases`; ``period``: the steps in a day)."""
+
+    kind: ClassVar[str] = "seasonal_bias"
+    period: int = 24
+    periods: int = SEASONAL_BIAS_DAYS
+    share: float = SEASONAL_BIAS_SHARE
+
+    def __post_init__(self) -> None:
+        _whole("seasonal bias period", self.period, 1)
+        _whole("seasonal bias periods", self.periods, 1)
+        if isinstance(self.share, bool) or not isinstance(self.share, (int, float)) or not 0 <= self.share <= 1:
+            raise StepError(f"seasonal bias share {self.share!r}: expected a number within [0, 1]")
+
+    @property
+    def lookback(self) -> int:
+        return self.period * self.periods
+
+    def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return pred + self.share * seasonal_biases(pred, target, np.arange(len(pred)), self.period, self.periods)
+
+    def describe(self) -> str:
+        unit = "hour" if self.period == 24 else "step of the day"
+        return f"plus {self.share:.2f} of its mean error at the same {unit} of the {self.periods} days before"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "period": self.period, "periods": self.periods, "share": float(self.share)}
+
+
+@register
+@dataclass(frozen=True)
 class NonNegative:
     """No forecast below zero rentals."""
 
@@ -329,19 +397,22 @@ def steps_from_list(items: Any) -> tuple[Step, ...]:
 def standard_steps(factor: float, loss: str, cfg: DataConfig | None = None, counts: bool = True) -> tuple[Step, ...]:
     """The chain every shipped forecaster gets in front of its intervals (the one place it is built).
 
-    The bikes data: calibration refit on the two weeks before each hour, the residual correction from the hour,
-    day and week before, no forecast below zero. A user's series (``cfg``): the same windows and lags measured in
-    its own seasons (rnn_core.series.chain_windows); a target that is not a count (``counts`` False: it may be
-    negative) gets neither the multiplicative calibration nor the floor at zero."""
+    The bikes data: calibration refit on the two weeks before each hour, the same-hour bias of the 28 days before,
+    the residual correction from the hour, day and week before, no forecast below zero. A user's series
+    (``cfg``): the same windows and lags measured in its own seasons (rnn_core.series.chain_windows), the
+    same-hour bias only where a step is under a day (a day's steps); a target that is not a count (``counts``
+    False: it may be negative) gets neither the multiplicative calibration nor the floor at zero."""
     if cfg is None or cfg.dataset.builtin:
-        return (Calibration(factor, LEVEL_WINDOW, loss), ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS),
-                NonNegative())
-    from rnn_core.series import chain_windows
+        return (Calibration(factor, LEVEL_WINDOW, loss), SeasonalBias(24),
+                ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS), NonNegative())
+    from rnn_core.series import chain_windows, seasons
 
     window, lags = chain_windows(cfg.dataset.freq)
+    found = seasons(cfg.dataset.freq)
+    bias: tuple[Step, ...] = (SeasonalBias(found[0]),) if len(found) == 2 else ()  # sub-daily: a day's steps
     if not counts:
-        return (ResidualCorrection(window, lags),)
-    return (Calibration(factor, window, loss), ResidualCorrection(window, lags), NonNegative())
+        return (*bias, ResidualCorrection(window, lags))
+    return (Calibration(factor, window, loss), *bias, ResidualCorrection(window, lags), NonNegative())
 
 
 def describe_steps(items: list[dict[str, Any]] | tuple[Step, ...]) -> str:

@@ -44,6 +44,23 @@ def test_features_are_listed_once_in_order(bikes) -> None:
     assert bikes["train"].X.shape[2] == len(bikes.feature_names) == n_features(bikes.config)
     no_future = DataConfig(future_calendar=False)
     assert feature_names(no_future) == list(FEATURES)
+    # a config stored before the daylight input: its models read the 8 calendar features they were trained on
+    old = DataConfig.from_dict({k: v for k, v in DataConfig(future_calendar=False).to_dict().items() if k != "daylight"})
+    assert not old.daylight and feature_names(old) == [n for n in FEATURES if n != "daylight"]
+
+
+def test_the_sun_height_follows_the_season_and_the_clocks() -> None:
+    from rnn_core.data import sun_height
+
+    def up(day: str) -> list[int]:  # the local hours whose middle has the sun more than ~1 degree up
+        times = pd.date_range(day, periods=24, freq="h")
+        return [int(h) for h in times.hour[sun_height(times) > 0.02]]
+
+    assert up("2012-06-21") == list(range(6, 20))  # Washington DC: sunrise ~5:43, sunset ~20:37 (EDT)
+    assert up("2012-12-21") == list(range(8, 17))  # ~7:23 .. ~16:49 (EST)
+    # the clocks go back on 2012-11-04: the 17:00-18:00 hour, light before, is dark after
+    before, after = (sun_height(pd.DatetimeIndex([f"{d} 16:00", f"{d} 17:00"])) for d in ("2012-11-03", "2012-11-05"))
+    assert before[1] > -0.02 and after[1] < -0.08 and after[0] > 0
 
 
 def test_default_split_dates_and_no_shared_target_hours(bikes) -> None:

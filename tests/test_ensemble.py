@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -291,6 +292,71 @@ def test_residual_corrections_remove_persistent_and_daily_errors_and_leave_indep
             assert after < 1.02 * before, (name, before, after)  # nothing to carry: (almost) no harm
 
 
+def test_seasonal_biases_average_each_steps_errors_at_the_same_hour_known_at_each_origin() -> None:
+    from rnn_core.postprocess import seasonal_biases
+
+    rng = np.random.default_rng(3)
+    m, h, period, periods = 400, 30, 24, 3  # steps 25-30 lie a day ahead: their first known season is two back
+    pred = rng.uniform(0, 400, (m, h))
+    target = pred + rng.normal(0, 20, (m, h))
+    target[200, 3] = np.nan  # an error not known: left out of its mean
+    rows = np.array([period * periods - 1, period * periods, 224, 248, m - 1])
+    got = seasonal_biases(pred, target, rows, period, periods)
+    assert (got[0] == 0).all()  # fewer than period * periods origins before it
+    e = (target - pred) / np.sqrt(pred + 1)
+    for j, i in enumerate(rows[1:], start=1):
+        for k in range(1, h + 1):
+            back = [period * d for d in range(1, periods + 1) if period * d >= k]  # hour i + k - back <= i: known at i
+            seen = [e[i - b, k - 1] for b in back if np.isfinite(e[i - b, k - 1])]
+            want = np.mean(seen) * np.sqrt(pred[i, k - 1] + 1) if seen else 0.0
+            assert got[j, k - 1] == pytest.approx(want, rel=1e-9, abs=1e-12), (i, k)
+    assert len([b for b in range(1, periods + 1) if 24 * b >= 30]) == 2  # step 30 averages two seasons, not three
+    assert np.isfinite(got).all() and (got[1:] != 0).all()
+
+
+def test_the_seasonal_bias_removes_an_hour_of_day_bias_and_leaves_independent_errors() -> None:
+    from rnn_core.postprocess import SeasonalBias
+
+    rng = np.random.default_rng(4)
+    n = 24 * 120
+    truth = rng.uniform(50, 500, n)
+    step = SeasonalBias(24)
+    rows = np.arange(step.lookback, n)
+    for name, bias in (("by the hour", 3.0 * np.sin(2 * np.pi * np.arange(n) / 24)), ("none", np.zeros(n))):
+        e = bias + rng.normal(0, 1.0, n)  # errors on the sqrt scale of hour t = origin + 1
+        pred = (truth - e * np.sqrt(truth + 1))[:, None]  # [n, 1]: origin j forecasts hour j + 1
+        fixed = step.apply(pred, truth[:, None])[rows]
+        before, after = np.abs(pred[rows, 0] - truth[rows]).mean(), np.abs(fixed[:, 0] - truth[rows]).mean()
+        if bias.any():
+            assert after < 0.5 * before, (name, before, after)
+        else:
+            assert after < 1.03 * before, (name, before, after)  # a 28-day mean of noise: (almost) no harm
+
+
+def test_the_standard_chain_adds_the_seasonal_bias_where_a_step_is_under_a_day() -> None:
+    from rnn_core.config import DataConfig, Dataset
+    from rnn_core.postprocess import SeasonalBias, standard_steps, step_from_dict
+
+    def kinds(steps: tuple) -> list[str]:
+        return [s.kind for s in steps]
+
+    def own(freq: str) -> DataConfig:
+        return DataConfig(dataset=Dataset(time="t", target="y", freq=freq))
+
+    bikes = standard_steps(1.1, "mae")
+    assert kinds(bikes) == ["calibration", "seasonal_bias", "residual_correction", "non_negative"]
+    assert bikes[1] == SeasonalBias(24, 28, 0.75) and bikes[1].lookback == 28 * 24
+    assert standard_steps(1.0, "mae", own("30min"))[1] == SeasonalBias(48)  # a day is 48 steps
+    assert kinds(standard_steps(1.0, "mae", own("h"), counts=False)) == ["seasonal_bias", "residual_correction"]
+    assert "seasonal_bias" not in kinds(standard_steps(1.0, "mae", own("D")))  # daily: the correction's lag 7 serves
+    assert step_from_dict(bikes[1].to_dict()) == bikes[1]
+    for field, value, says in (("share", 1.5, "seasonal bias share 1.5: expected a number within [0, 1]"),
+                               ("periods", 0, "seasonal bias periods 0: expected a whole number >= 1"),
+                               ("period", "24", "seasonal bias period '24': expected a whole number >= 1")):
+        with pytest.raises(ValueError, match=re.escape(f"post-processing step seasonal_bias: {says}")):
+            step_from_dict({**bikes[1].to_dict(), field: value})
+
+
 def test_an_ensemble_with_a_correction_window_adds_the_correction_to_its_calibrated_forecasts(
         members: dict[str, Path], hour_csv: Path, tmp_path: Path) -> None:
     from rnn_core.postprocess import residual_corrections
@@ -317,6 +383,30 @@ def test_an_ensemble_with_a_correction_window_adds_the_correction_to_its_calibra
         load_model(crafted)
     crafted = _resign(tmp_path / "both.pt", tmp_path / "kind.pt", lambda p: p["steps"].append({"kind": "smooth"}))
     with pytest.raises(CheckpointError, match=r"both.pt|kind.pt: post-processing step 'smooth': expected one of calibration"):
+        load_model(crafted)
+
+
+def test_an_ensemble_with_the_seasonal_bias_adds_it_between_its_calibration_and_its_correction(
+        members: dict[str, Path], hour_csv: Path, tmp_path: Path) -> None:
+    from rnn_core.postprocess import SeasonalBias, residual_corrections, seasonal_biases
+
+    w, cw = 7 * 24, 3 * 24
+    steps = (Calibration(1.1, w), SeasonalBias(24, 3, 0.5), ResidualCorrection(cw), NonNegative())
+    both = load_model(_save(tmp_path / "both.pt", members, {"a": 1.0, "b": 1.0}, steps))
+    assert both.steps == steps
+    level = both.with_steps(both.steps[:1])
+    frame, *_ = load_frame(hour_csv)
+    origins = np.array([12_000, 12_001, 13_500, len(frame) - 1])
+    start = origins[0] - cw - 168 - 3 * 24 - 5  # the chain's own lookback and a little more
+    span = np.arange(start, len(frame))
+    calibrated = level.forecast(frame, span)  # [S, 1]
+    target = np.append(frame["cnt"].to_numpy(np.float64)[start + 1:], np.nan)[:, None]
+    biased = calibrated + 0.5 * seasonal_biases(calibrated, target, np.arange(len(span)), 24, 3)  # [S, 1]
+    want = np.maximum(biased[origins - start] + residual_corrections(biased, target, origins - start, cw), 0)
+    np.testing.assert_allclose(both.forecast(frame, origins), want, rtol=1e-6)
+    assert not np.allclose(biased[origins - start], calibrated[origins - start])  # the bias step did something
+    crafted = _resign(tmp_path / "both.pt", tmp_path / "crafted.pt", lambda p: p["steps"][1].update(share=2.0))
+    with pytest.raises(CheckpointError, match=r"crafted.pt: post-processing step seasonal_bias: seasonal bias share 2.0"):
         load_model(crafted)
 
 

@@ -86,14 +86,14 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
             "fixed = lm.with_steps(lm.steps[:1])\n"  # an ablation: the chain's first step, the calibration, alone
             "fixed = fixed.with_steps((type(fixed.steps[0])(fixed.steps[0].factor),))\n"  # ... with its validation factor
             f"np.save({str(tmp_path / 'p.npy')!r}, evaluate_model(fixed, {str(hour_csv)!r}, 'val', levels=False).prediction)\n"
-            "print(*[s.kind for s in lm.steps], lm.steps[0].window, lm.steps[1].window)")
+            "print(*[s.kind for s in lm.steps], lm.steps[0].window, lm.steps[1].lookback, lm.steps[2].window)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW
+    from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS
     from rnn_core.metrics import evaluate_model
 
     # where it forecasts, the factor is refit on the weeks before, and the residual correction fitted on them
-    assert out == ["calibration", "residual_correction", "non_negative", "conformal_intervals", str(LEVEL_WINDOW),
-                   str(CORRECTION_WINDOW)]
+    assert out == ["calibration", "seasonal_bias", "residual_correction", "non_negative", "conformal_intervals",
+                   str(LEVEL_WINDOW), str(24 * SEASONAL_BIAS_DAYS), str(CORRECTION_WINDOW)]
     ckpt = {s.trial_id: Path(s.checkpoint) / "model.pt" for s in summaries}
     expect = rep["steps"][0]["factor"] * sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction
                                              for m in rep["members"])
@@ -154,7 +154,8 @@ def test_test_command_metrics_match_rnn_core(exported: Path, hour_csv: Path, cap
     m = re.search(r"^model\s+([\d.]+)\s+([\d.]+)", out, re.M)
     assert m, out
     lm = load_model(exported)  # the best trial through the same chain as an ensemble
-    assert [s.kind for s in lm.steps] == ["calibration", "residual_correction", "non_negative", "conformal_intervals"]
+    assert [s.kind for s in lm.steps] == ["calibration", "seasonal_bias", "residual_correction", "non_negative",
+                                          "conformal_intervals"]
     data = load(lm.data_config, hour_csv)
     te = data["test"]
     frame, *_ = load_frame(hour_csv)

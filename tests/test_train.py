@@ -234,7 +234,8 @@ def test_train_then_predict(hour_csv: Path, tmp_path: Path, capsys) -> None:
     net = lm.base.model_config
     assert net.cell == "rnn" and net.hidden_size == 8 and net.num_layers == 2
     # shipped as an ensemble is: the same chain, conformal intervals from the validation hours last
-    assert [s.kind for s in lm.steps] == ["calibration", "residual_correction", "non_negative", "conformal_intervals"]
+    assert [s.kind for s in lm.steps] == ["calibration", "seasonal_bias", "residual_correction", "non_negative",
+                                          "conformal_intervals"]
     assert lm.intervals is not None and lm.intervals.levels == (0.8, 0.95)
     args = ["predict", str(ckpt), "--data", str(hour_csv), "--at", "2012-12-01 07:00"]
     assert main(args) == 0
