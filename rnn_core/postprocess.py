@@ -105,6 +105,14 @@ def rolling_factors(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, wind
 CORRECTION_RANGE = (0.0, 0.9)
 
 
+def _sqrt_errors(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scale the error steps work on (a count's spread grows with its level): [S, H] forecasts and targets
+    -> (spread sqrt(pred + 1), errors (target - pred) / spread), each [S, H]; an error is NaN where its target
+    is not known."""
+    spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)
+    return spread, (target - pred) / spread
+
+
 def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, window: int,
                          lags: tuple[int, ...] = CORRECTION_LAGS) -> np.ndarray:
     """What to add to the calibrated forecasts ``pred[rows]`` for the errors before them: [N, H].
@@ -124,8 +132,8 @@ def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray,
     if window <= 0 or not len(lags_) or not ok.any():
         return out
     q = rows[ok]
-    spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)  # [S, H]
-    z = (target[:, 0] - pred[:, 0]) / spread[:, 0]  # [S] hour-ahead errors on the sqrt scale
+    spread, err = _sqrt_errors(pred, target)  # [S, H] each
+    z = err[:, 0]  # [S] hour-ahead errors on the sqrt scale
     lagged = np.stack([np.concatenate([np.full(lag, np.nan), z[:-lag]]) for lag in lags_], axis=-1)  # [S, p]: z[j - l]
     x = sliding_window_view(lagged, window, axis=0)[q - window]  # [Nq, p, window]: origins j = i - window .. i - 1
     y = sliding_window_view(z, window)[q - window]  # [Nq, window]
@@ -158,8 +166,7 @@ def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, peri
     if not ok.any():
         return out
     q = rows[ok]
-    spread = np.sqrt(np.maximum(pred, 0.0) + 1.0)  # [S, H]
-    err = (target - pred) / spread  # [S, H], NaN where not known
+    spread, err = _sqrt_errors(pred, target)  # [S, H] each; err NaN where not known
     for k in range(1, pred.shape[1] + 1):
         back = period * np.arange(-(-k // period), periods + 1)  # [D']: the seasons whose step k is known at i
         if not len(back):
