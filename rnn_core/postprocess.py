@@ -23,8 +23,9 @@ origins before it, on the sqrt scale (a count's spread grows with its level), ru
 Same-hour bias (:class:`SeasonalBias`): the forecast's errors repeat by the hour of the day for weeks (dark
 evenings after the clocks change, a shifted rush hour) more steadily than one lag of a day can carry; step k at
 origin i adds ``share`` times the mean of that step's errors at the same hour of the ``periods`` days before
-(origins i - period * d whose targets are known at i), on the sqrt scale. It runs between the calibration and
-the residual correction, which then forecasts what is left.
+(origins i - period * d whose targets are known at i), on the sqrt scale, the ``trim`` share of those days with
+the highest and the lowest errors left out (one odd day must not move an hour for a month). It runs between the
+calibration and the residual correction, which then forecasts what is left.
 
 Non-negativity (:class:`NonNegative`): a count is never below zero (a negative error carried onto a quiet
 night hour could say otherwise).
@@ -45,7 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view  # windows of past errors: [S, ...] -> views
 
 from rnn_core.config import (CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE,
-                             DataConfig)
+                             SEASONAL_BIAS_TRIM, DataConfig)
 from rnn_core.data import known_runs
 from rnn_core.intervals import Intervals
 
@@ -150,15 +151,18 @@ def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray,
     return out
 
 
-def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, period: int, periods: int) -> np.ndarray:
+def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, period: int, periods: int,
+                    trim: float = 0.0) -> np.ndarray:
     """The mean same-hour error of each forecast ``pred[rows]``, in its units: [N, H].
 
     ``pred`` and ``target`` [S, H] belong to consecutive origins (target NaN where not yet known). On the sqrt
     scale, e[j, k] = (target - pred) / sqrt(pred + 1) at step k of origin j. Step k of origin i (the hour
     i + k) averages e[i - period * d, k] for d = ceil(k / period) .. ``periods``: the same step's errors at the
     same hour of the seasons before, each known at i (its hour i + k - period * d <= i), and scales the mean
-    by sqrt(pred[i, k] + 1). Rows with fewer than period * periods origins before them, and steps with no such
-    season, get 0."""
+    by sqrt(pred[i, k] + 1). ``trim``: the share of those errors (rounded to a whole number, at least one
+    left) dropped at each end before the mean, so that one odd day (a holiday's eve, an election night) does
+    not move the same hour for a month. Rows with fewer than period * periods origins before them, and steps
+    with no such season, get 0."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     rows = np.asarray(rows, np.int64)
     out = np.zeros((len(rows), pred.shape[1]))
@@ -171,9 +175,12 @@ def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, peri
         back = period * np.arange(-(-k // period), periods + 1)  # [D']: the seasons whose step k is known at i
         if not len(back):
             continue
-        past = err[q[:, None] - back, k - 1]  # [Nq, D']
-        seen = np.isfinite(past)
-        mean = np.where(seen, past, 0.0).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)  # [Nq]; none seen: 0
+        past = np.sort(err[q[:, None] - back, k - 1], axis=1)  # [Nq, D'] ascending; the unknown (NaN) last
+        seen = np.isfinite(past).sum(axis=1, keepdims=True)  # [Nq, 1]
+        cut = np.minimum(np.floor(trim * seen + 0.5), (seen - 1) // 2)  # [Nq, 1] dropped at each end
+        rank = np.arange(past.shape[1])[None]  # [1, D']
+        keep = (rank >= cut) & (rank < seen - cut)  # [Nq, D']
+        mean = np.where(keep, past, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)  # [Nq]; none seen: 0
         out[ok, k - 1] = mean * spread[q, k - 1]
     return out
 
@@ -293,33 +300,40 @@ class ResidualCorrection:
 @register
 @dataclass(frozen=True)
 class SeasonalBias:
-    """Forecast plus ``share`` of its mean error at the same hour of the ``periods`` days before
-    (:func:`seasonal_biases`; ``period``: the steps in a day)."""
+    """Forecast plus ``share`` of its mean error at the same hour of the ``periods`` days before, the ``trim``
+    share of those days at each end left out (:func:`seasonal_biases`; ``period``: the steps in a day)."""
 
     kind: ClassVar[str] = "seasonal_bias"
     period: int = 24
     periods: int = SEASONAL_BIAS_DAYS
     share: float = SEASONAL_BIAS_SHARE
+    trim: float = 0.0
+    """0 (the plain mean) where a file does not say: files written before the trim forecast as they did."""
 
     def __post_init__(self) -> None:
         _whole("seasonal bias period", self.period, 1)
         _whole("seasonal bias periods", self.periods, 1)
         if isinstance(self.share, bool) or not isinstance(self.share, (int, float)) or not 0 <= self.share <= 1:
             raise StepError(f"seasonal bias share {self.share!r}: expected a number within [0, 1]")
+        if isinstance(self.trim, bool) or not isinstance(self.trim, (int, float)) or not 0 <= self.trim < 0.5:
+            raise StepError(f"seasonal bias trim {self.trim!r}: expected a number within [0, 0.5)")
 
     @property
     def lookback(self) -> int:
         return self.period * self.periods
 
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-        return pred + self.share * seasonal_biases(pred, target, np.arange(len(pred)), self.period, self.periods)
+        return pred + self.share * seasonal_biases(pred, target, np.arange(len(pred)), self.period, self.periods,
+                                                   self.trim)
 
     def describe(self) -> str:
         unit = "hour" if self.period == 24 else "step of the day"
-        return f"plus {self.share:.2f} of its mean error at the same {unit} of the {self.periods} days before"
+        trimmed = f" (the {self.trim:.0%} highest and lowest days left out)" if self.trim else ""
+        return f"plus {self.share:.2f} of its mean error at the same {unit} of the {self.periods} days before{trimmed}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "period": self.period, "periods": self.periods, "share": float(self.share)}
+        return {"kind": self.kind, "period": self.period, "periods": self.periods, "share": float(self.share),
+                "trim": float(self.trim)}
 
 
 @register
@@ -410,13 +424,14 @@ def standard_steps(factor: float, loss: str, cfg: DataConfig | None = None, coun
     same-hour bias only where a step is under a day (a day's steps); a target that is not a count (``counts``
     False: it may be negative) gets neither the multiplicative calibration nor the floor at zero."""
     if cfg is None or cfg.dataset.builtin:
-        return (Calibration(factor, LEVEL_WINDOW, loss), SeasonalBias(24),
+        return (Calibration(factor, LEVEL_WINDOW, loss), SeasonalBias(24, trim=SEASONAL_BIAS_TRIM),
                 ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS), NonNegative())
     from rnn_core.series import chain_windows, seasons
 
     window, lags = chain_windows(cfg.dataset.freq)
     found = seasons(cfg.dataset.freq)
-    bias: tuple[Step, ...] = (SeasonalBias(found[0]),) if len(found) == 2 else ()  # sub-daily: a day's steps
+    # sub-daily: a day's steps
+    bias: tuple[Step, ...] = (SeasonalBias(found[0], trim=SEASONAL_BIAS_TRIM),) if len(found) == 2 else ()
     if not counts:
         return (*bias, ResidualCorrection(window, lags))
     return (Calibration(factor, window, loss), *bias, ResidualCorrection(window, lags), NonNegative())

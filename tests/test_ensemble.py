@@ -314,6 +314,31 @@ def test_seasonal_biases_average_each_steps_errors_at_the_same_hour_known_at_eac
     assert np.isfinite(got).all() and (got[1:] != 0).all()
 
 
+def test_a_trimmed_seasonal_bias_leaves_out_each_hours_highest_and_lowest_days() -> None:
+    from rnn_core.postprocess import seasonal_biases
+
+    rng = np.random.default_rng(5)
+    m, period, periods, trim = 24 * 40, 24, 28, 0.1  # 28 days: round(2.8) = 3 cut at each end
+    pred = rng.uniform(0, 400, (m, 1))
+    target = pred + rng.normal(0, 20, (m, 1))
+    rows = np.array([m - 30, m - 1])
+    e = (target - pred) / np.sqrt(pred + 1)  # [m, 1] errors on the sqrt scale
+    got = seasonal_biases(pred, target, rows, period, periods, trim)
+    for j, i in enumerate(rows):
+        days = np.sort(e[i - period * np.arange(1, periods + 1), 0])  # [28]
+        assert got[j, 0] == pytest.approx(days[3:-3].mean() * np.sqrt(pred[i, 0] + 1), rel=1e-9)
+    i = rows[1]
+    plain = seasonal_biases(pred, target, rows, period, periods)[1, 0]
+    target[i - period * 5, 0] += 5000.0  # one odd day at that hour (a holiday's eve)
+    odd = seasonal_biases(pred, target, rows, period, periods, trim)[1, 0]
+    moved = seasonal_biases(pred, target, rows, period, periods)[1, 0] - plain  # the plain mean: by a 28th of it
+    assert moved > 100 and abs(odd - got[1, 0]) < 0.02 * moved  # the trimmed one: by one typical day's shift
+    target[i - period * np.arange(1, periods - 1), 0] = np.nan  # 2 days known: nothing cut, their mean
+    two = e[i - period * np.array([periods - 1, periods]), 0]
+    want = two.mean() * np.sqrt(pred[i, 0] + 1)
+    assert seasonal_biases(pred, target, rows, period, periods, trim)[1, 0] == pytest.approx(want, rel=1e-9)
+
+
 def test_the_seasonal_bias_removes_an_hour_of_day_bias_and_leaves_independent_errors() -> None:
     from rnn_core.postprocess import SeasonalBias
 
@@ -345,12 +370,15 @@ def test_the_standard_chain_adds_the_seasonal_bias_where_a_step_is_under_a_day()
 
     bikes = standard_steps(1.1, "mae")
     assert kinds(bikes) == ["calibration", "seasonal_bias", "residual_correction", "non_negative"]
-    assert bikes[1] == SeasonalBias(24, 28, 0.75) and bikes[1].lookback == 28 * 24
-    assert standard_steps(1.0, "mae", own("30min"))[1] == SeasonalBias(48)  # a day is 48 steps
+    assert bikes[1] == SeasonalBias(24, 28, 0.75, 0.1) and bikes[1].lookback == 28 * 24
+    assert standard_steps(1.0, "mae", own("30min"))[1] == SeasonalBias(48, trim=0.1)  # a day is 48 steps
     assert kinds(standard_steps(1.0, "mae", own("h"), counts=False)) == ["seasonal_bias", "residual_correction"]
     assert "seasonal_bias" not in kinds(standard_steps(1.0, "mae", own("D")))  # daily: the correction's lag 7 serves
     assert step_from_dict(bikes[1].to_dict()) == bikes[1]
+    before = {k: v for k, v in bikes[1].to_dict().items() if k != "trim"}  # a file written before the trim
+    assert step_from_dict(before).trim == 0.0  # forecasts as it did: the plain mean
     for field, value, says in (("share", 1.5, "seasonal bias share 1.5: expected a number within [0, 1]"),
+                               ("trim", 0.5, "seasonal bias trim 0.5: expected a number within [0, 0.5)"),
                                ("periods", 0, "seasonal bias periods 0: expected a whole number >= 1"),
                                ("period", "24", "seasonal bias period '24': expected a whole number >= 1")):
         with pytest.raises(ValueError, match=re.escape(f"post-processing step seasonal_bias: {says}")):
