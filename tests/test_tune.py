@@ -248,14 +248,15 @@ def test_quarter_gpus_pack_four_trials_on_one_gpu(ray_local, hour_csv: Path, tmp
 
 def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: Path) -> None:
     space = write_space(tmp_path / "r.yaml", "cell: gru\nhidden_size: {choice: [8, 16]}\nbatch_size: 128\n")
-    storage = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", "6", "--max-epochs", "3",
+    storage, trials = tmp_path / "runs", 16
+    cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", str(trials), "--max-epochs", "3",
            "--grace-period", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "killed",
            "--data", str(hour_csv), "--progress-interval", "60", "--keep-checkpoints", "1"]
     # Tune saves the experiment state every 10 s or more; every second here, so that the state names finished
     # and running trials before this small search ends.
-    # Six trials, not four: on a busy machine a state save can lag a whole small trial, and the search must not
-    # end before a saved state names a finished trial and a running one.
+    # Sixteen trials: on a busy machine Tune spaces its state saves out (it keeps their cost small), a save can
+    # fall between a trial's start and its first checkpoint, and six trials once ended before any save named a
+    # finished trial and a running one. The kill comes at the first such save; the resume runs the rest.
     env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     path = storage / "killed"
@@ -293,7 +294,7 @@ def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: 
 
     assert main(["tune", "--resume", "killed", "--storage", str(storage)]) == 0
     ea, grid, _ = load_experiment(str(path))
-    assert len(ea.trials) == 6
+    assert len(ea.trials) == trials
     assert all(t.status in ("TERMINATED", "ERROR") for t in ea.trials)
     assert all(t.status == "TERMINATED" for t in ea.trials)
     # A checkpoint the saved state still named was not deleted (the resume restored every unfinished trial),
