@@ -28,7 +28,7 @@ from rnn_core.config import SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE, SEASONAL_BI
 from rnn_core.data import load_frame  # noqa: E402
 from rnn_core.forecaster import PostProcessed, load_model, split_targets  # noqa: E402
 from rnn_core.metrics import mae, rmse  # noqa: E402
-from rnn_core.postprocess import Calibration, SeasonalBias, Step  # noqa: E402
+from rnn_core.postprocess import Calibration, SeasonalBias, Step, trimmed_days  # noqa: E402
 
 log = logging.getLogger("seasonal_bias")
 
@@ -95,7 +95,7 @@ def settings_tables(grid: list[SeasonalBias | None], rel: dict[str, np.ndarray],
     """The trims at the default span and share; the span x share grid at the default trim."""
     at_trim = {b.trim: i for i, b in enumerate(grid) if b and (b.periods, b.share) == (DEFAULT.periods, DEFAULT.share)}
     trims = ["| trim (days cut at each end of 28) | validation / test MAE against the chain without the step |", "|---|---|"]
-    trims += [f"| {t:g} ({int(np.floor(t * DEFAULT.periods + 0.5))}) | {_cell(rel, at_trim[t], t == DEFAULT.trim)} |"
+    trims += [f"| {t:g} ({trimmed_days(t, DEFAULT.periods)}) | {_cell(rel, at_trim[t], t == DEFAULT.trim)} |"
               for t in sorted(at_trim)]
     cells = {(b.periods, b.share): i for i, b in enumerate(grid) if b and b.trim == DEFAULT.trim}
     sweep = ["| days \\ share | " + " | ".join(f"{a:g}" for a in shares) + " |", "|---|" + "---|" * len(shares)]

@@ -151,6 +151,13 @@ def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray,
     return out
 
 
+def trimmed_days(trim: float, seen: np.ndarray | int) -> np.ndarray:
+    """How many of ``seen`` errors the same-hour bias leaves out at each end: ``trim`` of them rounded half up,
+    at most so many that one stays (3 of 28 at a tenth)."""
+    seen = np.asarray(seen)
+    return np.minimum(np.floor(trim * seen + 0.5), (seen - 1) // 2).astype(np.int64)
+
+
 def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, period: int, periods: int,
                     trim: float = 0.0) -> np.ndarray:
     """The mean same-hour error of each forecast ``pred[rows]``, in its units: [N, H].
@@ -159,8 +166,8 @@ def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, peri
     scale, e[j, k] = (target - pred) / sqrt(pred + 1) at step k of origin j. Step k of origin i (the hour
     i + k) averages e[i - period * d, k] for d = ceil(k / period) .. ``periods``: the same step's errors at the
     same hour of the seasons before, each known at i (its hour i + k - period * d <= i), and scales the mean
-    by sqrt(pred[i, k] + 1). ``trim``: the share of those errors (rounded to a whole number, at least one
-    left) dropped at each end before the mean, so that one odd day (a holiday's eve, an election night) does
+    by sqrt(pred[i, k] + 1). ``trim``: the share of those errors (:func:`trimmed_days`) dropped at each end
+    before the mean, so that one odd day (a holiday's eve, an election night) does
     not move the same hour for a month. Rows with fewer than period * periods origins before them, and steps
     with no such season, get 0."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
@@ -177,7 +184,7 @@ def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, peri
             continue
         past = np.sort(err[q[:, None] - back, k - 1], axis=1)  # [Nq, D'] ascending; the unknown (NaN) last
         seen = np.isfinite(past).sum(axis=1, keepdims=True)  # [Nq, 1]
-        cut = np.minimum(np.floor(trim * seen + 0.5), (seen - 1) // 2)  # [Nq, 1] dropped at each end
+        cut = trimmed_days(trim, seen)  # [Nq, 1] dropped at each end
         rank = np.arange(past.shape[1])[None]  # [1, D']
         keep = (rank >= cut) & (rank < seen - cut)  # [Nq, D']
         mean = np.where(keep, past, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)  # [Nq]; none seen: 0

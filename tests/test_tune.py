@@ -249,8 +249,8 @@ def test_quarter_gpus_pack_four_trials_on_one_gpu(ray_local, hour_csv: Path, tmp
 def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: Path) -> None:
     space = write_space(tmp_path / "r.yaml", "cell: gru\nhidden_size: {choice: [8, 16]}\nbatch_size: 128\n")
     storage, trials = tmp_path / "runs", 16
-    cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", str(trials), "--max-epochs", "3",
-           "--grace-period", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "killed",
+    cmd = [sys.executable, "-m", "search.cli", "tune", "--space", str(space), "--num-samples", str(trials),
+           "--max-epochs", "3", "--grace-period", "3", "--max-concurrent", "1", "--storage", str(storage), "--name", "killed",
            "--data", str(hour_csv), "--progress-interval", "60", "--keep-checkpoints", "1"]
     # Tune saves the experiment state every 10 s or more; every second here, so that the state names finished
     # and running trials before this small search ends.
