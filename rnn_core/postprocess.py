@@ -153,9 +153,9 @@ def residual_corrections(pred: np.ndarray, target: np.ndarray, rows: np.ndarray,
 
 def trimmed_days(trim: float, seen: np.ndarray | int) -> np.ndarray:
     """How many of ``seen`` errors the same-hour bias leaves out at each end: ``trim`` of them rounded half up,
-    at most so many that one stays (3 of 28 at a tenth)."""
+    at most so many that one stays (3 of 28 at a tenth); none of none."""
     seen = np.asarray(seen)
-    return np.minimum(np.floor(trim * seen + 0.5), (seen - 1) // 2).astype(np.int64)
+    return np.clip(np.floor(trim * seen + 0.5), 0, np.maximum((seen - 1) // 2, 0)).astype(np.int64)
 
 
 def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, period: int, periods: int,

@@ -337,6 +337,9 @@ def test_a_trimmed_seasonal_bias_leaves_out_each_hours_highest_and_lowest_days()
     two = e[i - period * np.array([periods - 1, periods]), 0]
     want = two.mean() * np.sqrt(pred[i, 0] + 1)
     assert seasonal_biases(pred, target, rows, period, periods, trim)[1, 0] == pytest.approx(want, rel=1e-9)
+    target[i - period * np.arange(1, periods + 1), 0] = np.nan  # no day known at that hour: nothing to add
+    for t in (0.0, trim):
+        assert seasonal_biases(pred, target, rows, period, periods, t)[1, 0] == 0.0
 
 
 def test_the_seasonal_bias_removes_an_hour_of_day_bias_and_leaves_independent_errors() -> None:
