@@ -23,17 +23,19 @@ import argparse
 import itertools
 import logging
 
-from _common import record  # this folder; rnn_core and search come from the installed package
-from budget_curve import Run  # noqa: E402  (this folder)
-import numpy as np  # noqa: E402
+import numpy as np
 
-from rnn_core import postprocess as pp  # noqa: E402
-from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE  # noqa: E402
-from rnn_core.data import history_span, known_targets  # noqa: E402
-from rnn_core.ensemble import choose_from_forecasts, select  # noqa: E402
-from rnn_core.forecaster import WeightedMean, fit_chain, split_targets  # noqa: E402
-from rnn_core.metrics import mae, rmse  # noqa: E402
-from search.results import calibration_loss  # noqa: E402
+# _common and budget_curve: this folder; rnn_core and search: the installed package
+from _common import record
+from budget_curve import Run
+
+from rnn_core import postprocess as pp
+from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE
+from rnn_core.data import history_span, known_targets
+from rnn_core.ensemble import choose_from_forecasts, select
+from rnn_core.forecaster import WeightedMean, fit_chain, split_targets
+from rnn_core.metrics import mae, rmse
+from search.results import calibration_loss
 
 BAGS, BAG_SHARE = 25, 0.5
 log = logging.getLogger("knee_variants")
