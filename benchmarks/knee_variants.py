@@ -31,7 +31,7 @@ from budget_curve import Run
 
 from rnn_core import postprocess as pp
 from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE
-from rnn_core.data import history_span, known_targets
+from rnn_core.data import history_span, known_targets, target_column
 from rnn_core.ensemble import choose_from_forecasts, select
 from rnn_core.forecaster import WeightedMean, fit_chain, split_targets
 from rnn_core.metrics import mae, rmse
@@ -100,12 +100,8 @@ def same_kind_biases(pred: np.ndarray, target: np.ndarray, hours: np.ndarray, wo
     for k in range(1, pred.shape[1] + 1):
         back = step.period * np.arange(-(-k // step.period), step.periods + 1)  # [D] the days before
         same = workingday[hours[q][:, None] - back + k] == workingday[hours[q] + k][:, None]  # [Nq, D]
-        past = np.sort(np.where(same, err[q[:, None] - back, k - 1], np.nan), axis=1)  # [Nq, D] NaN last
-        seen = np.isfinite(past).sum(axis=1, keepdims=True)
-        cut = pp.trimmed_days(step.trim, seen)
-        rank = np.arange(past.shape[1])[None]
-        keep = (rank >= cut) & (rank < seen - cut)
-        out[q, k - 1] = np.where(keep, past, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1) * spread[q, k - 1]
+        past = np.where(same, err[q[:, None] - back, k - 1], np.nan)  # [Nq, D] the same kind's errors
+        out[q, k - 1] = pp.trimmed_means(past, step.trim) * spread[q, k - 1]
     return step.share * out
 
 
@@ -114,7 +110,7 @@ def same_kind_figures(pool: Pool, w: np.ndarray) -> Figures:
     base, mean = pool.base(w)
     shipped, _, _ = fit_chain(base, pool.run.frame, pool.loss, base_val=mean)
     frame, cfg = pool.run.frame, base.data_config
-    y = frame["cnt"].to_numpy(np.float64)
+    y = frame[target_column(cfg)].to_numpy(np.float64)
     workingday = frame["workingday"].to_numpy()
     out = []
     for origins, target in ((pool.val_origins, pool.val_target), (pool.run.test_origins, pool.run.test_target)):

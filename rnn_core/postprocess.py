@@ -158,6 +158,17 @@ def trimmed_days(trim: float, seen: np.ndarray | int) -> np.ndarray:
     return np.clip(np.floor(trim * seen + 0.5), 0, np.maximum((seen - 1) // 2, 0)).astype(np.int64)
 
 
+def trimmed_means(past: np.ndarray, trim: float) -> np.ndarray:
+    """[N, D] errors (NaN where not known) -> [N]: the mean of each row's known errors, :func:`trimmed_days` of
+    them left out at each end; 0 where none is known."""
+    past = np.sort(past, axis=1)  # ascending; the unknown (NaN) last
+    seen = np.isfinite(past).sum(axis=1, keepdims=True)  # [N, 1]
+    cut = trimmed_days(trim, seen)  # [N, 1] dropped at each end
+    rank = np.arange(past.shape[1])[None]  # [1, D]
+    keep = (rank >= cut) & (rank < seen - cut)  # [N, D]
+    return np.where(keep, past, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
+
+
 def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, period: int, periods: int,
                     trim: float = 0.0) -> np.ndarray:
     """The mean same-hour error of each forecast ``pred[rows]``, in its units: [N, H].
@@ -166,7 +177,7 @@ def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, peri
     scale, e[j, k] = (target - pred) / sqrt(pred + 1) at step k of origin j. Step k of origin i (the hour
     i + k) averages e[i - period * d, k] for d = ceil(k / period) .. ``periods``: the same step's errors at the
     same hour of the seasons before, each known at i (its hour i + k - period * d <= i), and scales the mean
-    by sqrt(pred[i, k] + 1). ``trim``: the share of those errors (:func:`trimmed_days`) dropped at each end
+    by sqrt(pred[i, k] + 1). ``trim``: the share of those errors (:func:`trimmed_means`) dropped at each end
     before the mean, so that one odd day (a holiday's eve, an election night) does
     not move the same hour for a month. Rows with fewer than period * periods origins before them, and steps
     with no such season, get 0."""
@@ -182,12 +193,7 @@ def seasonal_biases(pred: np.ndarray, target: np.ndarray, rows: np.ndarray, peri
         back = period * np.arange(-(-k // period), periods + 1)  # [D']: the seasons whose step k is known at i
         if not len(back):
             continue
-        past = np.sort(err[q[:, None] - back, k - 1], axis=1)  # [Nq, D'] ascending; the unknown (NaN) last
-        seen = np.isfinite(past).sum(axis=1, keepdims=True)  # [Nq, 1]
-        cut = trimmed_days(trim, seen)  # [Nq, 1] dropped at each end
-        rank = np.arange(past.shape[1])[None]  # [1, D']
-        keep = (rank >= cut) & (rank < seen - cut)  # [Nq, D']
-        mean = np.where(keep, past, 0.0).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)  # [Nq]; none seen: 0
+        mean = trimmed_means(err[q[:, None] - back, k - 1], trim)  # [Nq] over [Nq, D']; none seen: 0
         out[ok, k - 1] = mean * spread[q, k - 1]
     return out
 
