@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line
-from rnn_core.data import BikeData, FeatureScaler, TargetScaler, features_for, make_windows
+from rnn_core.data import BikeData, FeatureScaler, TargetScaler, features_for, make_windows, origin_values
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict
 
@@ -219,11 +219,9 @@ class LoadedModel:
             from rnn_core.series import check_future_known
 
             check_future_known(frame, self.data_config, feats, origins, self.source)
-        return self._bikes(make_windows(feats, origins, self.data_config.sequence_size))  # [N, L, F] -> [N, H]
-
-    def _bikes(self, X: torch.Tensor) -> np.ndarray:
-        """Windows [N, L, F] -> forecasts in bikes per hour [N, H]."""
-        return self.target_scaler.inverse(predict(self.model, X).double()).numpy()
+        X = make_windows(feats, origins, self.data_config.sequence_size)  # [N, L, F]
+        out = predict(self.model, X).double()  # [N, H] model space
+        return self.target_scaler.inverse(out, origin_values(frame, self.data_config, origins)).numpy()
 
 
 def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedModel:
@@ -241,12 +239,16 @@ def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.d
     # a bundle without them serves the best weights so far.
     rebuild("its weights do not fit its model config", model.load_state_dict, bundle.get("weights") or bundle["best_model"])
     model.to(device).eval()
+    tscaler = rebuild("its field target_scaler cannot be read", TargetScaler.from_dict, bundle["target_scaler"])
+    if tscaler.form != dcfg.target_form or mcfg.targets != (2 if dcfg.target_form == "both" else 1):
+        raise CheckpointError(f"{source}: its target scaler ({tscaler.form}), model ({mcfg.targets} output(s) per hour) "
+                              f"and data config (target_form {dcfg.target_form}) do not match: the file is damaged")
     return LoadedModel(
         model=model,
         model_config=mcfg,
         data_config=dcfg,
         feature_scaler=rebuild("its field feature_scaler cannot be read", FeatureScaler.from_dict, bundle["feature_scaler"]),
-        target_scaler=rebuild("its field target_scaler cannot be read", TargetScaler.from_dict, bundle["target_scaler"]),
+        target_scaler=tscaler,
         bundle=bundle,
         source=source,
     )

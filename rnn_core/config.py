@@ -28,6 +28,13 @@ ARCHS = ("head", "seq2seq")
 TARGET_TRANSFORMS = ("log1p", "sqrt", "standard", "scale100")
 #: The transforms that need a target >= 0 (counts).
 COUNT_TRANSFORMS = ("log1p", "sqrt")
+#: What a model learns of each target (DataConfig.target_form).
+TARGET_FORMS = ("level", "change", "both")
+
+
+def form_note(form: str) -> str:
+    """A member's target form in its one-line description: nothing for a level."""
+    return {"level": "", "change": ", change from t", "both": ", level + change"}[form]
 LOSSES = ("mse", "l1", "huber")
 LR_SCHEDULES = ("constant", "cosine")
 SPLIT_PRESETS = ("default", "lecture", "custom")
@@ -239,6 +246,11 @@ class DataConfig(_Config):
     target_transform: str = field(default="log1p", metadata={"choices": TARGET_TRANSFORMS})
     """Target scaling: 'log1p' (log1p then standardise), 'sqrt' (square root then standardise: counts' variance
     stabiliser), 'standard' (standardise the counts) or 'scale100' (/100)."""
+    target_form: str = field(default="level", metadata={"choices": TARGET_FORMS})
+    """What the model learns of each target, on the transform's scale f: 'level' (f(y[t+h]), standardised),
+    'change' (its change from the origin, f(y[t+h]) - f(y[t]): it reads the level it starts from rather than
+    learning it from the training years) or 'both' (two outputs per target hour, one of each, trained together;
+    the forecast is the mean of the two in bikes: their errors differ, and the mean gains on each)."""
     dataset: Dataset = field(default=BIKES, metadata={"derived": True, "search": False})
     """The series (set from the Dataset flags: --time, --target, ...)."""
 
@@ -258,6 +270,7 @@ class DataConfig(_Config):
                  f"horizon must be an integer from 1 to 24, got {self.horizon!r}")
         _one_of("split", self.split, SPLIT_PRESETS)
         _one_of("target_transform", self.target_transform, TARGET_TRANSFORMS)
+        _one_of("target_form", self.target_form, TARGET_FORMS)
         if isinstance(self.seasonal_lags, str):
             object.__setattr__(self, "seasonal_lags", parse_lags(self.seasonal_lags))
         elif isinstance(self.seasonal_lags, list):
@@ -303,6 +316,8 @@ class ModelConfig(_Config):
     advance), one output per step. seq2seq needs the future calendar features."""
     future_features: int = field(default=0, metadata={"derived": True})
     """Known-in-advance features per target hour at the end of each input step (set from the DataConfig)."""
+    targets: int = field(default=1, metadata={"derived": True})
+    """Outputs per target hour: 2 for a target learnt in both forms (DataConfig.target_form), else 1."""
 
     def __post_init__(self) -> None:
         _one_of("cell", self.cell, CELLS)
@@ -311,7 +326,7 @@ class ModelConfig(_Config):
                  or self.future_features == 0, f"future_features {self.future_features!r} do not fit {self.n_features} inputs")
         _require(self.arch != "seq2seq" or not self.bidirectional,
                  "arch seq2seq hands the encoder's state to a forward decoder: use it without bidirectional")
-        for name in ("n_features", "horizon", "hidden_size", "num_layers"):
+        for name in ("n_features", "horizon", "hidden_size", "num_layers", "targets"):
             v = getattr(self, name)
             _require(_integer(v) and v >= 1, f"{name} must be a positive integer, got {v!r}")
         _require(_number(self.dropout) and 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout!r}")

@@ -42,7 +42,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+1, H] views
 
 from rnn_core import series as user_series
-from rnn_core.config import BIKES, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig
+from rnn_core.config import BIKES, TARGET_FORMS, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig
 from rnn_core.series import DataError
 
 log = logging.getLogger(__name__)
@@ -120,31 +120,67 @@ def feature_names(cfg: DataConfig) -> list[str]:
 
 @dataclass(frozen=True)
 class TargetScaler:
-    """Bikes/hour <-> model target space. Plain floats, so it stores in a weights-only checkpoint."""
+    """Bikes/hour <-> model target space. Plain floats, so it stores in a weights-only checkpoint.
+
+    ``form`` (DataConfig.target_form), with f the transform: 'level' z = (f(y) - mean) / std; 'change'
+    z = (f(y[t+h]) - f(y[t]) - change_mean) / change_std, so ``forward`` and ``inverse`` take the counts at the
+    origins, ``anchor`` [N] (rnn_core.data.origin_values); 'both' the two side by side, [N, 2H] (levels first),
+    whose inverse is the mean of the two forecasts in bikes, [N, H]."""
 
     transform: str
     mean: float = 0.0
     std: float = 1.0
+    form: str = "level"
+    change_mean: float = 0.0
+    change_std: float = 1.0
 
-    def forward(self, counts: np.ndarray | torch.Tensor) -> Any:
+    def _f(self, counts: np.ndarray | torch.Tensor) -> Any:
+        """The transform alone: counts -> its scale (before the mean and std)."""
         if self.transform == "scale100":
             return counts / 100.0
         if self.transform == "standard":
-            return (counts - self.mean) / self.std
+            return counts
         lib = torch if isinstance(counts, torch.Tensor) else np
         if self.transform == "sqrt":  # counts are >= 0; the clip keeps a stray negative from making NaN
-            return (lib.sqrt(lib.clip(counts, 0.0, None)) - self.mean) / self.std
-        return (lib.log1p(counts) - self.mean) / self.std
+            return lib.sqrt(lib.clip(counts, 0.0, None))
+        return lib.log1p(counts)
 
-    def inverse(self, z: np.ndarray | torch.Tensor) -> Any:
+    def _f_inverse(self, v: np.ndarray | torch.Tensor) -> Any:
         if self.transform == "scale100":
-            return z * 100.0
+            return v * 100.0
         if self.transform == "standard":
-            return z * self.std + self.mean
-        lib = torch if isinstance(z, torch.Tensor) else np
+            return v
+        lib = torch if isinstance(v, torch.Tensor) else np
         if self.transform == "sqrt":  # a root below zero is no count: 0, not its square
-            return lib.clip(z * self.std + self.mean, 0.0, None) ** 2
-        return lib.expm1(z * self.std + self.mean)
+            return lib.clip(v, 0.0, None) ** 2
+        return lib.expm1(v)
+
+    def _start(self, like: np.ndarray | torch.Tensor, anchor: np.ndarray | None) -> Any:
+        """f(y[t]) as a column [N, 1], what a change is measured from."""
+        if anchor is None:
+            raise ValueError(f"a {self.form} target needs the counts at the forecast origins (anchor)")
+        start = self._f(np.asarray(anchor, np.float64))[:, None]  # [N, 1]
+        return torch.from_numpy(start).to(like) if isinstance(like, torch.Tensor) else start
+
+    def forward(self, counts: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None) -> Any:
+        """Counts [N, H] (any shape for a level) -> model space ([N, 2H] for 'both'); ``anchor`` [N]: the class."""
+        level = (self._f(counts) - self.mean) / self.std if self.form != "change" else None
+        if self.form == "level":
+            return level
+        change = (self._f(counts) - self._start(counts, anchor) - self.change_mean) / self.change_std
+        if self.form == "change":
+            return change
+        return torch.cat([level, change], -1) if isinstance(counts, torch.Tensor) else np.concatenate([level, change], -1)
+
+    def inverse(self, z: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None) -> Any:
+        """Model outputs [N, H] ([N, 2H] for 'both') -> bikes per hour [N, H]."""
+        if self.form == "level":
+            return self._f_inverse(z * self.std + self.mean)
+        h = z.shape[-1] // 2 if self.form == "both" else 0
+        change = self._f_inverse(z[..., h:] * self.change_std + self.change_mean + self._start(z, anchor))
+        if self.form == "change":
+            return change
+        return 0.5 * (self._f_inverse(z[..., :h] * self.std + self.mean) + change)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,18 +188,27 @@ class TargetScaler:
     @classmethod
     def from_dict(cls, d: Any) -> TargetScaler:
         """A stored scaler, every field checked (a model file's field is never defaulted: a missing std would
-        silently scale by 1). Raises ValueError naming the field."""
+        silently scale by 1; only the form and its change statistics may be absent, in files written before
+        them, which learnt the level). Raises ValueError naming the field."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a mapping with transform, mean and std, got {type(d).__name__}")
-        unknown, missing = sorted(set(d) - {"transform", "mean", "std"}), [k for k in ("transform", "mean", "std") if k not in d]
+        fields, later = ("transform", "mean", "std"), ("form", "change_mean", "change_std")
+        unknown, missing = sorted(set(d) - {*fields, *later}), [k for k in fields if k not in d]
         if unknown or missing:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}" if unknown else f"missing field(s) {', '.join(missing)}")
         if d["transform"] not in TARGET_TRANSFORMS:
             raise ValueError(f"transform {d['transform']!r}: expected one of {', '.join(TARGET_TRANSFORMS)}")
-        mean, std = _finite("mean", d["mean"]), _finite("std", d["std"])
-        if std <= 0:
-            raise ValueError(f"std {std!r}: expected a number above 0")
-        return cls(d["transform"], mean, std)
+        form = d.get("form", "level")
+        if form not in TARGET_FORMS:
+            raise ValueError(f"form {form!r}: expected one of {', '.join(TARGET_FORMS)}")
+        if form != "level" and not {"change_mean", "change_std"} <= set(d):
+            raise ValueError(f"a {form} target needs the fields change_mean and change_std")
+        numbers = {k: _finite(k, d.get(k, dflt)) for k, dflt in
+                   (("mean", 0.0), ("std", 1.0), ("change_mean", 0.0), ("change_std", 1.0))}
+        for k in ("std", "change_std"):
+            if numbers[k] <= 0:
+                raise ValueError(f"{k} {numbers[k]!r}: expected a number above 0")
+        return cls(d["transform"], form=form, **numbers)
 
 
 def _finite(name: str, v: Any) -> float:
@@ -224,6 +269,8 @@ class Split:
     """[N] int index (into BikeData.hours) of each window's forecast origin t, its last input hour."""
     target_time: np.ndarray
     """[N, H] datetime64 timestamps of the target hours t+1 .. t+H."""
+    anchor: np.ndarray | None = None
+    """[N] the target at each origin t (rnn_core.data.origin_values) when ``y`` holds a change from it, else None."""
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -262,7 +309,9 @@ class BikeData:
         if fields.get("arch") == "seq2seq" and not future:  # a constraint across the two configs
             raise ValueError("arch seq2seq feeds its decoder the calendar of each target hour: it needs the future "
                              "calendar features (drop --no-future-calendar)")
-        return ModelConfig(n_features=len(self.feature_names), horizon=self.config.horizon, future_features=future, **fields)
+        targets = 2 if self.config.target_form == "both" else 1  # a level and a change output per target hour
+        return ModelConfig(n_features=len(self.feature_names), horizon=self.config.horizon, future_features=future,
+                           targets=targets, **fields)
 
     def __getitem__(self, name: str) -> Split:
         if name not in self.splits:
@@ -614,13 +663,40 @@ def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice |
 
 
 def fit_target_scaler(train_counts: np.ndarray, transform: str) -> TargetScaler:
-    """Target statistics from the training hours only (scale100 needs none)."""
+    """Target statistics from the training hours only (scale100 needs none), for a level target."""
     if transform == "scale100":
         return TargetScaler("scale100")
     c = train_counts.astype(np.float64)
     c = c[np.isfinite(c)]  # a user's missing steps are NaN
     c = TargetScaler(transform).forward(c)  # the transform alone (mean 0, std 1): its statistics are fitted next
     return TargetScaler(transform, float(c.mean()), float(c.std()))
+
+
+def _fit_target(frame: pd.DataFrame, cfg: DataConfig, cnt: np.ndarray, train_rows: np.ndarray,
+                origins: np.ndarray) -> TargetScaler:
+    """The target scaler: the level's statistics over the training hours (``train_rows``), and for a change
+    target (DataConfig.target_form) those of the changes of the training windows (``origins`` [N])."""
+    level = fit_target_scaler(cnt[train_rows], cfg.target_transform)
+    if cfg.target_form == "level":
+        return level
+    if cfg.target_transform == "scale100":
+        return dataclasses.replace(level, form=cfg.target_form)
+    plain = TargetScaler(cfg.target_transform, form="change")  # the change alone (mean 0, std 1)
+    c = plain.forward(make_targets(cnt, origins, cfg.horizon).astype(np.float64), origin_values(frame, cfg, origins))
+    c = c[np.isfinite(c)]  # [N * H] known changes
+    return dataclasses.replace(level, form=cfg.target_form, change_mean=float(c.mean()), change_std=float(c.std()))
+
+
+def origin_values(frame: pd.DataFrame, cfg: DataConfig, origins: np.ndarray) -> np.ndarray | None:
+    """[N] the target at each forecast origin t, what a change target (DataConfig.target_form) is measured
+    from; None for a level target. A user's missing step at t: the last known value of its series before it (what its
+    inputs carry forward), or 0 where its series has none yet."""
+    if cfg.target_form == "level":
+        return None
+    y = frame[target_column(cfg)]
+    if not cfg.dataset.builtin:  # within each series: never carried from one series into the next
+        y = y.groupby(user_series.segment_start(frame, cfg.dataset)).ffill()
+    return np.nan_to_num(y.to_numpy(np.float64)[np.asarray(origins, np.int64)], nan=0.0)
 
 
 # --------------------------------------------------------------------------------------- windows
@@ -831,21 +907,26 @@ def build(
         fscaler, tscaler = scalers
         if list(fscaler.names) != names:
             raise DataError(f"the stored feature scaler names {len(fscaler.names)} features, this data config makes {len(names)}")
+        if tscaler.form != cfg.target_form:
+            raise DataError(f"the stored target scaler is for a {tscaler.form} target, this data config's target_form "
+                            f"is {cfg.target_form}")
     else:
         fscaler = fit_feature_scaler(values, names, train_rows,
                                      None if cfg.dataset.builtin else user_series.scaled_names(cfg))
-        tscaler = fit_target_scaler(cnt[train_rows], cfg.target_transform)
+        tscaler = _fit_target(frame, cfg, cnt, train_rows, parts["train"])
     scaled = fscaler.apply(values)  # [T, F] float32
     splits = {}
     for name in SPLIT_NAMES:
         o = parts[name]
         y_raw = make_targets(cnt, o, cfg.horizon)  # [N, H]
+        anchor = origin_values(frame, cfg, o)  # [N] or None
         splits[name] = Split(
             X=make_windows(scaled, o, cfg.sequence_size),
-            y=torch.from_numpy(np.asarray(tscaler.forward(y_raw.astype(np.float64)), dtype=np.float32)),
+            y=torch.from_numpy(np.asarray(tscaler.forward(y_raw.astype(np.float64), anchor), dtype=np.float32)),
             y_raw=torch.from_numpy(np.ascontiguousarray(y_raw, dtype=np.float32)),
             origin=o,
             target_time=make_targets(hours, o, cfg.horizon).copy(),
+            anchor=anchor,
         )
     return BikeData(
         config=cfg, source=source, feature_names=names, feature_scaler=fscaler, target_scaler=tscaler,

@@ -24,7 +24,7 @@ import torch
 from rnn_core.checkpoint import (
     ENSEMBLE_FORMAT, CheckpointError, LoadedModel, check_bundle, model_from_bundle, read_verified, write_bundle,
 )
-from rnn_core.config import DataConfig
+from rnn_core.config import DataConfig, form_note
 from rnn_core.data import history_span, known_targets, target_column
 from rnn_core.intervals import Intervals
 from rnn_core.postprocess import ConformalIntervals, Step, StepError, steps_from_list
@@ -142,7 +142,7 @@ class WeightedMean:
     def describe(self) -> str:
         parts = [f"{n} x{w:.2f} ({m.describe()})" if isinstance(m, SeasonalNaive) else
                  f"{n} x{w:.2f} ({m.model_config.cell} {m.model_config.hidden_size}x{m.model_config.num_layers}, "
-                 f"{m.data_config.sequence_size} h)" for n, w, m in zip(self.names, self.weights, self.members)]
+                 f"{m.data_config.sequence_size} h{form_note(m.data_config.target_form)})" for n, w, m in zip(self.names, self.weights, self.members)]
         return f"ensemble of {len(self.members)}: " + "; ".join(parts)
 
 

@@ -9,7 +9,7 @@ from rnn_core.config import ModelConfig
 
 
 class RNNForecaster(nn.Module):
-    """[B, L, F] -> [B, H].
+    """[B, L, F] -> [B, T*H] (T = cfg.targets outputs per target hour, each output's H hours together).
 
     arch 'head': the last step's top-layer hidden state through a linear head to the H outputs.
     arch 'seq2seq': the encoder's final state starts a decoder of the same cell that steps through the H
@@ -40,16 +40,16 @@ class RNNForecaster(nn.Module):
                 batch_first=True,
                 dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
             )
-            self.head = nn.Linear(cfg.hidden_size, 1)  # one output per decoder step
+            self.head = nn.Linear(cfg.hidden_size, cfg.targets)  # T outputs per decoder step
         else:
-            self.head = nn.Linear(cfg.hidden_size * directions, cfg.horizon)
+            self.head = nn.Linear(cfg.hidden_size * directions, cfg.horizon * cfg.targets)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, state = self.rnn(x)  # out [B, L, D*hidden]; state [layers, B, hidden] (LSTM: a pair)
         if self.cfg.arch != "seq2seq":
-            return self.head(out[:, -1, :])  # last step: [B, D*hidden] -> [B, H]
+            return self.head(out[:, -1, :])  # last step: [B, D*hidden] -> [B, T*H]
         h, f = self.cfg.horizon, self.cfg.future_features
         # The origin step's last H*f channels are the calendar of t+1..t+H, hour by hour: [B, H, f].
         future = x[:, -1, x.shape[2] - h * f :].reshape(x.shape[0], h, f)
         dec, _ = self.decoder(future, state)  # [B, H, hidden]
-        return self.head(dec).squeeze(-1)  # [B, H]
+        return self.head(dec).transpose(1, 2).reshape(x.shape[0], -1)  # [B, H, T] -> [B, T*H], output by output

@@ -25,7 +25,7 @@ import torch
 from rnn_core.checkpoint import CheckpointError, model_from_bundle
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
 from rnn_core.data import (
-    FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows, valid_origins,
+    FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows, origin_values, valid_origins,
 )
 from rnn_core.forecaster import PostProcessed, SeasonalNaive, WeightedMean, member_bundle
 
@@ -46,12 +46,14 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     if not cfg.dataset.builtin:  # a user's series: never across two series, never onto a missing target
         origins = np.intersect1d(origins, valid_origins(frame, cfg))
     y_raw = make_targets(data.cnt.astype(np.float64), origins, cfg.horizon)  # [N, H]
+    anchor = origin_values(frame, cfg, origins)  # [N] or None
     data.splits["train"] = Split(
         X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]
-        y=torch.from_numpy(np.asarray(ts.forward(y_raw), dtype=np.float32)),
+        y=torch.from_numpy(np.asarray(ts.forward(y_raw, anchor), dtype=np.float32)),
         y_raw=torch.from_numpy(y_raw.astype(np.float32)),
         origin=origins,
         target_time=make_targets(data.hours, origins, cfg.horizon).copy(),
+        anchor=anchor,
     )
     return data
 

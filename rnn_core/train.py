@@ -106,11 +106,13 @@ def evaluate(
     y_raw: torch.Tensor,
     target_scaler: TargetScaler,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss,
+    anchor: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Loss (the training loss, in model space) and MAE/RMSE in bikes per hour, after the inverse transform."""
+    """Loss (the training loss, in model space) and MAE/RMSE in bikes per hour, after the inverse transform.
+    ``anchor`` [N]: the counts at the origins, for a change target (Split.anchor)."""
     out = predict(model, X)  # [N, H]
     loss = float(loss_fn(out, y))
-    bikes = target_scaler.inverse(out.double())  # [N, H] bikes/hour
+    bikes = target_scaler.inverse(out.double(), anchor)  # [N, H] bikes/hour
     err = bikes - y_raw.double()
     return {"loss": loss, "mae": float(err.abs().mean()), "rmse": float(err.pow(2).mean().sqrt())}
 
@@ -291,7 +293,7 @@ def fit(
         train_loss = train_epoch(run.model, run.optimizer, Xtr, ytr, train_cfg.batch_size, run.gen,
                                  train_cfg.clip_norm, loss_fn, ema=ema)
         train_time = time.perf_counter() - t0
-        val = (evaluate(run.scored, Xva, yva, yva_raw, data.target_scaler, loss_fn) if math.isfinite(train_loss)
+        val = (evaluate(run.scored, Xva, yva, yva_raw, data.target_scaler, loss_fn, va.anchor) if math.isfinite(train_loss)
                else {"loss": math.nan, "mae": math.nan, "rmse": math.nan})
         run.in_epochs_s += time.perf_counter() - t0  # train + evaluate only: what overhead is measured against
         lr = run.optimizer.param_groups[0]["lr"]

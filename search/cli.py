@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rnn_core.config import (
-    CONFIGS, SPLIT_FIELDS, DataConfig, ModelConfig, Setting, TrainConfig, UserError, parse_lags, pick, settings, split_kwargs,
+    CONFIGS, SPLIT_FIELDS, DataConfig, ModelConfig, Setting, TrainConfig, UserError, form_note, parse_lags, pick, settings, split_kwargs,
 )
 
 log = logging.getLogger("rnn_search")
@@ -196,7 +196,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         parts = ", ".join(f"{str(data.hours[r[0] + 1])[:16]} .. {str(data.hours[r[-1] + cfg.horizon])[:16]}" for r in runs)
         filled, total = data.filled_targets(name)
         print(f"  {name:<5} {len(s):>6,} windows, targets {parts} ({filled:,} of {total:,} target {'hours' if ds.builtin else 'steps'} filled)")
-    print(f"target:        {data.target_scaler.transform} (train mean {data.target_scaler.mean:.4f}, std {data.target_scaler.std:.4f})")
+    ts = data.target_scaler
+    change = f"; {ts.form}: change from t, mean {ts.change_mean:.4f}, std {ts.change_std:.4f}" if ts.form != "level" else ""
+    print(f"target:        {ts.transform} (train mean {ts.mean:.4f}, std {ts.std:.4f}{change})")
     print(f"features ({len(data.feature_names)}): {', '.join(data.feature_names)}")
     return 0
 
@@ -397,7 +399,7 @@ def _print_ensemble(rep: Any, unit: str = "bikes/hour") -> None:
             continue
         print(f"  {m['trial_id']}  weight {m['weight']:.2f}  val MAE {m['val_mae']:.2f}  "
               f"{_shown(m['config'], 'cell')} {_shown(m['config'], 'hidden_size')}x{_shown(m['config'], 'num_layers')}, "
-              f"{_shown(m['config'], 'sequence_size')} h")
+              f"{_shown(m['config'], 'sequence_size')} h{form_note(m['config'].get('target_form', 'level'))}")
     print(f"ensemble file: {rep.file}")
     if rep.refit_file:
         print(f"refit on training + validation hours in {_hms(rep.refit_s)}: {rep.refit_file} "

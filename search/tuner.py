@@ -99,11 +99,11 @@ class ProgressLine(tune.Callback):
 
 
 def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:
-    """val_loss, unless trials compute it differently (a choice of target transform or loss): then the
+    """val_loss, unless trials compute it differently (a choice of target transform, change target or loss): then the
     validation MAE in bikes per hour, the one score every trial shares."""
     if opts.metric:
         return opts.metric
-    varies = any(isinstance(space.get(k), tune.search.sample.Domain) for k in ("target_transform", "loss"))
+    varies = any(isinstance(space.get(k), tune.search.sample.Domain) for k in ("target_transform", "target_form", "loss"))
     return "val_mae" if varies else METRIC
 
 
@@ -155,7 +155,7 @@ def load_datasets(opts: SearchOptions, space: dict[str, Any]) -> dict[DataConfig
         data = load(cfg, opts.data_path)
         datasets[cfg] = data
         log.info("data: %s; L=%d, target %s, lags %s: windows train/val/test = %s", data.source, cfg.sequence_size,
-                 cfg.target_transform, list(cfg.seasonal_lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
+                 cfg.target_transform + ("" if cfg.target_form == "level" else f" ({cfg.target_form})"), list(cfg.seasonal_lags) or "none", "/".join(str(len(s)) for s in data.splits.values()))
     return datasets
 
 

@@ -16,7 +16,7 @@ import torch
 
 from rnn_core.data import (
     CNT_TOTAL, FEATURES, GRID_ROWS, DataConfig, DataError, build, cache_dir, feature_names, find_data,
-    load, load_frame, n_features, read_raw,
+    TargetScaler, load, load_frame, n_features, read_raw,
 )
 from search.cli import main
 
@@ -174,6 +174,56 @@ def test_the_sqrt_transform_is_fitted_on_training_roots_and_inverts_to_counts(ho
     below = scaler.forward(np.array([0.0]))[0] - 1.0  # a model output under the root of zero is no bikes, not its square
     assert scaler.inverse(np.array([below]))[0] == 0.0
     assert np.allclose(data["train"].y.numpy().ravel(), scaler.forward(rows), atol=1e-5)
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_change_and_both_targets_are_changes_from_the_origin_and_invert_to_counts(hour_csv: Path, horizon: int) -> None:
+    frame, *_ = load_frame(hour_csv)
+    cnt = frame["cnt"].to_numpy(np.float64)
+    level = build(frame, DataConfig(target_transform="sqrt", horizon=horizon))
+    change = build(frame, DataConfig(target_transform="sqrt", target_form="change", horizon=horizon))
+    both = build(frame, DataConfig(target_transform="sqrt", target_form="both", horizon=horizon))
+    sc = change.target_scaler
+    assert sc.form == "change" and TargetScaler.from_dict(sc.to_dict()) == sc
+    # the change's statistics: the training windows' changes only; the level's are the level target's own
+    tr = change["train"]
+    d = np.sqrt(tr.y_raw.double().numpy()) - np.sqrt(tr.anchor)[:, None]  # [N, H]
+    assert sc.change_mean == pytest.approx(d.mean(), abs=1e-4) and sc.change_std == pytest.approx(d.std(), rel=1e-4)
+    assert (both.target_scaler.mean, both.target_scaler.std) == (level.target_scaler.mean, level.target_scaler.std)
+    assert both.model_config(cell="gru").targets == 2 and change.model_config(cell="gru").targets == 1
+    for name in ("train", "val", "test"):
+        s, b = change[name], both[name]
+        assert np.array_equal(s.anchor, cnt[s.origin]) and level[name].anchor is None  # the count at t, the last input hour
+        d = np.sqrt(s.y_raw.double().numpy()) - np.sqrt(s.anchor)[:, None]
+        assert np.allclose(s.y.double().numpy(), (d - sc.change_mean) / sc.change_std, atol=1e-5)
+        assert torch.equal(b.y, torch.cat([level[name].y, s.y], 1))  # [N, 2H]: the levels, then the changes
+        assert np.allclose(sc.inverse(s.y.double(), s.anchor).numpy(), s.y_raw.numpy(), atol=1e-2)
+        assert np.allclose(both.target_scaler.inverse(b.y.double(), b.anchor).numpy(), b.y_raw.numpy(), atol=1e-2)
+    # 'both' forecasts the mean of its two outputs in bikes
+    z = torch.cat([level["val"].y[:5], change["val"].y[:5] + 0.3], 1).double()
+    want = 0.5 * (level.target_scaler.inverse(z[:, :horizon]) + sc.inverse(z[:, horizon:], change["val"].anchor[:5]))
+    assert torch.allclose(both.target_scaler.inverse(z, change["val"].anchor[:5]), want)
+    with pytest.raises(ValueError, match="needs the counts at the forecast origins"):
+        sc.inverse(tr.y[:3])
+    # a scaler stored before the form existed learnt the level; a level scaler cannot serve a change config
+    old = {k: v for k, v in level.target_scaler.to_dict().items() if k in ("transform", "mean", "std")}
+    assert TargetScaler.from_dict(old) == level.target_scaler
+    with pytest.raises(DataError, match="is for a level target, this data config's target_form is change"):
+        build(frame, change.config, scalers=(change.feature_scaler, TargetScaler.from_dict(old)))
+
+
+def test_a_change_target_of_a_series_starts_from_its_last_known_value() -> None:
+    from rnn_core.config import Dataset
+    from rnn_core.data import origin_values
+
+    frame = pd.DataFrame({"y": [1.0, np.nan, np.nan, 4.0, np.nan, 6.0], "store": ["a", "a", "a", "b", "b", "b"]},
+                         index=pd.RangeIndex(6))
+    cfg = DataConfig(target_form="change", dataset=Dataset(time="t", target="y", series="store"))
+    # a missing step carries its series' last value; b's first value is never carried from a
+    assert origin_values(frame, cfg, np.arange(6)).tolist() == [1.0, 1.0, 1.0, 4.0, 4.0, 6.0]
+    first_missing = frame.assign(y=[np.nan, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert origin_values(first_missing, cfg, np.array([0, 1])).tolist() == [0.0, 2.0]
+    assert origin_values(frame, DataConfig(dataset=cfg.dataset), np.arange(6)) is None
 
 
 @pytest.mark.parametrize("horizon", [1, 3, 24])

@@ -261,3 +261,37 @@ def test_train_wandb_offline_writes_run_files(hour_csv: Path, tmp_path: Path) ->
                  "--batch-size", "512", "--out", str(out), "--wandb", "offline"]) == 0
     runs = list((out / "wandb").glob("offline-run-*"))
     assert runs and any(f.suffix == ".wandb" for f in runs[0].rglob("*"))
+
+
+@pytest.mark.parametrize("form", ["change", "both"])
+@pytest.mark.parametrize("arch", ["head", "seq2seq"])
+def test_a_change_target_model_file_forecasts_what_its_training_scored(hour_csv: Path, tmp_path: Path, form: str,
+                                                                       arch: str) -> None:
+    """The file alone (no data object) rebuilds the counts at the origins it needs: its validation forecast is
+    the one early stopping scored, and its test forecast the trainer's own on the test windows."""
+    import numpy as np
+
+    from rnn_core.data import DataConfig, load, load_frame
+
+    data = load(DataConfig(target_transform="sqrt", target_form=form, horizon=1 if arch == "head" else 3), hour_csv)
+    mcfg, tcfg = _tiny(data, max_epochs=2, arch=arch)
+    res = fit(data, mcfg, tcfg)
+    lm = load_model(save_bundle(tmp_path / "model.pt", res.state, data, mcfg, tcfg)).base
+    frame, *_ = load_frame(hour_csv)
+    for name in ("val", "test"):
+        s = data[name]
+        pred = lm.forecast(frame, s.origin)  # [N, H]: one forecast per hour, whatever the outputs
+        assert pred.shape == tuple(s.y_raw.shape)
+        m = evaluate(res.model, s.X, s.y, s.y_raw, data.target_scaler, anchor=s.anchor)
+        assert math.isclose(float(np.abs(pred - s.y_raw.numpy()).mean()), m["mae"], rel_tol=1e-5), name
+        if name == "val":
+            assert math.isclose(m["mae"], res.best_metrics["val_mae"], rel_tol=1e-6)
+
+
+def test_a_model_of_both_forms_has_two_outputs_per_hour_in_either_arch() -> None:
+    for arch, extra in (("head", {}), ("seq2seq", {"future_features": 2})):
+        m = RNNForecaster(ModelConfig(n_features=10, horizon=3, targets=2, hidden_size=8, arch=arch, **extra)).eval()
+        x = torch.randn(4, 12, 10)
+        assert m(x).shape == (4, 6)  # [B, T*H]: the three levels, then the three changes
+    with pytest.raises(ValueError, match="targets must be a positive integer"):
+        ModelConfig(n_features=3, targets=0)
