@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line, target_outputs
 from rnn_core.data import BikeData, FeatureScaler, TargetScaler, features_for, make_windows, origin_values
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict
@@ -240,7 +240,7 @@ def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.d
     rebuild("its weights do not fit its model config", model.load_state_dict, bundle.get("weights") or bundle["best_model"])
     model.to(device).eval()
     tscaler = rebuild("its field target_scaler cannot be read", TargetScaler.from_dict, bundle["target_scaler"])
-    if tscaler.form != dcfg.target_form or mcfg.targets != (2 if dcfg.target_form == "both" else 1):
+    if tscaler.form != dcfg.target_form or mcfg.targets != target_outputs(dcfg.target_form):
         raise CheckpointError(f"{source}: its target scaler ({tscaler.form}), model ({mcfg.targets} output(s) per hour) "
                               f"and data config (target_form {dcfg.target_form}) do not match: the file is damaged")
     return LoadedModel(

@@ -32,6 +32,11 @@ COUNT_TRANSFORMS = ("log1p", "sqrt")
 TARGET_FORMS = ("level", "change", "both")
 
 
+def target_outputs(form: str) -> int:
+    """Model outputs per target hour of a target form: a level and a change for 'both', else one."""
+    return 2 if form == "both" else 1
+
+
 def form_note(form: str) -> str:
     """A member's target form in its one-line description: nothing for a level."""
     return {"level": "", "change": ", change from t", "both": ", level + change"}[form]

@@ -42,7 +42,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+1, H] views
 
 from rnn_core import series as user_series
-from rnn_core.config import BIKES, TARGET_FORMS, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig
+from rnn_core.config import BIKES, TARGET_FORMS, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig, target_outputs
 from rnn_core.series import DataError
 
 log = logging.getLogger(__name__)
@@ -309,9 +309,8 @@ class BikeData:
         if fields.get("arch") == "seq2seq" and not future:  # a constraint across the two configs
             raise ValueError("arch seq2seq feeds its decoder the calendar of each target hour: it needs the future "
                              "calendar features (drop --no-future-calendar)")
-        targets = 2 if self.config.target_form == "both" else 1  # a level and a change output per target hour
         return ModelConfig(n_features=len(self.feature_names), horizon=self.config.horizon, future_features=future,
-                           targets=targets, **fields)
+                           targets=target_outputs(self.config.target_form), **fields)
 
     def __getitem__(self, name: str) -> Split:
         if name not in self.splits:
