@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class KneeRule:
-    """Stop once the ensemble's validation MAE has not fallen by ``margin`` (a fraction) of the best so far
-    for ``patience`` finished trials, judged every ``every`` finished trials."""
+    """Stop once the ensemble's validation MAE has not fallen by ``margin`` (a fraction) below the score at the
+    last gain for ``patience`` finished trials, judged every ``every`` finished trials. Small gains add up: two
+    checks 0.6% better each are one gain of 1.2% against the score they started from (Keras' min_delta rule)."""
 
     patience: int
     margin: float
@@ -46,12 +47,10 @@ class KneeRule:
     def stop_at(self, history: list[tuple[int, float]]) -> int | None:
         """history: (finished trials, ensemble validation MAE) at each check, in order -> the index of the check
         at which the search ends, or None while it goes on."""
-        best, since = math.inf, 0
+        ref, since = math.inf, 0  # the score at the last gain above the margin, and the trials then
         for i, (n, score) in enumerate(history):
-            if score < best * (1 - self.margin):
-                best, since = score, n
-            elif score < best:
-                best = score  # a gain below the margin: the better ensemble counts, the clock does not restart
+            if score < ref * (1 - self.margin):
+                ref, since = score, n  # a gain since the last one, however many small steps it took
             if n - since >= self.patience:
                 return i
         return None

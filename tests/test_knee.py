@@ -28,6 +28,11 @@ def test_the_rule_waits_patience_trials_after_the_last_gain_above_the_margin() -
     assert rule.stop_at(history[:3]) is None  # 10 trials since the gain: goes on
     assert KneeRule(patience=40, margin=0.01).stop_at(history) is None  # 50 stays a real gain
     assert KneeRule(patience=20, margin=0.0).stop_at(history) is None  # any gain counts
+    # 0.8% a check: below the margin each, but 1.6% over 20 trials, against the score the clock started from
+    creeping = [(10, 20.50), (20, 20.34), (30, 20.18), (40, 20.02), (50, 19.86), (60, 19.86), (70, 19.86)]
+    assert rule.stop_at(creeping[:5]) is None
+    assert rule.stop_at(creeping[:3]) is None  # 20.18 at 30 is a gain on 20.50 (the old rule ended here)
+    assert rule.stop_at(creeping) == 6  # the last gain at 50 (19.86 < 0.99 * 20.18): ends 20 trials later, at 70
     with pytest.raises(ValueError):
         KneeRule(patience=0, margin=0.01)
 
