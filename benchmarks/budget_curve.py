@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -85,24 +84,26 @@ def knee_checks(run: Run, every: int = 10) -> list[dict[str, float]]:
 
 def last_gain(rule: KneeRule, checks: list[dict]) -> float:
     """The minute of the last check that gained more than the rule's margin (its clock's last restart)."""
-    best, at = math.inf, checks[0]["minutes"]
-    for c in checks:
-        if c["val_mae"] < best * (1 - rule.margin):
-            at = c["minutes"]
-        best = min(best, c["val_mae"])
-    return at
+    since = rule.last_gains([(c["trials"], c["val_mae"]) for c in checks])[-1]
+    return next((c["minutes"] for c in checks if c["trials"] == since), checks[0]["minutes"])
+
+
+def knees(checks: list[dict]) -> list[dict]:
+    """Where each of RULES ends a search with these checks: from the checks alone, so that every kept curve is
+    judged by the rule as it is now, whatever rule was in force when it was measured."""
+    out = []
+    for rule in RULES:
+        i = rule.stop_at([(c["trials"], c["val_mae"]) for c in checks])
+        out.append({"rule": [rule.patience, rule.margin], "best_min": last_gain(rule, checks[:i + 1]) if i is not None else None,
+                    **(checks[i] if i is not None else {"trials": None})})
+    return out
 
 
 def curve(path: str, minutes: tuple[float, ...]) -> dict:
     run = Run(path)
     points = [dict(run.ensemble(run.by(t)), minutes=t) for t in minutes if t <= run.length + 0.5 and run.by(t)]
     checks = knee_checks(run)
-    knees = []
-    for rule in RULES:
-        i = rule.stop_at([(c["trials"], c["val_mae"]) for c in checks])
-        knees.append({"rule": [rule.patience, rule.margin], "best_min": last_gain(rule, checks[:i + 1]) if i is not None else None,
-                      **(checks[i] if i is not None else {"trials": None})})
-    return {"length_min": run.length, "trials": len(run.names), "points": points, "checks": checks, "knees": knees}
+    return {"length_min": run.length, "trials": len(run.names), "points": points, "checks": checks, "knees": knees(checks)}
 
 
 def cached(path: str, minutes: tuple[float, ...], again: bool) -> dict:
@@ -191,7 +192,8 @@ def main() -> None:
         label, _, path = spec.rpartition("=")
         new[label or Path(path).name] = dict(cached(path, minutes, args.again), run=Path(path).name,
                                              measured=f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {revision()}")
-    curves = keep(RESULTS.with_name("budget_curves.json"), new, args.drop)
+    curves = {label: dict(c, knees=knees(c["checks"])) for label, c in
+              keep(RESULTS.with_name("budget_curves.json"), new, args.drop).items()}
     png = RESULTS.with_name("budget_curve.png")
     if not os.environ.get("RNN_SEARCH_BENCH_NO_RECORD"):
         plot(curves, png)
@@ -201,7 +203,8 @@ def main() -> None:
             "`benchmarks/budget_curves.json`, with the run and the commit it was measured on.\n\n"
             + table(curves, minutes) +
             "\n\nWhere the knee rule (search.knee: the ensemble chosen again every 10 finished trials; the search ends "
-            "once its validation MAE has not fallen by the margin over the patience's finished trials) would have "
+            "once its validation MAE has not fallen by the margin below its value at the last such gain for the "
+            "patience's finished trials, small gains adding up; replayed from each curve's checks) would have "
             "ended each search (in brackets: the minute of its last gain above the margin), and the shipped test MAE "
             "then:\n\n" + knee_table(curves) +
             f"\n\nPlot: `benchmarks/{png.name}` (test MAE after every 10 finished trials, relative to the first).\n")

@@ -47,13 +47,19 @@ class KneeRule:
     def stop_at(self, history: list[tuple[int, float]]) -> int | None:
         """history: (finished trials, ensemble validation MAE) at each check, in order -> the index of the check
         at which the search ends, or None while it goes on."""
-        ref, since = math.inf, 0  # the score at the last gain above the margin, and the trials then
-        for i, (n, score) in enumerate(history):
-            if score < ref * (1 - self.margin):
-                ref, since = score, n  # a gain since the last one, however many small steps it took
+        for i, ((n, _), since) in enumerate(zip(history, self.last_gains(history))):
             if n - since >= self.patience:
                 return i
         return None
+
+    def last_gains(self, history: list[tuple[int, float]]) -> list[int]:
+        """The finished trials at the last gain above the margin, as of each check (where the clock restarted)."""
+        ref, since, out = math.inf, 0, []  # ref: the score at the last gain
+        for n, score in history:
+            if score < ref * (1 - self.margin):
+                ref, since = score, n  # a gain on the last one, however many small steps it took
+            out.append(since)
+        return out
 
 
 def _best_checkpoint(trial: Trial) -> tuple[float, Any] | None:
