@@ -164,10 +164,11 @@ class TargetScaler:
 
     def forward(self, counts: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None) -> Any:
         """Counts [N, H] (any shape for a level) -> model space ([N, 2H] for 'both'); ``anchor`` [N]: the class."""
-        level = (self._f(counts) - self.mean) / self.std if self.form != "change" else None
+        f = self._f(counts)
+        level = (f - self.mean) / self.std if self.form != "change" else None
         if self.form == "level":
             return level
-        change = (self._f(counts) - self._start(counts, anchor) - self.change_mean) / self.change_std
+        change = (f - self._start(counts, anchor) - self.change_mean) / self.change_std
         if self.form == "change":
             return change
         return torch.cat([level, change], -1) if isinstance(counts, torch.Tensor) else np.concatenate([level, change], -1)

@@ -72,9 +72,8 @@ class SearchOptions:
     """stop the search after this many minutes (running trials stop; their best checkpoints stay; default: no limit)"""
     stop_patience: int | None = None
     """end the search at its knee: once the validation MAE of its ensemble (chosen again every 10 finished trials,
-    scored by its own forecast) has not fallen by --stop-margin below its value at the last such gain (small gains add up) for this many finished
-    trials; 0: never
-    (default: the preset's)"""
+    scored by its own forecast) has not fallen by --stop-margin below its value at the last such gain (small gains
+    add up) for this many finished trials; 0: never (default: the preset's)"""
     stop_margin: float | None = None
     """the gain in percent that counts as improving, for --stop-patience (default: the preset's)"""
     stop_every: int = field(default=10, metadata=_INTERNAL)

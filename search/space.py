@@ -67,9 +67,10 @@ class Preset:
 # The cosine schedule makes the first epochs a poor guide, so ASHA judges trials from epoch 3 on.
 # Each trial learns its target in both forms (two outputs per hour: the level, and the change from the count
 # at t; the forecast is their mean): one fixed LSTM setting, 6 seeds on each of four periods of 2012, the
-# shipped chain after the seeds' mean: validation MAE -0.2 to -2.8 % and test MAE -1.9 to -4.3 % against the
-# level alone (RESULTS.md, "The target in both forms"). A choice between the forms per trial was worse: the change
-# trials look better at ASHA's early rungs, so the search kept almost only them (validation 21.35 vs 20.05).
+# shipped chain after the seeds' mean: validation MAE -0.4 to -2.6 % and test MAE -1.8 to -4.6 % against the
+# level alone (benchmarks/target_forms.py; RESULTS.md, "The target in both forms"). A choice between the forms per
+# trial was worse: the change trials look better at ASHA's early rungs, so the search kept almost only them
+# (validation 21.35 vs 20.02-20.21 for both).
 _DEFAULT_SPACE: dict[str, Any] = {
     "cell": {"choice": ["gru", "lstm"]},
     "hidden_size": {"choice": [32, 64, 128]},
