@@ -35,8 +35,10 @@ def features(frame: pd.DataFrame) -> pd.DataFrame:
         cols[f"mean{w}"] = lc.rolling(w).mean()  # hours t-w+1 .. t
     cols["diff1"] = lc - lc.shift(1)
     cols["diff24"] = lc - lc.shift(24)
-    for c in ("weathersit", "temp", "atemp", "hum", "windspeed"):
-        cols[f"{c}_prev"] = frame[c].astype(np.float64)  # the weather of the origin hour t
+    weather = frame[[f"weather_{i}" for i in range(1, 5)]].to_numpy().argmax(axis=1) + 1.0  # the one-hot back: 1..4
+    cols["weathersit_prev"] = weather  # the weather of the origin hour t
+    for c in ("temp", "atemp", "hum", "windspeed"):
+        cols[f"{c}_prev"] = frame[c].astype(np.float64)
     target = frame.index + pd.Timedelta(hours=1)
     day_holiday = frame["holiday"].groupby(frame.index.normalize()).first()  # per calendar day
     cols["hour"] = target.hour.to_numpy()

@@ -18,7 +18,7 @@ from typing import Any
 _EXPORTS = {
     "DataConfig": "config", "Dataset": "config", "ModelConfig": "config", "TrainConfig": "config",
     "Model": "api",
-    "BikeData": "data", "DataError": "data", "load": "data",
+    "WindowData": "data", "DataError": "data", "load": "data",
     "RNNForecaster": "model",
     "FitResult": "train", "evaluate": "train", "fit": "train", "train_epoch": "train",
     "CheckpointError": "checkpoint", "load_bundle": "checkpoint", "load_model": "forecaster", "save_bundle": "checkpoint",

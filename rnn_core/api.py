@@ -23,36 +23,35 @@ import pandas as pd
 from rnn_core.data import DataError
 from rnn_core.forecaster import PostProcessed, load_model, save_forecaster
 from rnn_core.metrics import Evaluation, evaluate_model, intervals_at, model_frame
-from rnn_core.series import segments
+from rnn_core.series import segments, step_words
 
 Data = str | os.PathLike[str] | pd.DataFrame | None
 
 
 def frame_of(model: PostProcessed, data: Data) -> pd.DataFrame:
-    """The model's kind of frame from a file, a raw data frame (a user's series) or None (the bikes data)."""
+    """The model's kind of frame from a file, a raw data frame or None (the file it was trained on)."""
     return model_frame(model, data)[0]
 
 
 def step_of(model: PostProcessed) -> pd.DateOffset:
-    """One step of the model's series (an hour for the bikes data)."""
-    ds = model.data_config.dataset
-    return pd.tseries.frequencies.to_offset("h" if ds.builtin else ds.freq)
+    """One step of the model's series."""
+    return pd.tseries.frequencies.to_offset(model.data_config.dataset.freq)
 
 
 def last_origins(model: PostProcessed, frame: pd.DataFrame, at: str | pd.Timestamp | None = None) -> np.ndarray:
     """[S] the forecast origin of each series: the step ``at``, else its last step with a known target."""
     ds = model.data_config.dataset
-    target = frame["cnt" if ds.builtin else ds.target].to_numpy(np.float64)
+    target = frame[ds.target].to_numpy(np.float64)
     times = pd.DatetimeIndex(frame.index)
     when = None
     if at is not None:
         try:
             when = pd.Timestamp(at)
         except ValueError:
-            raise DataError(f"--at {at!r} is not a timestamp (e.g. 2012-12-31 23:00)") from None
-    step, steps = ("an hour", "hours") if ds.builtin else ("a step", "steps")
+            raise DataError(f"--at {at!r} is not a timestamp (e.g. 2024-12-31 23:00)") from None
+    step, steps = step_words(ds.freq)
     out = []
-    for a, b in segments(frame, ds) if not ds.builtin else [(0, len(frame))]:
+    for a, b in segments(frame, ds):
         if when is None:
             known = np.flatnonzero(np.isfinite(target[a:b]))
             origin = a + int(known[-1])

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line, target_outputs
-from rnn_core.data import BikeData, FeatureScaler, TargetScaler, features_for, make_windows, origin_values
+from rnn_core.data import WindowData, FeatureScaler, TargetScaler, features_for, make_windows, origin_values
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict
 
@@ -42,7 +42,7 @@ class CheckpointError(UserError):
 def save_bundle(
     path: str | os.PathLike[str],
     state: dict[str, Any],
-    data: BikeData,
+    data: WindowData,
     model_config: ModelConfig,
     train_config: TrainConfig,
     meta: dict[str, Any] | None = None,
@@ -215,10 +215,9 @@ class LoadedModel:
             raise ValueError(f"{self.source}: forecast origins {origins[0]}..{origins[-1]} outside "
                              f"{self.first_origin}..{len(frame) - 1} (a window needs {self.first_origin + 1} hours of history)")
         feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
-        if not self.data_config.dataset.builtin:
-            from rnn_core.series import check_future_known
+        from rnn_core.series import check_future_known
 
-            check_future_known(frame, self.data_config, feats, origins, self.source)
+        check_future_known(frame, self.data_config, feats, origins, self.source)
         X = make_windows(feats, origins, self.data_config.sequence_size)  # [N, L, F]
         out = predict(self.model, X).double()  # [N, H] model space
         return self.target_scaler.inverse(out, origin_values(frame, self.data_config, origins)).numpy()

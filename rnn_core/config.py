@@ -23,6 +23,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from rnn_core.datasets import ABSENT_CHOICES, CALENDAR_PARTS, Dataset, _names, _one_of, _require, default_dataset  # noqa: F401
+
 CELLS = ("rnn", "lstm", "gru")
 ARCHS = ("head", "seq2seq")
 TARGET_TRANSFORMS = ("log1p", "sqrt", "standard", "scale100")
@@ -33,7 +35,7 @@ TARGET_FORMS = ("level", "change", "both")
 
 
 def target_outputs(form: str) -> int:
-    """Model outputs per target hour of a target form: a level and a change for 'both', else one."""
+    """Model outputs per target step of a target form: a level and a change for 'both', else one."""
     return 2 if form == "both" else 1
 
 
@@ -44,7 +46,7 @@ LOSSES = ("mse", "l1", "huber")
 LR_SCHEDULES = ("constant", "cosine")
 SPLIT_PRESETS = ("default", "lecture", "custom")
 #: What a timestamp absent from a user's file means (rnn_core.series).
-ABSENT = ("missing", "zero")
+ABSENT = ABSENT_CHOICES
 #: Ensemble selection steps (greedy, with replacement: weights are multiples of 1/K); rnn_core.ensemble.
 ENSEMBLE_SIZE = 20
 #: Origins (hours) before each forecast that an ensemble's calibration factor is refit on: two weeks
@@ -99,17 +101,8 @@ def _number(v: Any) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    _require(value in allowed, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
 def parse_lags(text: str) -> tuple[int, ...]:
-    """Seasonal lags as text (a flag, a YAML value, a trial's config) -> hours: '24,168' -> (24, 168); 'none' -> ().
+    """Seasonal lags as text (a flag, a YAML value, a trial's config) -> steps: '24,168' -> (24, 168); 'none' -> ().
 
     The one parser of lags. Text is their form outside rnn_core because Optuna's categorical
     distributions (and its storages) take only plain values, not tuples.
@@ -120,7 +113,7 @@ def parse_lags(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"seasonal lags: expected hours such as 24,168 or none, got {text!r}") from None
+        raise ValueError(f"seasonal lags: expected steps such as 24,168 or none, got {text!r}") from None
 
 
 def lags_text(lags: tuple[int, ...]) -> str:
@@ -153,121 +146,58 @@ class _Config:
         return cls(**d)
 
 
-def _names(v: Any) -> tuple[str, ...]:
-    """Column names as a tuple: 'a,b' (a flag), a list (YAML, a stored dict) or a tuple."""
-    if isinstance(v, str):
-        return tuple(t.strip() for t in v.split(",") if t.strip())
-    _require(isinstance(v, (list, tuple)) and all(isinstance(t, str) and t for t in v),
-             f"expected column names, got {v!r}")
-    return tuple(v)
-
-
-@dataclass(frozen=True)
-class Dataset(_Config):
-    """The series to learn: the built-in bikes data (no --target), or a file of your own described column by column.
-
-    A model file stores it, so that test, predict and export read a file the way the model was trained on it."""
-
-    time: str | None = None
-    """Your file's time column (ISO timestamps or dates). Give it with --target for your own series."""
-    target: str | None = None
-    """The column to forecast (none: the built-in UCI bikes data, hour.csv)."""
-    freq: str | None = None
-    """The series' step as a pandas frequency such as h, D, 15min, W or MS (default: inferred from the file; an
-    irregular step is refused)."""
-    past: tuple[str, ...] = field(default=(), metadata={"names": True})
-    """Past covariates, comma-separated: columns known only up to each forecast origin (measured weather)."""
-    future: tuple[str, ...] = field(default=(), metadata={"names": True})
-    """Known-future covariates, comma-separated: columns known for the target times too (holidays, planned
-    promotions); predicting needs them for the forecast times: rows with them and an empty target."""
-    series: str | None = None
-    """Column naming the series of a file that holds several: one model learns them all; windows never cross
-    two series."""
-    absent: str = field(default="missing", metadata={"choices": ABSENT})
-    """What a timestamp absent from the file means: 'missing' (never a target; its inputs are carried forward
-    and flagged) or 'zero' (counts: nothing happened then)."""
-
-    def __post_init__(self) -> None:
-        for name in ("past", "future"):
-            object.__setattr__(self, name, _names(getattr(self, name)))
-        _one_of("absent", self.absent, ABSENT)
-        _require((self.time is None) == (self.target is None),
-                 "a dataset of your own needs both --time and --target (the time column and the column to forecast)")
-        if self.builtin:
-            _require(not (self.freq or self.past or self.future or self.series),
-                     "--freq, --past, --future and --series describe a file of your own: give --time and --target too")
-            return
-        columns = [self.time, self.target, *self.past, *self.future] + ([self.series] if self.series else [])
-        _require(all(isinstance(c, str) and c.strip() for c in columns), f"column names must be non-empty, got {columns}")
-        if dup := sorted({c for c in columns if columns.count(c) > 1}):
-            raise ValueError(f"column {dup[0]!r} is named twice in the dataset description ({self.describe()})")
-
-    @property
-    def builtin(self) -> bool:
-        """The built-in bikes data (rnn_core.data), not a file of the user's own (rnn_core.series)."""
-        return self.target is None
-
-    def describe(self) -> str:
-        if self.builtin:
-            return "the UCI bikes data (hour.csv)"
-        parts = [f"time {self.time}", f"target {self.target}", f"freq {self.freq or 'inferred'}"]
-        parts += [f"past {','.join(self.past)}"] * bool(self.past) + [f"future {','.join(self.future)}"] * bool(self.future)
-        return ", ".join(parts + [f"series {self.series}"] * bool(self.series) + [f"absent = {self.absent}"])
-
-
-#: The built-in data set.
-BIKES = Dataset()
-
-
 @dataclass(frozen=True)
 class DataConfig(_Config):
-    """How hours become windows and splits. Stored in every checkpoint so that a split can be rebuilt."""
+    """How the steps of a series become windows and splits. Stored in every checkpoint so that a split can be
+    rebuilt."""
 
     sequence_size: int = 24
-    """Input hours per window (L), ending with the forecast origin t."""
+    """Input steps per window (L), ending with the forecast origin t."""
     horizon: int = field(default=1, metadata={"search": False})
-    """Hours forecast per window: cnt at t+1 ... t+horizon (1 to 24)."""
+    """Steps forecast per window: the target at t+1 ... t+horizon (1 to 24)."""
     split: str = field(default="default", metadata={"choices": SPLIT_PRESETS, "search": False})
-    """'default' (val 2012-09/10, test 2012-11/12), 'lecture' (last 24 windows test, 96 before val) or 'custom'."""
+    """'default' (the data set's own: for the bikes data validation Sep-Oct and test Nov-Dec of its last year;
+    for a file of your own the last tenth of its time is the test period and the tenth before it validation),
+    'lecture' (the last 24 windows test, the 96 before them validation) or 'custom' (--split VAL,TEST[,END])."""
     val_start: str | None = field(default=None, metadata={"search": False})
-    """Custom split: first validation target hour (e.g. '2012-07-01')."""
+    """Custom split: the first validation target time (a date such as '2024-07-01')."""
     test_start: str | None = field(default=None, metadata={"search": False})
-    """Custom split: first test target hour."""
+    """Custom split: the first test target time."""
     test_end: str | None = field(default=None, metadata={"search": False})
-    """Custom split: last test target hour (default: end of data)."""
+    """Custom split: the last test target time (default: the end of the data)."""
     val_windows: int = field(default=1, metadata={"search": False})
-    """Validation windows: 1 = every hour from the validation start to the test period; K > 1 = K windows of
+    """Validation windows: 1 = every step from the validation start to the test period; K > 1 = K windows of
     the same total length spread evenly over the year before the test period, the last one ending where it
-    starts. Training windows whose inputs or targets touch a validation hour are left out."""
+    starts. Training windows whose inputs or targets touch a validation step are left out."""
     future_calendar: bool = True
-    """Append the calendar features of the target hours t+1..t+horizon to every step (known in advance)."""
-    daylight: bool = True
-    """The bikes data: add the sun's height over Washington DC at each hour to its calendar (dark hours move
-    with the season and jump when the clocks change; the hour and the month alone do not say when). A series
-    of your own does not get it."""
+    """Append what is known in advance of the target steps t+1..t+horizon (their calendar, known-future
+    covariates and feature functions) to every input step."""
     seasonal_lags: tuple[int, ...] = ()
-    """Seasonal count lags in hours, e.g. 24,168: step s also sees log1p(cnt) at hour s+1-lag (the same hour
-    a day or a week before the hour after s); only hours <= t are used, so nothing after t leaks."""
+    """Seasonal lags of the target in steps, e.g. 24,168 for hourly data: step s also sees the target's history
+    at step s+1-lag (the same step a season before the step after s); only steps <= t are used, so nothing
+    after t leaks."""
     target_transform: str = field(default="log1p", metadata={"choices": TARGET_TRANSFORMS})
     """Target scaling: 'log1p' (log1p then standardise), 'sqrt' (square root then standardise: counts' variance
-    stabiliser), 'standard' (standardise the counts) or 'scale100' (/100)."""
+    stabiliser), 'standard' (standardise) or 'scale100' (/100). Default: log1p for the bikes data; for a file of
+    your own log1p when its target is counts, else standard."""
     target_form: str = field(default="level", metadata={"choices": TARGET_FORMS})
     """What the model learns of each target, on the transform's scale f: 'level' (f(y[t+h]), standardised),
     'change' (its change from the origin, f(y[t+h]) - f(y[t]): it reads the level it starts from rather than
-    learning it from the training years) or 'both' (two outputs per target hour, one of each, trained together;
-    the forecast is the mean of the two in bikes: their errors differ, and the mean gains on each)."""
-    dataset: Dataset = field(default=BIKES, metadata={"derived": True, "search": False})
+    learning it from the training years) or 'both' (two outputs per target step, one of each, trained together;
+    the forecast is the mean of the two in the target's units: their errors differ, and the mean gains on each)."""
+    dataset: Dataset = field(default_factory=default_dataset, metadata={"derived": True, "search": False})
     """The series (set from the Dataset flags: --time, --target, ...)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataConfig:
-        """A stored config; one stored before ``daylight`` existed had no such input (its models read 8
-        calendar features)."""
-        return cls(**{"daylight": False, **d})
+        """A stored config, those of older files migrated (rnn_core.datasets.migrate)."""
+        from rnn_core.datasets import migrate
+
+        return cls(**migrate(d))
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset, dict):  # from a stored dict
-            object.__setattr__(self, "dataset", Dataset(**self.dataset))
+            object.__setattr__(self, "dataset", Dataset.from_dict(self.dataset))
         _require(isinstance(self.dataset, Dataset), f"dataset must be a Dataset, got {self.dataset!r}")
         _require(_integer(self.sequence_size) and self.sequence_size >= 1,
                  f"sequence_size must be a positive integer, got {self.sequence_size!r}")
@@ -281,14 +211,14 @@ class DataConfig(_Config):
         elif isinstance(self.seasonal_lags, list):
             object.__setattr__(self, "seasonal_lags", tuple(self.seasonal_lags))  # from a stored dict
         _require(all(_integer(k) and 2 <= k <= 24 * 28 for k in self.seasonal_lags),
-                 f"seasonal_lags must be integers from 2 to 672 hours, got {self.seasonal_lags!r}")
+                 f"seasonal_lags must be integers from 2 to 672 steps, got {self.seasonal_lags!r}")
         _require(_integer(self.val_windows) and 1 <= self.val_windows <= 12,
                  f"val_windows must be an integer from 1 to 12, got {self.val_windows!r}")
         _require(self.val_windows == 1 or self.split != "lecture",
                  "the lecture split has one validation window (its 96 hours before the test day)")
         if self.split == "custom":
             _require(bool(self.val_start and self.test_start),
-                     "a custom split needs val_start and test_start (dates such as 2012-07-01)")
+                     "a custom split needs val_start and test_start (dates such as 2024-07-01)")
             bounds = [self.val_start, self.test_start] + ([self.test_end] if self.test_end else [])
             try:
                 stamps = [_timestamp(b) for b in bounds]
@@ -304,7 +234,7 @@ class ModelConfig(_Config):
     n_features: int = field(default=1, metadata={"derived": True})
     """F: input features per step (set from the DataConfig)."""
     horizon: int = field(default=1, metadata={"derived": True})
-    """H: hours forecast per window, outputs of the linear head (set from the DataConfig)."""
+    """H: steps forecast per window, outputs of the linear head (set from the DataConfig)."""
     cell: str = field(default="rnn", metadata={"choices": CELLS})
     """Recurrent cell: 'rnn' (tanh, the lecture's), 'lstm' or 'gru'."""
     hidden_size: int = 128
@@ -317,12 +247,12 @@ class ModelConfig(_Config):
     """Run each layer forwards and backwards over the window."""
     arch: str = field(default="head", metadata={"choices": ARCHS})
     """'head': many-to-one, the encoder's last state through a linear head to the H outputs; 'seq2seq': an
-    encoder-decoder whose decoder steps through the H target hours fed with their calendar (known in
+    encoder-decoder whose decoder steps through the H target steps fed with their calendar (known in
     advance), one output per step. seq2seq needs the future calendar features."""
     future_features: int = field(default=0, metadata={"derived": True})
-    """Known-in-advance features per target hour at the end of each input step (set from the DataConfig)."""
+    """Known-in-advance features per target step at the end of each input step (set from the DataConfig)."""
     targets: int = field(default=1, metadata={"derived": True})
-    """Outputs per target hour: 2 for a target learnt in both forms (DataConfig.target_form), else 1."""
+    """Outputs per target step: 2 for a target learnt in both forms (DataConfig.target_form), else 1."""
 
     def __post_init__(self) -> None:
         _one_of("cell", self.cell, CELLS)

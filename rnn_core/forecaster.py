@@ -83,7 +83,7 @@ class SeasonalNaive:
         from another series (there, the value at the origin)."""
         ds, h = self.data_config.dataset, self.data_config.horizon
         y = frame[target_column(self.data_config)].astype(np.float64)
-        start = segment_start(frame, ds) if not ds.builtin else np.zeros(len(frame), dtype=np.int64)
+        start = segment_start(frame, ds)
         y = y.groupby(start).ffill().to_numpy()
         origins = np.asarray(origins, np.int64)
         k = np.arange(1, h + 1)
@@ -107,7 +107,10 @@ def member_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.
 
 
 def naive_bundles(cfg: DataConfig) -> dict[str, dict[str, Any]]:
-    """The naive candidates of a data config: persistence and each season of the series at least the horizon."""
+    """The candidate policy of every ensemble (search.results.build_ensemble and the knee rule's alike): the trials,
+    best first, then these naive forecasts, persistence and each season of the series at least the horizon. On a
+    series that a naive forecast already fits the selection weighs it, so the shipped model is never worse on
+    validation than it; ties go to the trials."""
     return {name: SeasonalNaive(lag, cfg).bundle for name, lag in baselines_for(cfg).items()
             if lag == 0 or lag >= cfg.horizon}
 
@@ -193,7 +196,7 @@ class PostProcessed:
         if not len(origins):
             return np.empty((0, self.data_config.horizon)), {}
         ds = self.data_config.dataset
-        if ds.builtin or not ds.series:
+        if not ds.series:
             return self._forecast_segment(frame, origins, steps, (0, len(frame)))
         # Several series: each one's forecasts learn only from its own past (its segment of rows).
         out, bands_ = np.empty((len(origins), self.data_config.horizon)), {}
@@ -334,7 +337,7 @@ def fit_chain(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str =
     origins, target = split_targets(frame, base.data_config, "val")
     base_val = base.forecast(frame, origins) if base_val is None else base_val
     cfg = base.data_config
-    counts = cfg.dataset.builtin or never_negative(frame[cfg.dataset.target].to_numpy(np.float64))
+    counts = never_negative(frame[cfg.dataset.target].to_numpy(np.float64))
     factor = calibrate(base_val, target, loss) if counts else 1.0
     point = PostProcessed(base, standard_steps(factor, loss, cfg, counts), dict(meta or {}), source)
     pred = point.forecast(frame, origins)  # [N, H]: the intervals do not change it

@@ -109,8 +109,10 @@ class Intervals:
                 out[a][1][ok, k] = _g_inv(z[q, k] + hi_off, self.scale)
         return out
 
-    def describe(self) -> str:
-        how = (f"recalibrated at each origin on the residuals of the {self.window // 24} days before it"
+    def describe(self, freq: str | None = None) -> str:
+        from rnn_core.series import span_words
+
+        how = (f"recalibrated at each origin on the residuals of the {span_words(self.window, freq)} before it"
                if self.window else f"from {self.n:,} validation windows")
         return f"conformal on the {self.scale} scale, {how}"
 

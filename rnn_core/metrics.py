@@ -1,8 +1,9 @@
-"""Errors in bikes per hour, the naive baselines every model must beat, and a model's evaluation on a split."""
+"""Errors in the target's units, the naive baselines every model must beat, and a model's evaluation on a split."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError
-from rnn_core.data import BikeData, DataError, Split, build, load_frame
-from rnn_core.series import BASELINES, baselines_for, series_frame
+from rnn_core.data import WindowData, DataError, Split, build, load_frame
+from rnn_core.series import baselines_for, series_frame
 from rnn_core.forecaster import PostProcessed, load_model, split_targets
 from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
 
@@ -23,7 +24,7 @@ def rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
 
 
-def baseline_predictions(cnt: np.ndarray, split: Split, name: str, lags: dict[str, int] = BASELINES,
+def baseline_predictions(cnt: np.ndarray, split: Split, name: str, lags: dict[str, int],
                          starts: np.ndarray | None = None) -> np.ndarray:
     """[N, H] naive forecasts for a split's targets from the raw count series cnt [T].
 
@@ -47,7 +48,7 @@ def baseline_predictions(cnt: np.ndarray, split: Split, name: str, lags: dict[st
     return cnt[idx]
 
 
-def baseline_metrics(cnt: np.ndarray, split: Split, lags: dict[str, int] = BASELINES,
+def baseline_metrics(cnt: np.ndarray, split: Split, lags: dict[str, int],
                      starts: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """MAE and RMSE of every baseline on a split's targets (those whose values are all known)."""
     target = split.y_raw.numpy()
@@ -70,19 +71,18 @@ def per_step(pred: np.ndarray, target: np.ndarray) -> dict[str, list[float]]:
 
 
 def model_frame(model: PostProcessed, data_path: str | os.PathLike[str] | pd.DataFrame | None) -> tuple[pd.DataFrame, str, int, int]:
-    """The data a model was trained on, read as its own dataset description says (a file of the user's own, or
-    the bikes data); a file that does not fit it is refused in one line that names the model."""
+    """The data a model was trained on, read as its own dataset description says; ``data_path`` None: the file it
+    was trained on (its meta records it), else the built-in data set's own. A file that does not fit it is refused
+    in one line that names the model."""
     ds = model.data_config.dataset
-    if isinstance(data_path, pd.DataFrame):  # a user's series given in Python
-        if ds.builtin:
-            raise DataError("the bikes data is read from hour.csv: pass its path (or None), not a data frame")
+    if isinstance(data_path, pd.DataFrame):  # a series given in Python
         frame, _, filled = series_frame(data_path, ds, "data frame")
         return frame, "data frame", filled, len(frame) - filled
+    if data_path is None and model.meta.get("data") and Path(model.meta["data"]).is_file():
+        data_path = model.meta["data"]
     try:
         return load_frame(data_path, dataset=ds)
     except DataError as exc:
-        if ds.builtin:
-            raise
         raise DataError(f"{exc} (the model {model.source} was trained on {ds.describe()})") from None
 
 
@@ -108,14 +108,14 @@ def split_score(model: PostProcessed, frame: pd.DataFrame, split: str = "val") -
 
 @dataclass
 class Evaluation:
-    """A model scored on one split against the naive baselines, in bikes per hour."""
+    """A model scored on one split against the naive baselines, in the target's units."""
 
     model: PostProcessed
-    data: BikeData
+    data: WindowData
     """Every split's origins and targets under the forecaster's data config (its windows are not used: the
     forecaster builds its own)."""
     frame: pd.DataFrame
-    """The hourly data the windows come from."""
+    """The data on its grid the windows come from."""
     split: str
     prediction: np.ndarray
     """[N, H] forecasts."""
@@ -131,7 +131,7 @@ class Evaluation:
     bands: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     """level -> (lower, upper) [N, H] around ``prediction``."""
     coverage: dict[float, tuple[float, float]] = field(default_factory=dict)
-    """level -> (share of targets inside, mean width in bikes/hour)."""
+    """level -> (share of targets inside, mean width in the target's units)."""
 
     def best_baseline(self) -> tuple[str, dict[str, float]]:
         return min(self.baselines.items(), key=lambda kv: kv[1]["mae"])
@@ -163,9 +163,9 @@ def evaluate_model(
     truth = s.y_raw.numpy()
     steps = {"model": per_step(pred, truth)}
     lags = baselines_for(lm.data_config)
-    base = baseline_metrics(data.cnt, s, lags, data.starts)
+    base = baseline_metrics(data.target, s, lags, data.starts)
     for name in base:
-        steps[name] = per_step(baseline_predictions(data.cnt, s, name, lags, data.starts), truth)
+        steps[name] = per_step(baseline_predictions(data.target, s, name, lags, data.starts), truth)
     return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth, mae=mae(pred, truth),
                       rmse=rmse(pred, truth), baselines=base, steps=steps, intervals=lm.intervals,
                       bands=bands, coverage={a: coverage(lo, hi, truth) for a, (lo, hi) in bands.items()})

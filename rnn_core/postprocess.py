@@ -47,6 +47,7 @@ from numpy.lib.stride_tricks import sliding_window_view  # windows of past error
 
 from rnn_core.config import (CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE,
                              SEASONAL_BIAS_TRIM, DataConfig)
+from rnn_core.series import lag_words, span_words, step_words
 from rnn_core.data import known_runs
 from rnn_core.intervals import Intervals
 
@@ -232,7 +233,9 @@ class Step(Protocol):
 
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray: ...
 
-    def describe(self) -> str: ...
+    def describe(self, freq: str | None = None) -> str:
+        """One line in the series' own words (``freq``: its step; None: hours)."""
+        ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -265,11 +268,9 @@ class Calibration:
         factors = rolling_factors(pred, target, np.arange(len(pred)), self.window, self.loss)  # [S, H], NaN: too early
         return pred * np.where(np.isnan(factors), self.factor, factors)
 
-    def describe(self) -> str:
-        if self.window == LEVEL_WINDOW:  # the bikes data's hours
-            again = f", fitted again at each hour on the {self.window // 24} days before it"
-        else:
-            again = f", fitted again at each step on the {self.window} steps before it" if self.window else ""
+    def describe(self, freq: str | None = None) -> str:
+        each = step_words(freq)[0].split(" ", 1)[1]
+        again = f", fitted again at each {each} on the {span_words(self.window, freq)} before it" if self.window else ""
         return f"times the calibration factor {self.factor:.3f}{again}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -299,12 +300,9 @@ class ResidualCorrection:
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         return pred + residual_corrections(pred, target, np.arange(len(pred)), self.window, self.lags)
 
-    def describe(self) -> str:
-        if (self.window, self.lags) == (CORRECTION_WINDOW, CORRECTION_LAGS):  # the bikes data's hours
-            return (f"plus its own error forecast from those {', '.join(f'{lag} h' for lag in self.lags)} before "
-                    f"(fitted on the {self.window // 24} days before)")
-        return (f"plus its own error forecast from those {', '.join(map(str, self.lags))} steps before (fitted on the "
-                f"{self.window} steps before)")
+    def describe(self, freq: str | None = None) -> str:
+        lags = ", ".join(lag_words(lag, freq) for lag in self.lags)
+        return f"plus its own error forecast from those {lags} before (fitted on the {span_words(self.window, freq)} before)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "window": self.window, "lags": list(self.lags)}
@@ -339,8 +337,8 @@ class SeasonalBias:
         return pred + self.share * seasonal_biases(pred, target, np.arange(len(pred)), self.period, self.periods,
                                                    self.trim)
 
-    def describe(self) -> str:
-        unit = "hour" if self.period == 24 else "step of the day"
+    def describe(self, freq: str | None = None) -> str:
+        unit = "hour" if step_words(freq)[0] == "an hour" else "time of day"
         trimmed = f" (the {self.trim:.0%} highest and lowest days left out)" if self.trim else ""
         return f"plus {self.share:.2f} of its mean error at the same {unit} of the {self.periods} days before{trimmed}"
 
@@ -360,7 +358,7 @@ class NonNegative:
     def apply(self, pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.maximum(pred, 0.0)
 
-    def describe(self) -> str:
+    def describe(self, freq: str | None = None) -> str:
         return "never below zero"
 
     def to_dict(self) -> dict[str, Any]:
@@ -392,8 +390,8 @@ class ConformalIntervals:
             return self.intervals.bands(np.asarray(pred, np.float64)[rows])
         return self.intervals.rolling_bands(pred, target, rows)
 
-    def describe(self) -> str:
-        return f"intervals {', '.join(f'{a:.0%}' for a in self.intervals.levels)} ({self.intervals.describe()})"
+    def describe(self, freq: str | None = None) -> str:
+        return f"intervals {', '.join(f'{a:.0%}' for a in self.intervals.levels)} ({self.intervals.describe(freq)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.intervals.to_dict()}
@@ -436,13 +434,11 @@ def standard_steps(factor: float, loss: str, cfg: DataConfig | None = None, coun
     (``cfg``): the same windows and lags measured in its own seasons (rnn_core.series.chain_windows), the
     same-hour bias only where a step is under a day (a day's steps); a target that is not a count (``counts``
     False: it may be negative) gets neither the multiplicative calibration nor the floor at zero."""
-    if cfg is None or cfg.dataset.builtin:
-        return (Calibration(factor, LEVEL_WINDOW, loss), SeasonalBias(24, trim=SEASONAL_BIAS_TRIM),
-                ResidualCorrection(CORRECTION_WINDOW, CORRECTION_LAGS), NonNegative())
     from rnn_core.series import chain_windows, seasons
 
-    window, lags = chain_windows(cfg.dataset.freq)
-    found = seasons(cfg.dataset.freq)
+    freq = cfg.dataset.freq if cfg is not None else "h"
+    window, lags = chain_windows(freq)
+    found = seasons(freq)
     # sub-daily: a day's steps
     bias: tuple[Step, ...] = (SeasonalBias(found[0], trim=SEASONAL_BIAS_TRIM),) if len(found) == 2 else ()
     if not counts:
@@ -450,7 +446,7 @@ def standard_steps(factor: float, loss: str, cfg: DataConfig | None = None, coun
     return (Calibration(factor, window, loss), *bias, ResidualCorrection(window, lags), NonNegative())
 
 
-def describe_steps(items: list[dict[str, Any]] | tuple[Step, ...]) -> str:
-    """One line for a chain (stored dicts or steps): what each step does, in order."""
+def describe_steps(items: list[dict[str, Any]] | tuple[Step, ...], freq: str | None = None) -> str:
+    """One line for a chain (stored dicts or steps): what each step does, in order, in the series' own words."""
     steps = steps_from_list(list(items)) if items and isinstance(items[0], dict) else tuple(items)
-    return "; ".join(s.describe() for s in steps) or "nothing"
+    return "; ".join(s.describe(freq) for s in steps) or "nothing"

@@ -32,7 +32,7 @@ from rnn_core.forecaster import PostProcessed, SeasonalNaive, WeightedMean, memb
 log = logging.getLogger(__name__)
 
 
-def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN201 - BikeData
+def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN201 - WindowData
     """The member's windows with the training split extended over the validation hours (every origin whose
     targets end before the test period), scaled with the member's own stored scalers."""
     cfg = DataConfig.from_dict(bundle["data_config"])
@@ -43,16 +43,15 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     # Every origin from the first training window to the last validation one: also the H-1 windows that
     # straddle the boundary, and with several validation windows the training hours left out around them.
     origins = np.arange(min(tr.origin[0], va.origin[0]), max(tr.origin[-1], va.origin[-1]) + 1)
-    if not cfg.dataset.builtin:  # a user's series: never across two series, never onto a missing target
-        origins = np.intersect1d(origins, valid_origins(frame, cfg))
-    y_raw = make_targets(data.cnt.astype(np.float64), origins, cfg.horizon)  # [N, H]
+    origins = np.intersect1d(origins, valid_origins(frame, cfg))  # never across two series, never onto a missing target
+    y_raw = make_targets(data.target.astype(np.float64), origins, cfg.horizon)  # [N, H]
     anchor = origin_values(frame, cfg, origins)  # [N] or None
     data.splits["train"] = Split(
         X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]
         y=torch.from_numpy(np.asarray(ts.forward(y_raw, anchor), dtype=np.float32)),
         y_raw=torch.from_numpy(y_raw.astype(np.float32)),
         origin=origins,
-        target_time=make_targets(data.hours, origins, cfg.horizon).copy(),
+        target_time=make_targets(data.times, origins, cfg.horizon).copy(),
         anchor=anchor,
     )
     return data

@@ -1,20 +1,18 @@
-"""A series of the user's own (rnn_core.config.Dataset): read, validate, grid and turn into features.
+"""Every series read the one way: a described table (rnn_core.config.Dataset) -> checked -> on its regular grid.
 
-The bikes data keeps its own strict pipeline (rnn_core.data); everything after the features (windows, splits,
-scalers, training, the forecaster and its post-processing) is shared. Pure pandas/numpy.
+A built-in data set's definition (rnn_core.datasets) finds and checks its own file and hands over its table in the
+described columns; a user's CSV, Parquet file or data frame is read here. Then the same grid for both. Pure
+pandas/numpy.
 
 * **The frame.** One row per step of each series' regular grid, indexed by timestamp; the columns are the
   target, the covariates, ``is_missing`` (a step the file lacks, or an empty target) and, for a file of several
   series, the series column. The series lie one after another (in the order they first appear), each in time
   order: a *segment* of rows. Rows after a series' last target are its forecast times (target NaN): they carry
   the known-future covariates that a forecast from the last origin needs.
-* **Absent steps.** ``absent='zero'`` (counts): target 0; ``'missing'``: target NaN, so that no window has it as
-  a target. Either way the covariates are carried forward and the step is flagged ``is_missing``.
-* **Features of each step** (F = C + U + P + 3 + lags, then (C + U) per target step): the calendar of its
-  timestamp at the series' frequency (C), the known-future covariates (U), the past covariates (P),
-  ``is_missing``, the target history (log1p for counts, else as it is) and its flag of being carried forward,
-  the seasonal lags; then, with ``future_calendar``, the calendar and known-future covariates of each target
-  step t+1..t+H. Nothing after the origin t enters except what is known in advance.
+* **Absent steps.** ``absent='zero'`` (counts): the target and the count covariates 0; ``'missing'``: target NaN,
+  so that no window has it as a target. Either way the other covariates are carried forward (a known-future
+  one from its own day first, where the step is under a day: day flags belong to their day) and the step is
+  flagged ``is_missing``.
 """
 
 from __future__ import annotations
@@ -28,10 +26,13 @@ import numpy as np
 import pandas as pd
 
 from rnn_core.config import COUNT_TRANSFORMS, DataConfig, Dataset, UserError
+from rnn_core.datasets import calendar_parts, definition_of
+from rnn_core.features import IS_MISSING, feature_names, segment_start, segments
 
 log = logging.getLogger(__name__)
 
-IS_MISSING = "is_missing"
+#: A run of absent steps longer than a day (or than this many steps of a day or more) is said once.
+LONG_RUN_STEPS = 24
 #: Below this many rows a series cannot fill one window of any sensible size.
 MIN_ROWS = 8
 
@@ -157,7 +158,7 @@ def read_series(path: str | os.PathLike[str], ds: Dataset) -> tuple[pd.DataFrame
 def series_frame(raw: pd.DataFrame, ds: Dataset, path: Path | str = "frame") -> tuple[pd.DataFrame, Dataset, int]:
     """A raw table (a file's, or a data frame given in Python) -> (frame, description with freq, steps filled)."""
     path = Path(path)
-    wanted = [ds.time, ds.target, *ds.past, *ds.future] + ([ds.series] if ds.series else [])
+    wanted = [ds.time, ds.target, *ds.past, *ds.counts, *ds.future] + ([ds.series] if ds.series else [])
     if missing := [c for c in wanted if c not in raw.columns]:
         raise DataError(f"{path}: no column {', '.join(repr(c) for c in missing)} (the dataset description: "
                           f"{ds.describe()}); the file has {', '.join(map(str, raw.columns[:12]))}")
@@ -175,7 +176,7 @@ def series_frame(raw: pd.DataFrame, ds: Dataset, path: Path | str = "frame") -> 
         known = rows[~empty_target[rows]]
         trailing[rows[rows > known.max()] if len(known) else rows] = True
     values = {ds.target: _numbers(raw, ds.target, path, empty_ok=np.full(len(raw), ds.absent == "missing") | trailing)}
-    for col in ds.past:
+    for col in (*ds.past, *ds.counts):
         values[col] = _numbers(raw, col, path, empty_ok=trailing)
     for col in ds.future:
         values[col] = _numbers(raw, col, path, empty_ok=np.zeros(len(raw), dtype=bool))
@@ -188,11 +189,65 @@ def series_frame(raw: pd.DataFrame, ds: Dataset, path: Path | str = "frame") -> 
         parts.append(part)
         filled += n
     frame = pd.concat(parts)
-    resolved = Dataset(**{**ds.to_dict(), "freq": step.freqstr})
+    resolved = Dataset(**{**ds.to_dict(), "freq": step.freqstr, "calendar": ds.calendar or calendar_parts(step.freqstr)})
     if filled:
-        log.info("%s: %d steps absent from the file were filled (%s)", path, filled,
-                 "target 0" if ds.absent == "zero" else "never a target")
+        _say_filled(frame, resolved, path, filled)
     return frame, resolved, filled
+
+
+#: (file, its size and time, description) already reported: a file read again in the same process (a search reads
+#: it on the driver, then for its knee rule and its ensemble) is reported once.
+_SAID: set[tuple[str, ...]] = set()
+
+
+def _say_filled(frame: pd.DataFrame, ds: Dataset, path: Path, filled: int) -> None:
+    """One line, once per file, on the steps filled where a run of them is longer than a day (at most the three
+    longest named); shorter runs are for `data info` and --verbose."""
+    stat = path.stat() if path.is_file() else None
+    key = (str(path), str(stat and (stat.st_size, stat.st_mtime_ns)), ds.describe())
+    if key in _SAID:
+        return
+    _SAID.add(key)
+    runs = long_runs(frame, ds)
+    what = "target 0" if ds.absent == "zero" else "never a target"
+    longest = sorted(runs, key=lambda r: r[2], reverse=True)[:3]
+    tail = "; longest: " + ", ".join(f"{n} steps {a} .. {b}" for a, b, n in longest) if longest else ""
+    (log.warning if runs else log.debug)("%s: %d step(s) absent from the file were filled (%s, covariates carried "
+                                        "forward)%s", path, filled, what, tail)
+
+
+def long_runs(frame: pd.DataFrame, ds: Dataset) -> list[tuple[pd.Timestamp, pd.Timestamp, int]]:
+    """(first, last, steps) of each run of filled steps longer than a day (or than LONG_RUN_STEPS steps)."""
+    try:
+        per_day = max(1, int(pd.Timedelta(days=1) / pd.Timedelta(pd.tseries.frequencies.to_offset(ds.freq))))
+    except ValueError:
+        per_day = 1
+    longer = per_day if per_day > 1 else LONG_RUN_STEPS
+    flag = np.r_[0, frame[IS_MISSING].to_numpy(np.int8), 0]
+    edges = np.flatnonzero(np.diff(flag))  # starts at even positions, ends (exclusive) at odd ones
+    return [(frame.index[a], frame.index[b - 1], int(b - a)) for a, b in zip(edges[::2], edges[1::2]) if b - a > longer]
+
+
+def read_frame(path: str | os.PathLike[str] | None, ds: Dataset, *, download: bool = True
+               ) -> tuple[pd.DataFrame, str, int, int, Dataset]:
+    """The one reader: a described data set -> (frame on its grid, where it came from, steps filled, rows read,
+    the description with what the file told: its frequency and calendar). A built-in data set's definition finds
+    and checks its own file; a file of one's own is read as CSV or Parquet."""
+    definition = definition_of(ds)
+    if definition is not None:
+        try:
+            table, where, source = definition.read(path, download)
+        except DataError as exc:
+            if path is None:
+                raise
+            raise DataError(f"{exc} (read as {definition.title}, since no --time and --target describe a file of "
+                            "your own: give them for your own series)") from None
+    elif path is None:
+        raise DataError(f"a dataset of your own needs its file: pass --data FILE ({ds.describe()})")
+    else:
+        table, source, where = read_table(path), f"--data {path}", Path(path)
+    frame, resolved, filled = series_frame(table, ds, where)
+    return frame, source, filled, len(table), resolved
 
 
 def _grid(part: pd.DataFrame, ds: Dataset, step: pd.DateOffset, known: np.ndarray) -> tuple[pd.DataFrame, int]:
@@ -204,33 +259,27 @@ def _grid(part: pd.DataFrame, ds: Dataset, step: pd.DateOffset, known: np.ndarra
     absent = ~full.isin(part.index)
     before_end = np.asarray(full <= last_known)
     out[IS_MISSING] = (np.isnan(out[ds.target].to_numpy()) & before_end).astype(np.float64)
+    counts = list(ds.counts) if ds.absent == "zero" else []
     if ds.absent == "zero":
-        out.loc[absent & before_end, ds.target] = 0.0
-    covariates = [*ds.past, *ds.future]
+        out.loc[absent & before_end, [ds.target, *counts]] = 0.0
+    if ds.future and _under_a_day(step):  # a known-future value of an absent step: its own day's, first
+        day = out.index.normalize()
+        for c in ds.future:
+            out[c] = out[c].fillna(out[c].groupby(day).transform("first"))
+    covariates = [*ds.past, *(c for c in ds.counts if c not in counts), *ds.future]
     if covariates:
         out[covariates] = out[covariates].ffill()
     return out, int((absent & before_end).sum())
 
 
+def _under_a_day(step: pd.DateOffset) -> bool:
+    try:
+        return pd.Timedelta(step) < pd.Timedelta(days=1)
+    except ValueError:
+        return False
+
+
 # --------------------------------------------------------------------------------------- layout
-
-
-def segments(frame: pd.DataFrame, ds: Dataset) -> list[tuple[int, int]]:
-    """[(start, end)) row ranges of the frame's series, in order (one range for a single series)."""
-    if not ds.series or ds.series not in frame:
-        return [(0, len(frame))]
-    keys = frame[ds.series].to_numpy()
-    edges = np.flatnonzero(keys[1:] != keys[:-1]) + 1
-    bounds = [0, *edges.tolist(), len(frame)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def segment_start(frame: pd.DataFrame, ds: Dataset) -> np.ndarray:
-    """[T] the first row of each row's series."""
-    out = np.zeros(len(frame), dtype=np.int64)
-    for a, b in segments(frame, ds):
-        out[a:b] = a
-    return out
 
 
 def is_count(values: np.ndarray) -> bool:
@@ -259,23 +308,65 @@ def check_transform(frame: pd.DataFrame, cfg: DataConfig, source: str) -> None:
                         f"{cfg.target_transform} transform needs values >= 0; use --target-transform standard")
 
 
-#: name -> seasonal lag in hours (the forecast for hour t+k is cnt at t+k-lag, or cnt at t for persistence).
-BASELINES = {"persistence": 0, "seasonal_24h": 24, "seasonal_168h": 168}
-_UNITS = {"h": "h", "D": "d", "W": "w", "MS": "m", "ME": "m"}
+def _lag_name(lag: int, freq: str | None) -> str:
+    """A season's lag in the series' own words: 24h and 168h for hourly (or half-hourly) data, 7d, 52w, 12m."""
+    off = pd.tseries.frequencies.to_offset(freq or "h")
+    if off.name.startswith("W"):
+        return f"{lag * off.n}w"
+    if off.name in ("MS", "ME", "M"):
+        return f"{lag * off.n}m"
+    try:
+        span, hour, day = lag * pd.Timedelta(off), pd.Timedelta(hours=1), pd.Timedelta(days=1)
+    except ValueError:
+        return f"{lag}_steps"
+    if pd.Timedelta(off) >= day and span % day == pd.Timedelta(0):
+        return f"{span // day}d"
+    return f"{span // hour}h" if span % hour == pd.Timedelta(0) else f"{lag}_steps"
+
+
+def step_words(freq: str | None) -> tuple[str, str]:
+    """One step of a series and several, in words: ('an hour', 'hours'), ('a day', 'days'), ('a 30-minute step',
+    '30-minute steps')."""
+    off = pd.tseries.frequencies.to_offset(freq or "h")
+    words = {"h": "hour", "D": "day", "W": "week", "MS": "month", "ME": "month", "M": "month", "min": "minute",
+             "QS": "quarter", "QE": "quarter", "YS": "year", "YE": "year"}
+    word = words.get(off.name.split("-")[0])
+    if word is None:
+        return "a step", "steps"
+    if off.n != 1:
+        return f"a {off.n}-{word} step", f"{off.n}-{word} steps"
+    return ("an " if word == "hour" else "a ") + word, word + "s"
+
+
+def span_words(steps: int, freq: str | None) -> str:
+    """A number of steps as a span in the series' own words: 336 hourly steps are '14 days', 104 weekly ones
+    '104 weeks', 672 half-hourly ones '14 days'."""
+    off = pd.tseries.frequencies.to_offset(freq or "h")
+    try:
+        span = steps * pd.Timedelta(off)
+    except ValueError:
+        span = None
+    if span is not None and span >= pd.Timedelta(days=1) and span % pd.Timedelta(days=1) == pd.Timedelta(0) \
+            and not off.name.startswith("W"):
+        return f"{span // pd.Timedelta(days=1)} days"
+    one, many = step_words(freq)
+    return f"{steps} {many}" if steps != 1 else one
+
+
+def lag_words(lag: int, freq: str | None) -> str:
+    """A lag in the series' own words: '24 h', '7 d', '52 w'."""
+    name = _lag_name(lag, freq)
+    return f"{lag} steps" if name.endswith("_steps") else f"{name[:-1]} {name[-1]}"
 
 
 def baselines_for(cfg: DataConfig) -> dict[str, int]:
-    """The naive baselines of a data config: persistence and the series' seasons (bikes: 24 and 168 hours;
-    daily: 7 days; weekly: 52 weeks; monthly: 12 months)."""
-    ds = cfg.dataset
-    if ds.builtin:
-        return BASELINES
-    unit = _UNITS.get(ds.freq, " steps")
-    return {"persistence": 0, **{f"seasonal_{lag}{unit}".replace(" ", "_"): lag for lag in seasons(ds.freq)}}
+    """The naive baselines of a data config: persistence and the series' seasons (hourly: a day and a week;
+    daily: a week; weekly: a year; monthly: a year)."""
+    freq = cfg.dataset.freq
+    return {"persistence": 0, **{f"seasonal_{_lag_name(lag, freq)}": lag for lag in seasons(freq)}}
 
 
-
-# --------------------------------------------------------------------------------------- features
+# --------------------------------------------------------------------------------------- the series' seasons
 
 
 def seasons(freq: str | None) -> tuple[int, ...]:
@@ -306,93 +397,6 @@ def chain_windows(freq: str | None) -> tuple[int, tuple[int, ...]]:
     if found == (7,):
         return 56, (1, 7)
     return 2 * found[0] if found else 104, (1, *found)
-
-
-def calendar_names(freq: str) -> tuple[str, ...]:
-    """The calendar features a step of this frequency has (known in advance for any time)."""
-    off = pd.tseries.frequencies.to_offset(freq)
-    try:
-        step = pd.Timedelta(off)
-    except ValueError:
-        return ("year_sin", "year_cos")
-    if step < pd.Timedelta(days=1):
-        return ("day_sin", "day_cos", "week_sin", "week_cos", "year_sin", "year_cos")
-    return ("week_sin", "week_cos", "year_sin", "year_cos") if step == pd.Timedelta(days=1) else ("year_sin", "year_cos")
-
-
-def calendar(times: pd.DatetimeIndex, freq: str) -> np.ndarray:
-    """[T] times -> [T, C] cyclic encodings of the time of day, the day of the week, the day of the year."""
-    tau = 2 * np.pi
-    day = (times.hour.to_numpy() + times.minute.to_numpy() / 60) / 24
-    week = times.day_of_week.to_numpy() / 7
-    year = (times.day_of_year.to_numpy() - 1) / 365.25
-    cols = {"day": day, "week": week, "year": year}
-    names = calendar_names(freq)
-    return np.column_stack([(np.sin if n.endswith("sin") else np.cos)(tau * cols[n[:-4]]) for n in names])
-
-
-def future_names(ds: Dataset) -> tuple[str, ...]:
-    """What is known of every target step: its calendar, then the known-future covariates."""
-    return calendar_names(ds.freq) + ds.future
-
-
-def feature_names(cfg: DataConfig) -> list[str]:
-    ds = cfg.dataset
-    names = [*future_names(ds), *ds.past, IS_MISSING, f"{ds.target}_history"]
-    names += [f"{ds.target}_lag{k}" for k in cfg.seasonal_lags]
-    if cfg.future_calendar:
-        names += [f"{n}@t+{k}" for k in range(1, cfg.horizon + 1) for n in future_names(ds)]
-    return names
-
-
-def scaled_names(cfg: DataConfig) -> set[str]:
-    """The features standardised with training statistics: everything but the calendar and the flag."""
-    ds = cfg.dataset
-    plain = set(calendar_names(ds.freq)) | {IS_MISSING}
-    return {n for n in feature_names(cfg) if n.split("@")[0] not in plain}
-
-
-def _shift(values: np.ndarray, k: int, bounds: list[tuple[int, int]], fill: float) -> np.ndarray:
-    """[T, ...] -> the value k rows later (k > 0) or -k rows earlier within each series; ``fill`` outside it."""
-    out = np.full_like(values, fill, dtype=np.float64)
-    for a, b in bounds:
-        n = b - a
-        if k >= 0 and k < n:
-            out[a : b - k] = values[a + k : b]
-        elif k < 0 and -k < n:
-            out[a - k : b] = values[a : b + k]
-    return out
-
-
-def history(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
-    """[T] the target as inputs see it: log1p for the count transforms (log1p, sqrt), carried forward over
-    missing steps (flagged by is_missing), 0 before a series' first value."""
-    ds = cfg.dataset
-    y = frame[ds.target].to_numpy(np.float64)
-    y = np.log1p(np.maximum(y, 0.0)) if cfg.target_transform in COUNT_TRANSFORMS else y
-    filled = pd.Series(y).groupby(segment_start(frame, ds)).ffill().fillna(0.0)
-    return filled.to_numpy()
-
-
-def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
-    """The frame -> unscaled features [T, F] in feature_names order (NaN where a known-future covariate is
-    absent: past a series' end)."""
-    ds = cfg.dataset
-    bounds = segments(frame, ds)
-    times = pd.DatetimeIndex(frame.index)
-    known = np.column_stack([calendar(times, ds.freq)] + [frame[c].to_numpy(np.float64)[:, None] for c in ds.future])
-    hist = history(frame, cfg)
-    cols = [known, frame[list(ds.past)].to_numpy(np.float64).reshape(len(frame), -1),
-            frame[IS_MISSING].to_numpy(np.float64)[:, None], hist[:, None]]
-    cols += [_shift(hist, -(k - 1), bounds, 0.0)[:, None] for k in cfg.seasonal_lags]  # step s sees s+1-k
-    if cfg.future_calendar:
-        step = pd.tseries.frequencies.to_offset(ds.freq)
-        cal = len(calendar_names(ds.freq))
-        for k in range(1, cfg.horizon + 1):
-            ahead = calendar(times + k * step, ds.freq)  # the calendar is known past the data's end too
-            cov = _shift(known[:, cal:], k, bounds, np.nan)  # a covariate past a series' end is not
-            cols.append(np.concatenate([ahead, cov], axis=1))
-    return np.concatenate(cols, axis=1)
 
 
 def check_future_known(frame: pd.DataFrame, cfg: DataConfig, features: np.ndarray, origins: np.ndarray, source: str) -> None:

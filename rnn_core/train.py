@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from rnn_core.config import ModelConfig, TrainConfig
-from rnn_core.data import BikeData, TargetScaler
+from rnn_core.data import WindowData, TargetScaler
 from rnn_core.model import RNNForecaster
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def _record_epoch(run: Any, cfg: TrainConfig, train_loss: float, val: dict[str, 
 
 
 def fit(
-    data: BikeData,
+    data: WindowData,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     on_epoch_end: EpochCallback | None = None,

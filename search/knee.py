@@ -187,8 +187,7 @@ class KneeStop(tune.Callback):
                  best, 100 * self.rule.margin, self.rule.patience, n, minutes)
 
     def _candidates(self, finished: list[Trial]) -> tuple[dict[str, Any], np.ndarray]:
-        """The finished trials' best checkpoints as forecasters (best first; naive forecasts after them for a user's
-        series) and their validation forecasts [M, N, H]; each trial is forecast once (again only when its
+        """The finished trials' best checkpoints as forecasters (best first; the naive forecasts after them) and their validation forecasts [M, N, H]; each trial is forecast once (again only when its
         validation hours differ from the best trial's: a user's series whose trials' windows differ in length)."""
         from rnn_core.data import load_frame
         from rnn_core.forecaster import member_bundle, member_from_bundle, naive_bundles, split_targets
@@ -206,9 +205,8 @@ class KneeStop(tune.Callback):
         models = {k: self._cache[k][1] for _, k in sorted((v[0], k) for k, v in self._cache.items() if k in ids)}
         if not models:
             return {}, np.empty(0)
-        if not self.dataset.builtin:  # as build_ensemble: the naive forecasts compete too (after the trials)
-            cfg = next(iter(models.values())).data_config
-            models.update({n: member_from_bundle(b, n) for n, b in naive_bundles(cfg).items()})
+        cfg = next(iter(models.values())).data_config  # the candidate policy: rnn_core.forecaster.naive_bundles
+        models.update({n: member_from_bundle(b, n) for n, b in naive_bundles(cfg).items()})
         origins = split_targets(self._frame, next(iter(models.values())).data_config, "val")[0]
         forecasts = []
         for name, model in models.items():

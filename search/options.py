@@ -4,11 +4,13 @@ a bad value is one line naming its flag. No Ray: the parser is built from this w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from rnn_core.config import DataConfig
+from rnn_core.config import DataConfig, UserError
 from search.errors import SearchError
 from search.space import PRESETS
 
@@ -123,3 +125,52 @@ class SearchOptions:
     @property
     def time_budget_s(self) -> float | None:
         return self.time_budget_min * 60 if self.time_budget_min is not None else None
+
+
+def dataset_block(path: str) -> dict[str, Any]:
+    """The ``dataset:`` mapping of a YAML file, its keys checked (one line naming the file otherwise)."""
+    import yaml
+
+    from rnn_core.config import Dataset
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: cannot be read as YAML: {str(exc).splitlines()[0]}") from None
+    block = doc.get("dataset") if isinstance(doc, dict) else None
+    allowed = {"file"} | {f.name for f in dataclasses.fields(Dataset)}
+    if not isinstance(block, dict):
+        raise UserError(f"{path}: expected a 'dataset:' mapping with keys {', '.join(sorted(allowed))}")
+    if unknown := sorted(set(block) - allowed):
+        raise UserError(f"{path}: dataset: unknown key {unknown[0]!r}; expected {', '.join(sorted(allowed))}")
+    return block
+
+
+def describe_dataset(yaml_file: str | None, given: dict[str, Any], data: str | None) -> tuple[Any, str | None]:
+    """(the dataset a ``dataset:`` block of ``yaml_file`` and the flags over it describe, the data file): the
+    block's ``file:`` is the file unless ``data`` is given. No --time/--target: the default built-in data set."""
+    from rnn_core.config import Dataset, default_dataset
+
+    fields = dict(dataset_block(yaml_file)) if yaml_file else {}
+    file = fields.pop("file", None)
+    if file is not None and not data:
+        data = str(Path(yaml_file).parent / file) if not Path(file).is_absolute() else file
+    defaults = {f.name: f.default for f in dataclasses.fields(Dataset)}
+    given = {k: v for k, v in given.items() if v not in (None, ()) and v != defaults.get(k)}
+    fields.update(given)
+    if fields.get("time") is None and fields.get("target") is None:
+        if fields:
+            raise UserError(f"--{next(iter(fields)).replace('_', '-')} describes a file of your own: give --time and "
+                            "--target too (without them the built-in data set is read)")
+        return default_dataset(), data
+    return Dataset(**fields), data
+
+
+def flags_given(argv: list[str]) -> frozenset[str]:
+    """The DataConfig fields whose flags are on the command line ``argv`` (a preset's data settings leave them
+    alone)."""
+    from rnn_core.config import SPLIT_FIELDS, DataConfig, settings
+
+    tokens = {t.split("=", 1)[0] for t in argv if t.startswith("--")}
+    given = {s.name for s in settings(DataConfig) if tokens & {*s.flags, *("--no-" + f[2:] for f in s.flags)}}
+    return frozenset(given | (set(SPLIT_FIELDS) if "--split" in tokens else set()))

@@ -265,8 +265,7 @@ def build_ensemble(
              size, len(candidates), selection.upper())
     bundles = candidate_bundles(path, candidates)
     cfg = DataConfig.from_dict(next(iter(bundles.values()))["data_config"])
-    if not cfg.dataset.builtin:  # a user's series: the naive forecasts compete too (after the trials: ties go to them)
-        bundles.update(naive_bundles(cfg))
+    bundles.update(naive_bundles(cfg))  # the candidate policy (rnn_core.forecaster.naive_bundles)
     choice = choose_ensemble(bundles, frame, size, selection, loss, {"experiment_path": path})
     configs = {s.trial_id: s.config for s in candidates}
     members = [dict(m, config=configs.get(m["trial_id"], {"naive": m["trial_id"]})) for m in choice.members]
@@ -349,3 +348,21 @@ def chosen_model(run: str, where: str | None = None, single: bool = False, refit
     what = (f"ensemble of {len(rep.members)} trial(s){' refit on train+val' if refit else ''}: "
             + ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in rep.members))
     return model, what
+
+
+def model_or_run(target: str, where: str | None = None, single: bool = False, refit: bool = False,
+                 data_path: str | None = None) -> tuple[Any, str, str | None, Any, str | None]:
+    """What `test` scores, from a model file (``*.pt``, local or in a bucket) or a run: (forecaster, title, its
+    experiment or None, (best, summaries) when read, what was chosen for a run)."""
+    from rnn_core.checkpoint import CheckpointError
+    from rnn_core.forecaster import load_model
+
+    if target.endswith(".pt"):
+        if not storage.exists(target):
+            raise CheckpointError(f"{target}: no such model file")
+        with tempfile.TemporaryDirectory() as tmp:
+            lm = dataclasses.replace(load_model(storage.download(target, tmp)), source=target)
+        return lm, target, lm.meta.get("experiment_path"), None, None
+    best, summaries, experiment = best_trial(target, where)
+    lm, what = chosen_model(experiment, single=single, refit=refit, data_path=data_path)
+    return lm, f"{storage.name(experiment)} / {what.split(':')[0]}", experiment, (best, summaries), what

@@ -152,3 +152,17 @@ def _gone(holder: dict[str, Any]) -> bool:
 
 
 __all__ = ["LOCK_FILE", "RunLock", "RunLockError", "holds_a_run"]
+
+
+def refuse_taken(resume: str | None, name: str | None, where: str | None) -> None:
+    """A run that exists (a new ``name``) or that another search holds (``resume``) is refused at once, before
+    torch, Ray and Optuna load; the search checks again under the run's lock."""
+    from search import storage
+
+    if resume:
+        RunLock(storage.experiment_path(resume, where), new_run=False).refuse_held()
+    elif name:
+        root = storage.resolve(where)
+        if storage.is_uri(root):
+            storage.check_writable(root)  # a missing bucket or wrong credentials: that, in one line, first
+        RunLock(storage.join(root, name), new_run=True).refuse_existing()

@@ -28,7 +28,7 @@ from rnn_core.config import DataConfig, Setting, UserError, check, lags_text, pa
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "qrandint")
 #: key -> setting: the searchable fields of DataConfig, ModelConfig and TrainConfig (rnn_core.config).
 KEYS: dict[str, Setting] = search_keys()
-#: Keys that change the windows: the driver builds one BikeData per combination the space can produce.
+#: Keys that change the windows: the driver builds one WindowData per combination the space can produce.
 DATA_KEYS = tuple(k for k, s in KEYS.items() if s.owner is DataConfig)
 
 

@@ -15,7 +15,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.data import cache_dir
+from rnn_core.datasets import cache_dir
 from search import storage
 from search.meta import experiment_meta
 

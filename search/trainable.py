@@ -19,7 +19,7 @@ from ray import tune
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, save_bundle
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, pick
-from rnn_core.data import BikeData
+from rnn_core.data import WindowData
 from rnn_core.train import fit
 from search.space import data_config
 
@@ -27,7 +27,7 @@ from search.space import data_config
 BAD_LOSS = 1e6
 
 
-def configs_from_trial(config: dict[str, Any], data: BikeData, max_epochs: int, num_threads: int) -> tuple[ModelConfig, TrainConfig]:
+def configs_from_trial(config: dict[str, Any], data: WindowData, max_epochs: int, num_threads: int) -> tuple[ModelConfig, TrainConfig]:
     """A trial's flat config -> validated (ModelConfig, TrainConfig): each takes the keys that are its fields."""
     return (data.model_config(**pick(ModelConfig, config)),
             TrainConfig(max_epochs=max_epochs, num_threads=num_threads, **pick(TrainConfig, config)))
@@ -44,9 +44,9 @@ def trial_seed(config: dict[str, Any]) -> int:
     return int(config.get("seed", 0)) + zlib.crc32(rest.encode()) % 2**31
 
 
-def train_bikes(
+def train_forecaster(
     config: dict[str, Any],
-    datasets: dict[DataConfig, BikeData],
+    datasets: dict[DataConfig, WindowData],
     base: DataConfig,
     max_epochs: int,
     experiment: str = "",

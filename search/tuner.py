@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 import ray
+import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
@@ -21,7 +23,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from rnn_core.config import COUNT_TRANSFORMS, DataConfig, first_line
-from rnn_core.data import BikeData, load
+from rnn_core.data import WindowData, load
 from search import space as spaces
 from search import snapshot, storage
 from search.connection import check_shared, init_ray
@@ -32,7 +34,7 @@ from search.runlock import RunLock
 from search.study import AshaAwareOptunaSearch, StudySync, download_journal, study_journal, study_storage, study_summary
 from search.history import CsvHistory, JsonHistory
 from search.retention import CheckpointRetention
-from search.trainable import train_bikes
+from search.trainable import train_forecaster
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def _searcher(opts: SearchOptions, space: dict[str, Any], num_samples: int, metr
                                             if opts.max_concurrent else alg)
 
 
-def load_datasets(opts: SearchOptions, space: dict[str, Any]) -> dict[DataConfig, BikeData]:
+def load_datasets(opts: SearchOptions, space: dict[str, Any]) -> dict[DataConfig, WindowData]:
     """Every data variant the space can ask for, built ONCE on the driver (before Ray starts: a data error
     needs no Ray)."""
     datasets = {}
@@ -159,10 +161,10 @@ def load_datasets(opts: SearchOptions, space: dict[str, Any]) -> dict[DataConfig
     return datasets
 
 
-def build_trainable(opts: SearchOptions, datasets: dict[DataConfig, BikeData], max_epochs: int, name: str,
+def build_trainable(opts: SearchOptions, datasets: dict[DataConfig, WindowData], max_epochs: int, name: str,
                     metric: str = METRIC) -> Any:
     """The trainable with the data bound through with_parameters (the object store), and its resources."""
-    trainable = tune.with_parameters(train_bikes, datasets=datasets, base=opts.data, max_epochs=max_epochs,
+    trainable = tune.with_parameters(train_forecaster, datasets=datasets, base=opts.data, max_epochs=max_epochs,
                                      experiment=name, report_every=opts.report_every,
                                      checkpoint_every=opts.checkpoint_every, metric=metric)
     return tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
@@ -220,8 +222,6 @@ def fit_to_dataset(opts: SearchOptions, space: dict[str, Any]) -> tuple[SearchOp
     --space or --target-transform that asks either of negative values is refused when the data is built), and one
     validation window unless --val-windows is given (a preset's year-spread windows assume a long series)."""
     ds = opts.data.dataset
-    if ds.builtin:
-        return opts, space
     from rnn_core.data import read_frame
     from rnn_core.series import suited_transform
 
@@ -234,9 +234,10 @@ def fit_to_dataset(opts: SearchOptions, space: dict[str, Any]) -> tuple[SearchOp
         log.info("target %s is not a count (negative or fractional values): the preset's %s target transform is "
                  "replaced by %s", ds.target, preset_transform, suited)
         space = dict(space, target_transform=suited)
-    if "val_windows" not in opts.data_given and data.val_windows != 1:
-        log.info("one validation window (the preset's %d spread over a year suit the bikes data; give --val-windows "
-                 "to choose)", data.val_windows)
+    span = frame.index.max() - frame.index.min()
+    if "val_windows" not in opts.data_given and data.val_windows != 1 and span < pd.Timedelta(days=2 * 365):
+        log.info("one validation window: the preset's %d spread over the year before the test period need two years "
+                 "of data, this series covers %s (give --val-windows to choose)", data.val_windows, span)
         data = dataclasses.replace(data, val_windows=1)
     return dataclasses.replace(opts, data=data), space
 

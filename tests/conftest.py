@@ -21,7 +21,8 @@ def find_test_data(env: dict[str, str], shared: Path = SHARED_CSV) -> tuple[Path
     if env.get("RNN_SEARCH_TEST_DATA"):
         p = Path(env["RNN_SEARCH_TEST_DATA"])
         return (p, "") if p.is_file() else (None, f"RNN_SEARCH_TEST_DATA={p}: no such file")
-    from rnn_core.data import DataError, find_data
+    from rnn_core.data import DataError
+    from rnn_core.datasets.bikes import find_data
 
     saved = dict(os.environ)
     try:

@@ -21,7 +21,7 @@ def test_installed_command(hour_csv: Path) -> None:
     for cmd in ("data", "train", "predict", "tune", "best", "export", "test", "submit", "jobs"):
         assert cmd in helptext
     out = subprocess.run([exe, "data", "info", "--data", str(hour_csv)], capture_output=True, text=True, check=True).stdout
-    assert "hourly rows:   17,544" in out
+    assert "grid rows:     17,544" in out and "step h" in out
     bad = subprocess.run([exe, "data", "info", "--data", "/nonexistent/hour.csv"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -101,7 +101,7 @@ def test_no_data_stops_the_tests_once_with_one_message(tmp_path: Path) -> None:
 
 
 def test_one_layer_trials_show_no_dropout(capsys) -> None:
-    from search.cli import _print_table
+    from search.show import trials_table
     from search.results import TrialSummary
 
     def trial(tid: str, layers: int) -> TrialSummary:
@@ -109,7 +109,7 @@ def test_one_layer_trials_show_no_dropout(capsys) -> None:
                             best_epoch=2, best_val_loss=0.05, best_val_mae=30.0, best_val_rmse=45.0, epochs=3,
                             stop_reason="ASHA", checkpoint=None)
 
-    _print_table([trial("aaaa", 1), trial("bbbb", 2)], 5)
+    trials_table([trial("aaaa", 1), trial("bbbb", 2)], 5)
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "0.21" not in rows["aaaa"] and rows["aaaa"].split()[-2] == "-"
     assert "0.21" in rows["bbbb"]
@@ -152,14 +152,15 @@ def test_a_runs_metadata_that_is_not_what_tune_wrote_is_one_line(tmp_path: Path)
 
 def test_a_presets_data_settings_apply_where_the_command_line_left_them() -> None:
     from search import space
-    from search.cli import _data_given, build_parser
+    from search.cli import build_parser
+    from search.options import flags_given
     from search.tuner import SearchOptions, preset_data
     from rnn_core.config import DataConfig, split_kwargs
 
     def given(*argv: str) -> frozenset[str]:
         args = build_parser().parse_args(["tune", *argv])
         args.argv = ["tune", *argv]
-        return _data_given(args)
+        return flags_given(args.argv)
 
     settings = space.preset("default").data
     assert settings == {"val_windows": 4}

@@ -187,7 +187,7 @@ def _bucket_results(run: str) -> dict[str, list[dict]]:
     from search import storage
 
     fs, path = storage.filesystem(run)
-    trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_bikes_")]
+    trials = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path)) if i.base_name.startswith("train_forecaster_")]
     return {t: [json.loads(line) for line in (storage.read_text(storage.join(run, t, "result.json")) or "").splitlines()]
             for t in trials}
 

@@ -14,10 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
-from rnn_core.data import (
-    CNT_TOTAL, FEATURES, GRID_ROWS, DataConfig, DataError, build, cache_dir, feature_names, find_data,
-    TargetScaler, load, load_frame, n_features, read_raw,
-)
+from rnn_core.data import DataConfig, DataError, TargetScaler, build, feature_names, load, load_frame, n_features
+from rnn_core.datasets import cache_dir
+from rnn_core.datasets.bikes import CNT_TOTAL, find_data, read_raw
+
+GRID_ROWS = 17_544
+#: The bikes data's inputs of each hour, in order (without the known-future block).
+FEATURES = ("day_sin", "day_cos", "week_sin", "week_cos", "month_sin", "month_cos", "holiday", "workingday", "daylight",
+            "weather_1", "weather_2", "weather_3", "weather_4", "temp", "atemp", "hum", "windspeed", "is_missing",
+            "cnt_history", "casual_log1p", "registered_log1p")
 from search.cli import main
 
 
@@ -31,7 +36,7 @@ def test_grid_is_complete_and_filled_hours_are_marked(hour_csv: Path) -> None:
     filled = frame["is_missing"] == 1
     assert filled.sum() == 165
     assert (frame.loc[filled, ["cnt", "casual", "registered"]] == 0).all().all()
-    assert frame[["temp", "hum", "weathersit", "holiday", "workingday"]].notna().all().all()
+    assert frame[["temp", "hum", "weather_1", "holiday", "workingday"]].notna().all().all()
     assert frame["cnt"].sum() == CNT_TOTAL
     # weather of a filled hour is the last observed hour's
     first = np.flatnonzero(filled.to_numpy())[0]
@@ -44,22 +49,24 @@ def test_features_are_listed_once_in_order(bikes) -> None:
     assert bikes["train"].X.shape[2] == len(bikes.feature_names) == n_features(bikes.config)
     no_future = DataConfig(future_calendar=False)
     assert feature_names(no_future) == list(FEATURES)
-    # a config stored before the daylight input: its models read the 8 calendar features they were trained on
-    old = DataConfig.from_dict({k: v for k, v in DataConfig(future_calendar=False).to_dict().items() if k != "daylight"})
-    assert not old.daylight and feature_names(old) == [n for n in FEATURES if n != "daylight"]
+    # a config stored before the daylight input (and before the bikes data was described): its models read the 8
+    # calendar features they were trained on
+    old = DataConfig.from_dict({"future_calendar": False, "dataset": {"time": None, "target": None}})
+    assert old.dataset.features == () and feature_names(old) == [n for n in FEATURES if n != "daylight"]
 
 
 def test_the_sun_height_follows_the_season_and_the_clocks() -> None:
-    from rnn_core.data import sun_height
+    from rnn_core.datasets.bikes import SITE
+    from rnn_core.features import sun_height
 
     def up(day: str) -> list[int]:  # the local hours whose middle has the sun more than ~1 degree up
         times = pd.date_range(day, periods=24, freq="h")
-        return [int(h) for h in times.hour[sun_height(times) > 0.02]]
+        return [int(h) for h in times.hour[sun_height(times, SITE) > 0.02]]
 
     assert up("2012-06-21") == list(range(6, 20))  # Washington DC: sunrise ~5:43, sunset ~20:37 (EDT)
     assert up("2012-12-21") == list(range(8, 17))  # ~7:23 .. ~16:49 (EST)
     # the clocks go back on 2012-11-04: the 17:00-18:00 hour, light before, is dark after
-    before, after = (sun_height(pd.DatetimeIndex([f"{d} 16:00", f"{d} 17:00"])) for d in ("2012-11-03", "2012-11-05"))
+    before, after = (sun_height(pd.DatetimeIndex([f"{d} 16:00", f"{d} 17:00"]), SITE) for d in ("2012-11-03", "2012-11-05"))
     assert before[1] > -0.02 and after[1] < -0.08 and after[0] > 0
 
 
@@ -100,7 +107,7 @@ def test_validation_windows_spread_over_the_year_leak_nothing(hour_csv: Path, sp
     span = va.target_time[-1, -1] - va.target_time[0, 0]
     assert np.timedelta64(250, "D") < span < np.timedelta64(366, "D")  # spread over the year before the test
     val_hours = set(va.target_time.ravel().tolist())
-    hours = four.hours
+    hours = four.times
     for o in tr.origin:  # every training window, inputs and targets
         assert not val_hours & set(hours[o - 47 : o + 4].tolist())
     assert not val_hours & set(te.target_time.ravel().tolist())
@@ -114,7 +121,7 @@ def test_validation_windows_spread_over_the_year_leak_nothing(hour_csv: Path, sp
     rows = np.zeros(len(hours), dtype=bool)
     for o in tr.origin[:: 1]:
         rows[o - 47 : o + 4] = True
-    assert four.target_scaler.mean == pytest.approx(np.log1p(four.cnt[rows].astype(np.float64)).mean())
+    assert four.target_scaler.mean == pytest.approx(np.log1p(four.target[rows].astype(np.float64)).mean())
     with pytest.raises(ValueError, match="val_windows must be an integer from 1 to 12"):
         DataConfig(val_windows=0)
     with pytest.raises(ValueError, match="lecture split has one validation window"):
@@ -142,7 +149,7 @@ def test_windows_are_the_hourly_feature_rows(bikes) -> None:
     for i in (0, 17, len(s) - 1):
         t = s.origin[i]
         assert torch.equal(s.X[i], torch.from_numpy(feats[t - 23 : t + 1]))
-        assert s.y_raw[i, 0] == bikes.cnt[t + 1]
+        assert s.y_raw[i, 0] == bikes.target[t + 1]
 
 
 def _csv_of(data) -> str:
@@ -332,7 +339,7 @@ def test_cli_prints_the_message_not_a_traceback(hour_csv: Path, tmp_path: Path, 
 def test_data_info(hour_csv: Path, capsys) -> None:
     assert main(["data", "info", "--data", str(hour_csv)]) == 0
     out = capsys.readouterr().out
-    for text in ("17,544", "hours filled:  165", "test   1,464 windows", "2012-11-01T00:00", "cnt_log1p", str(hour_csv)):
+    for text in ("17,544", "steps filled:  165", "test   1,464 windows", "2012-11-01T00:00", "cnt_history", str(hour_csv)):
         assert text in out
 
 

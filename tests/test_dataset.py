@@ -13,7 +13,9 @@ import pytest
 from rnn_core.api import Model
 from rnn_core.config import DataConfig, Dataset
 from rnn_core.data import DataError, build, load
-from rnn_core.series import raw_features, segment_start, series_frame
+from rnn_core.datasets import YEAR_PART
+from rnn_core.features import raw_features
+from rnn_core.series import segment_start, series_frame
 from search.cli import main
 
 vega = pytest.importorskip("vega_datasets", reason="the test extra installs vega_datasets (pip install -e '.[test]')")
@@ -31,7 +33,8 @@ def _one_error(capsys) -> str:
 def test_a_daily_series_of_a_package_becomes_windows_splits_and_features() -> None:
     data = load(DataConfig(dataset=SEATTLE_DS, target_transform="standard", sequence_size=14), SEATTLE)
     assert data.config.dataset.freq == "D"  # inferred
-    assert data.feature_names[:4] == ["week_sin", "week_cos", "year_sin", "year_cos"]  # no hour of day in daily data
+    year = YEAR_PART  # the part of the year every frequency's calendar encodes (chosen by benchmarks/calendar.py)
+    assert data.feature_names[:4] == ["week_sin", "week_cos", f"{year}_sin", f"{year}_cos"]  # no time of day in daily data
     assert "temp_max_history" in data.feature_names and "precipitation" in data.feature_names
     # the default split: the last tenth of the target days is the test period, the tenth before it validation
     first, last = data["train"].target_time[0, 0], data["test"].target_time[-1, -1]
@@ -59,7 +62,8 @@ def test_train_test_predict_on_a_daily_series_beat_the_naive_baselines(tmp_path:
                  "--cell", "gru", "--num-layers", "1", "--batch-size", "64", "--lr", "0.005", "--out", str(out)]) == 0
     capsys.readouterr()
     model = Model.load(out / "model.pt")
-    assert model.forecaster.data_config.dataset == Dataset(**{**SEATTLE_DS.to_dict(), "freq": "D"})  # recorded
+    recorded = Dataset(**{**SEATTLE_DS.to_dict(), "freq": "D", "calendar": ("week", YEAR_PART)})
+    assert model.forecaster.data_config.dataset == recorded  # with what the file told
     # a target that may be negative: no multiplicative calibration, no floor at zero
     assert [s.kind for s in model.forecaster.steps] == ["residual_correction", "conformal_intervals"]
     ev = model.test(SEATTLE)

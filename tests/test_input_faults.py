@@ -76,15 +76,16 @@ def test_absent_hours_are_counted_per_split_and_a_long_gap_is_warned(hour_csv: P
     kept = [lines[0]] + [line for line in lines[1:] if ",2012-12-0" not in line]  # 2012-12-01 .. 09 deleted
     edited = _write(tmp_path, kept)
     assert main(["data", "info", "--data", str(edited)]) == 0
-    out = capsys.readouterr().out  # the command's log lines go to stdout
-    assert "the 216 hours 2012-12-01 00:00:00 .. 2012-12-09 23:00:00 are absent from the file" in out, out
-    assert "hours filled:  381 " in out  # the file's own 165, and 216 more
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err  # the table on stdout; the warning, once, on stderr
+    assert err.count("216 steps 2012-12-01 00:00:00 .. 2012-12-09 23:00:00") == 1 and "216 steps" not in out, err
+    assert "steps filled:  381 " in out  # the file's own 165, and 216 more
     test_line = next(line for line in out.splitlines() if line.strip().startswith("test "))
     filled = int(test_line.rsplit("(", 1)[1].split(" of ")[0].replace(",", ""))
     # the 216 deleted hours are test targets, with the file's own absent ones (4 in November-December)
-    assert test_line.endswith(" of 1,464 target hours filled)") and 216 <= filled <= 220, test_line
+    assert test_line.endswith(" of 1,464 target steps filled)") and 216 <= filled <= 220, test_line
     assert main(["test", str(model_file), "--data", str(edited)]) == 0
-    assert f"({filled} of the 1,464 target hours are absent from the file and count as 0 rentals" in capsys.readouterr().out
+    assert f"({filled} of the 1,464 target steps are absent from the file and count as 0" in capsys.readouterr().out
 
 
 def test_hostile_or_broken_space_files_are_one_line(tmp_path: Path, capsys) -> None:

@@ -148,7 +148,9 @@ def test_a_killed_search_resumes_and_still_ends_at_its_knee(ray_local, hour_csv:
 
 def test_a_search_killed_at_its_knee_says_so_again_on_resume(caplog) -> None:
     """A driver killed after its knee was reached and saved: the resumed search ends at once, with its lines."""
-    from rnn_core.config import BIKES
+    from rnn_core.config import default_dataset
+
+    BIKES = default_dataset()  # noqa: N806
     from search.knee import KneeStop
 
     knee = KneeStop(KneeRule(patience=4, margin=0.9, every=4), None, BIKES, "mae")

@@ -42,9 +42,9 @@ def test_plain_ray_names_the_same_best_trial(experiment) -> None:
     from ray import tune
 
     from search.results import best_trial
-    from search.trainable import train_bikes
+    from search.trainable import train_forecaster
 
-    grid = tune.Tuner.restore(experiment["path"], trainable=train_bikes).get_results()
+    grid = tune.Tuner.restore(experiment["path"], trainable=train_forecaster).get_results()
     ray_best = grid.get_best_result(metric="val_loss", mode="min", scope="all")
     ours, _, _ = best_trial(experiment["path"])
     assert ray_best.metrics["trial_id"] == ours.trial_id

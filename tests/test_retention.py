@@ -26,7 +26,7 @@ def _left(root: Path, trial: Trial) -> list[int]:
 
 def test_a_checkpoint_that_falls_out_waits_for_two_snapshots(tmp_path: Path) -> None:
     cb = CheckpointRetention(keep=1, metric="val_loss")
-    trial = Trial("train_bikes", config={}, stub=True)
+    trial = Trial("train_forecaster", config={}, stub=True)
     for i, loss in enumerate([2.0, 3.0]):
         cb.on_checkpoint(iteration=i, trials=[trial], trial=trial, checkpoint=_checkpoint(tmp_path, trial, i, loss))
     cb.get_state()  # snapshot 1: checkpoint 1 is the trial's latest, the one a resume would restore
@@ -43,7 +43,7 @@ def test_a_checkpoint_that_falls_out_waits_for_two_snapshots(tmp_path: Path) -> 
 
 def test_keeps_the_best_n_and_the_latest_and_the_rest_goes_at_the_end(tmp_path: Path) -> None:
     cb = CheckpointRetention(keep=2, metric="val_loss")
-    a, b = Trial("train_bikes", config={}, stub=True), Trial("train_bikes", config={}, stub=True)
+    a, b = Trial("train_forecaster", config={}, stub=True), Trial("train_forecaster", config={}, stub=True)
     for i, (la, lb) in enumerate([(5.0, 1.0), (4.0, 1.0), (6.0, 2.0), (3.0, 9.0), (7.0, float("nan")), (8.0, 3.0)]):
         cb.on_checkpoint(iteration=i, trials=[a, b], trial=a, checkpoint=_checkpoint(tmp_path, a, i, la))
         cb.on_checkpoint(iteration=i, trials=[a, b], trial=b, checkpoint=_checkpoint(tmp_path, b, i, lb))
@@ -55,7 +55,7 @@ def test_keeps_the_best_n_and_the_latest_and_the_rest_goes_at_the_end(tmp_path: 
 
 def test_a_resumed_search_deletes_what_the_interrupted_one_left(tmp_path: Path) -> None:
     cb = CheckpointRetention(keep=1, metric="val_loss")
-    trial = Trial("train_bikes", config={}, stub=True)
+    trial = Trial("train_forecaster", config={}, stub=True)
     for i, loss in enumerate([1.0, 2.0, 3.0]):
         cb.on_checkpoint(iteration=i, trials=[trial], trial=trial, checkpoint=_checkpoint(tmp_path, trial, i, loss))
     state = cb.get_state()  # saved with the experiment state; then the driver dies

@@ -45,7 +45,7 @@ def _trial_results(uri: str) -> dict[str, int]:
     fs, path = storage.filesystem(uri)
     out = {}
     for info in fs.get_file_info(pafs.FileSelector(path)):
-        if info.type == pafs.FileType.Directory and info.base_name.startswith("train_bikes_"):
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("train_forecaster_"):
             text = storage.read_text(storage.join(uri, info.base_name, "result.json")) or ""
             out[info.base_name] = len(text.splitlines())
     return out
@@ -70,7 +70,7 @@ def test_search_best_export_test_entirely_from_s3(s3_run: str, s3_env, hour_csv:
     assert meta["metric"] == "val_loss" and meta["data"]["split"] == "default"  # metadata written to the bucket
     assert main(["best", s3_run, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["best"]["checkpoint"].startswith("s3://runs/exp/s3q/train_bikes_"), doc["best"]["checkpoint"]
+    assert doc["best"]["checkpoint"].startswith("s3://runs/exp/s3q/train_forecaster_"), doc["best"]["checkpoint"]
     assert storage.exists(storage.join(doc["best"]["checkpoint"], "model.pt"))
     out = tmp_path / "m.pt"
     assert main(["export", s3_run, "--out", str(out)]) == 0

@@ -13,7 +13,14 @@ MAX_README_LINES = 150
 
 
 def _modules() -> dict[str, ast.Module]:
-    return {f"{pkg}.{p.stem}": ast.parse(p.read_text(), str(p)) for pkg in PACKAGES for p in sorted((ROOT / pkg).glob("*.py"))}
+    """Every module of the packages, subpackages included (rnn_core/datasets/__init__.py is rnn_core.datasets)."""
+    out = {}
+    for pkg in PACKAGES:
+        for p in sorted((ROOT / pkg).rglob("*.py")):
+            parts = p.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 2 else parts)
+            out[name] = ast.parse(p.read_text(), str(p))
+    return out
 
 
 def _imports(tree: ast.Module) -> set[str]:

@@ -226,7 +226,7 @@ def test_train_then_predict(hour_csv: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", "--data", str(hour_csv), "--epochs", "2", "--hidden-size", "8", "--batch-size", "256",
                  "--out", str(out)]) == 0
-    log = capsys.readouterr().out
+    log = capsys.readouterr().err  # talk on stderr
     assert "[Epoch   1] T_loss:" in log and "V_MAE:" in log and "T_speed:" in log and "samples/s" in log
     assert "best V_loss so far (early stopping follows V_loss, not V_MAE)" in log and "improved" not in log
     ckpt = out / "model.pt"

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.ray
 
 
 def _trial_dirs(path: str) -> list[Path]:
-    return sorted(p for p in Path(path).iterdir() if p.is_dir() and p.name.startswith("train_bikes_"))
+    return sorted(p for p in Path(path).iterdir() if p.is_dir() and p.name.startswith("train_forecaster_"))
 
 
 def _saved_trials(path: Path) -> dict[str, dict]:
@@ -91,7 +91,7 @@ def test_each_trial_reports_its_node(experiment) -> None:
 def _killed_once_after_report(epoch: int, marker: Path):
     """The trainable, wrapped so that its worker process is SIGKILLed right after it reports ``epoch``, once
     (the marker file is created atomically, across restarts)."""
-    real = tuner.train_bikes
+    real = tuner.train_forecaster
 
     def killed_once(config, **params):  # runs in the trial's worker; cloudpickle ships it by value
         report = tune.report
@@ -116,7 +116,7 @@ def _killed_once_after_report(epoch: int, marker: Path):
 
 def test_worker_killed_at_epoch_2_resumes_at_epoch_3(ray_local, hour_csv: Path, tmp_path: Path, monkeypatch) -> None:
     marker = tmp_path / "killed"
-    monkeypatch.setattr(tuner, "train_bikes", _killed_once_after_report(2, marker))
+    monkeypatch.setattr(tuner, "train_forecaster", _killed_once_after_report(2, marker))
     space = write_space(tmp_path / "one.yaml", "cell: gru\nhidden_size: 8\nbatch_size: 512\nlearning_rate: 0.003\n")
     opts = SearchOptions(preset="quick", space_file=str(space), num_samples=1, max_epochs=3, storage=str(tmp_path / "runs"),
                          name="killtest", data_path=str(hour_csv), max_failures=2, progress_interval_s=60)
