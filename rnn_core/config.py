@@ -23,7 +23,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from rnn_core.datasets import ABSENT_CHOICES, CALENDAR_PARTS, Dataset, _names, _one_of, _require, default_dataset  # noqa: F401
+from rnn_core.datasets import ABSENT_CHOICES, CALENDAR_PARTS, Dataset, _one_of, _require, default_dataset  # noqa: F401 - re-exported
 
 CELLS = ("rnn", "lstm", "gru")
 ARCHS = ("head", "seq2seq")

@@ -104,6 +104,24 @@ def validation_forecasts(models: dict[str, Any], frame: pd.DataFrame) -> np.ndar
     return np.stack([m.forecast(frame, origins) for m in models.values()])
 
 
+def competing(members: list[Any], F: np.ndarray, target: np.ndarray) -> list[int]:
+    """The candidate policy, in one place: the trials always; the naive forecasts (rnn_core.forecaster.naive_bundles,
+    after the trials) only where the best of them is at least as good on validation MAE as the median trial: on a
+    series a naive forecast already fits, the selection may weigh it (the shipped model is then never worse on
+    validation than it), and where every naive forecast is far behind the trials it cannot trade the chain's
+    accuracy for a little diversity. Returns the rows of ``F`` [M, N, H] that compete."""
+    from rnn_core.forecaster import SeasonalNaive
+    from rnn_core.metrics import mae
+
+    naive = [i for i, m in enumerate(members) if isinstance(m, SeasonalNaive)]
+    trials = [i for i in range(len(members)) if i not in naive]
+    if not naive or not trials:
+        return list(range(len(members)))
+    best_naive = min(mae(F[i], target) for i in naive)
+    median_trial = float(np.median([mae(F[i], target) for i in trials]))
+    return list(range(len(members))) if best_naive <= median_trial else trials
+
+
 def choose_from_forecasts(models: dict[str, Any], F: np.ndarray, frame: pd.DataFrame, size: int,
                           selection: str = "rmse", loss: str = "mae", meta: dict[str, Any] | None = None) -> EnsembleChoice:
     """:func:`choose_ensemble` from forecasts the caller has: ``models`` (name -> forecaster, best first) and
@@ -113,6 +131,8 @@ def choose_from_forecasts(models: dict[str, Any], F: np.ndarray, frame: pd.DataF
 
     names, members = list(models), list(models.values())
     _, target = split_targets(frame, members[0].data_config, "val")
+    keep = competing(members, F, target)
+    names, members, F = [names[i] for i in keep], [members[i] for i in keep], F[keep]
     weights, _ = select(F, target, size, selection)
     chosen = [int(i) for i in np.argsort(-weights, kind="stable") if weights[i] > 0]
     base = WeightedMean(tuple(members[i] for i in chosen), tuple(names[i] for i in chosen),

@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view  # windows of past errors: [S, ...] -> views
 
-from rnn_core.config import (CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE,
+from rnn_core.config import (CORRECTION_LAGS, CORRECTION_WINDOW, SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE,
                              SEASONAL_BIAS_TRIM, DataConfig)
 from rnn_core.series import lag_words, span_words, step_words
 from rnn_core.data import known_runs

@@ -27,7 +27,7 @@ import pandas as pd
 
 from rnn_core.config import COUNT_TRANSFORMS, DataConfig, Dataset, UserError
 from rnn_core.datasets import calendar_parts, definition_of
-from rnn_core.features import IS_MISSING, feature_names, segment_start, segments
+from rnn_core.features import IS_MISSING, feature_names, segment_start, segments  # noqa: F401 - the layout, read here too
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _numbers(raw: pd.DataFrame, col: str, path: Path, empty_ok: np.ndarray) -> np.ndarray:
     """A column as float64: every cell a finite number, or empty where ``empty_ok`` [N] allows (NaN)."""
+    if pd.api.types.is_numeric_dtype(raw[col]) and not pd.api.types.is_bool_dtype(raw[col]):  # a frame's numbers
+        values = raw[col].to_numpy(np.float64)
+        bad = (np.isinf(values)) | (np.isnan(values) & ~empty_ok)
+        if not bad.any():
+            return values
     text = raw[col].astype(str).str.strip()
     empty = (text == "") | raw[col].isna().to_numpy()
     values = pd.to_numeric(text.where(~empty, "nan"), errors="coerce").to_numpy(np.float64)

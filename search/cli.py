@@ -12,73 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnn_core.config import (
-    CONFIGS, SPLIT_FIELDS, DataConfig, ModelConfig, Setting, TrainConfig, UserError, parse_lags, pick, settings, split_kwargs,
-)
-from search import show
+from rnn_core.config import CONFIGS, DataConfig, ModelConfig, TrainConfig, UserError, pick, settings
+from search import flags, show
 
 log = logging.getLogger("rnn_search")
-
-
-# --------------------------------------------------------------------------------------- helpers
-# Flags for the fields of rnn_core.config's dataclasses are made from the fields themselves (name, type,
-# choices, default, docstring): adding a setting there adds its flag here.
-
-
-def _argtype(fn: Any, what: str) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            return fn(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = what
-    return parse
-
-
-def _add_setting(p: argparse.ArgumentParser, s: Setting, note: str = "") -> None:
-    text = s.help.rstrip(".") + note
-    if s.type is bool:
-        if s.default:  # a switch that turns an on-by-default setting off
-            p.add_argument("--no-" + s.flags[0][2:], dest=s.name, action="store_false",
-                           help=f"turn off (on by default): {text[:1].lower()}{text[1:]}")
-        else:
-            p.add_argument(*s.flags, dest=s.name, action="store_true", help=text)
-        return
-    # a None default means "not given": the help says what happens then
-    kw: dict[str, Any] = {"dest": s.name, "default": s.default,
-                          "help": text + (" (default: %(default)s)" if s.default is not None else "")}
-    if s.type is tuple and s.columns:
-        kw.update(type=_argtype(_texts, "columns"), metavar="COL,COL", help=text + " (default: none)")
-    elif s.type is tuple:
-        kw.update(type=_argtype(parse_lags, "steps"), metavar="S,S", help=text + " (default: none)")
-    elif s.choices:
-        kw.update(choices=s.choices)
-    else:  # named after the flag, not the field (--time-budget TIME_BUDGET, not TIME_BUDGET_MIN)
-        kw.update(type=s.type, metavar=s.flags[0][2:].upper().replace("-", "_"))
-    p.add_argument(*s.flags, **kw)
-
-
-def _add_settings(p: argparse.ArgumentParser, cls: type, note: str = "") -> None:
-    """One flag per setting of a config class; the four split fields are the one flag --split."""
-    group = p.add_argument_group(f"{GROUPS.get(cls.__name__, cls.__name__)}: {(cls.__doc__ or '').split('.')[0].lower()}")
-    for s in settings(cls):
-        if s.name == "split":
-            group.add_argument("--split", dest="split_fields", type=_argtype(split_kwargs, "split"), default="default",
-                               metavar="SPLIT", help=_split_help())
-        elif s.name not in SPLIT_FIELDS:
-            _add_setting(group, s, note)
-
-
-#: Option groups by what they set, not by class name.
-GROUPS = {"DataConfig": "windows and splits", "ModelConfig": "the network", "TrainConfig": "training",
-          "SearchOptions": "the search"}
-
-
-def _split_help() -> str:
-    from rnn_core.config import DataConfig as D
-    from rnn_core.config import settings as fields
-
-    return next(s.help for s in fields(D) if s.name == "split") + " (default: default)"
 
 
 def _config(cls: type, args: argparse.Namespace) -> Any:
@@ -96,19 +33,6 @@ def _config(cls: type, args: argparse.Namespace) -> Any:
 
 def _add_storage(p: argparse.ArgumentParser, what: str = "where RUN names are looked up") -> None:
     p.add_argument("--storage", metavar="DIR|URI", help=f"{what} (default: $RNN_SEARCH_STORAGE, else ./runs)")
-
-
-def _levels(text: str) -> tuple[float, ...]:
-    from rnn_core.intervals import check_levels
-
-    try:
-        return check_levels([float(v) for v in text.split(",")])
-    except ValueError:
-        raise ValueError(f"expected levels between 0 and 1 such as 0.8,0.95, got {text!r}") from None
-
-
-def _texts(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _add_ensemble(p: argparse.ArgumentParser, with_size_default: bool = False) -> None:
@@ -136,7 +60,7 @@ def _add_data(p: argparse.ArgumentParser, describe: bool = False) -> None:
     group.add_argument("--dataset", dest="dataset_file", metavar="FILE.yaml",
                        help="a YAML file with a 'dataset:' block of these settings (and file: PATH); flags override it")
     for s in settings(Dataset):
-        _add_setting(group, s)
+        flags.add_setting(group, s)
 
 
 # --------------------------------------------------------------------------------------- data
@@ -369,7 +293,7 @@ def _model_commands(sub: Any) -> None:
     d = sub.add_parser("data", help="inspect the data set").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
     di = d.add_parser("info", help="source, rows, steps filled, splits and features")
     _add_data(di, describe=True)
-    _add_settings(di, DataConfig)
+    flags.add_settings(di, DataConfig)
     di.set_defaults(func=cmd_data_info)
 
     t = sub.add_parser("train", help="train one model without Ray (defaults: the lecture's RNN 128x2)")
@@ -377,14 +301,14 @@ def _model_commands(sub: Any) -> None:
     t.add_argument("--out", default="runs/train", help="directory for the best checkpoint model.pt (default: %(default)s)")
     t.add_argument("--wandb", choices=("off", "offline", "online"), default="off", help="Weights & Biases logging (default: %(default)s)")
     for cls in CONFIGS:
-        _add_settings(t, cls)
+        flags.add_settings(t, cls)
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="forecast the steps after an origin with a saved model")
     pr.add_argument("file", help="model.pt (from train, export or a trial checkpoint)")
     _add_data(pr)
     pr.add_argument("--at", metavar="TIMESTAMP", help="forecast origin, the last input step (default: the last step with a known target)")
-    pr.add_argument("--levels", type=_argtype(_levels, "levels"), metavar="A,B",
+    pr.add_argument("--levels", type=flags.argtype(flags.levels, "levels"), metavar="A,B",
                     help="interval levels, e.g. 0.8,0.95 (default: the model's stored ones, else 0.8,0.95)")
     pr.set_defaults(func=cmd_predict)
 
@@ -397,9 +321,9 @@ def _tune_command(sub: Any) -> None:
     tu.add_argument("--resume", metavar="RUN", help="continue an interrupted experiment (run name under --storage, or a path)")
     tu.add_argument("--no-ensemble", dest="ensemble", action="store_false",
                     help="skip choosing an ensemble of the trials at the end (default: choose one; see `ensemble`)")
-    _add_settings(tu, SearchOptions)  # one flag per field, its docstring the help (search/options.py)
+    flags.add_settings(tu, SearchOptions)  # one flag per field, its docstring the help (search/options.py)
     _add_data(tu, describe=True)
-    _add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
+    flags.add_settings(tu, DataConfig, note="; for every trial unless the space sets it")
     budget = {"num_samples": "trials", "max_epochs": "max_epochs", "grace_period": "grace_period",
               "reduction_factor": "reduction_factor", "stop_patience": "stop_patience", "stop_margin": "stop_margin"}
     for action in tu._actions:
@@ -444,9 +368,9 @@ def _result_commands(sub: Any) -> None:
     te.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
     te.add_argument("--plots", metavar="DIR", help="write PNG figures here")
     te.add_argument("--list", action="store_true", help="print every forecast: idx: prediction <--> target (Loss: ...)")
-    te.add_argument("--levels", type=_argtype(_levels, "levels"), metavar="A,B",
+    te.add_argument("--levels", type=flags.argtype(flags.levels, "levels"), metavar="A,B",
                     help="interval levels to report, e.g. 0.8,0.95 (default: the model's stored ones, else 0.8,0.95)")
-    te.add_argument("--origins", type=_argtype(_texts, "origins"), metavar="T,T",
+    te.add_argument("--origins", type=flags.argtype(flags.texts, "origins"), metavar="T,T",
                     help="with --plots and horizon > 1: origins (last input steps) of the forecasts drawn, e.g. "
                          "'2024-11-14 23:00,2024-12-24 23:00' (default: four origins spread over the split)")
     te.add_argument("--single", action="store_true", help="for an experiment: its best trial instead of its ensemble")

@@ -177,7 +177,8 @@ def scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     cfg = ev.model.data_config
     split, horizon, unit_ = ev.data[split_name], cfg.horizon, unit(cfg)
     print(f"{title}: {split_name} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
-          f"{str(split.target_time[-1, -1])[:16]}, horizon {horizon} ({horizon} {step_words(cfg.dataset.freq)[1]})")
+          f"{str(split.target_time[-1, -1])[:16]}, horizon {horizon} "
+          f"({step_words(cfg.dataset.freq)[0] if horizon == 1 else f'{horizon} ' + step_words(cfg.dataset.freq)[1]})")
     rows = {"model": (ev.mae, ev.rmse), **{n: (m["mae"], m["rmse"]) for n, m in ev.baselines.items()}}
     d = decimals([v for pair in rows.values() for v in pair])
     cells = [["", "MAE", "RMSE"]] + [[n, f"{a:.{d}f}", f"{b:.{d}f}"] for n, (a, b) in rows.items()]

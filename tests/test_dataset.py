@@ -33,7 +33,7 @@ def _one_error(capsys) -> str:
 def test_a_daily_series_of_a_package_becomes_windows_splits_and_features() -> None:
     data = load(DataConfig(dataset=SEATTLE_DS, target_transform="standard", sequence_size=14), SEATTLE)
     assert data.config.dataset.freq == "D"  # inferred
-    year = YEAR_PART  # the part of the year every frequency's calendar encodes (chosen by benchmarks/calendar.py)
+    year = YEAR_PART  # the part of the year every frequency's calendar encodes (chosen by benchmarks/calendar_encoding.py)
     assert data.feature_names[:4] == ["week_sin", "week_cos", f"{year}_sin", f"{year}_cos"]  # no time of day in daily data
     assert "temp_max_history" in data.feature_names and "precipitation" in data.feature_names
     # the default split: the last tenth of the target days is the test period, the tenth before it validation

@@ -17,7 +17,6 @@ versions.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import pkgutil
 from collections.abc import Callable
