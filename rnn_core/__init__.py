@@ -1,10 +1,10 @@
-"""rnn_core: the data pipeline (the bikes data, or a series of your own), the RNN forecaster, its trainer, checkpoints, metrics and plots.
+"""rnn_core: the data pipeline (a built-in data set, or a series of your own, described one way), the RNN forecaster, its trainer, checkpoints, metrics and plots.
 
 Pure PyTorch + pandas. Never imports Ray, Optuna or wandb.
 
 "The lecture", wherever the code says it, is the course this project grew out of: the lecture notes
 "Recurrent Neural Networks (RNNs)" (KOREATECH, November 2023), whose worked example is an RNN (128 units
-x 2 layers, 24-hour windows, batch 32) forecasting hourly rentals of the UCI Bike Sharing data set with a
+x 2 layers, 24-hour windows, batch 32) forecasting hourly rentals (the built-in data set, rnn_core/datasets/) with a
 hand-written trainer and early stopping. The ``lecture`` preset and split reproduce that model and split.
 
 The names below load on first use, so that ``rnn_core.config`` imports without torch or pandas.

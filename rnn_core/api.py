@@ -7,7 +7,7 @@
 
 ``search.api.RNNSearch`` finds one (``.fit`` runs the search); the ``predict`` and ``test`` commands print what
 these methods return. Data is a file (CSV or Parquet), a pandas data frame in the shape of the file, or for the
-bikes data None (its usual lookup).
+built-in data set None (its usual lookup).
 """
 
 from __future__ import annotations

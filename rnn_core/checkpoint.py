@@ -49,7 +49,7 @@ def save_bundle(
 ) -> Path:
     """Write ``state`` (from ``train.fit``) with everything needed to rebuild the model, atomically.
 
-    From ``data`` it keeps what turns hours into the model's inputs and its outputs into bikes per hour:
+    From ``data`` it keeps what turns hours into the model's inputs and its outputs into the target's units:
     the data config, the fitted scalers and the feature names.
     """
     bundle = dict(state)
@@ -192,7 +192,7 @@ def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @dataclass
 class LoadedModel:
-    """A ready model (best weights, eval mode) and what it needs to turn data into bikes per hour."""
+    """A ready model (best weights, eval mode) and what it needs to turn data into the target's units."""
 
     model: RNNForecaster
     model_config: ModelConfig
@@ -209,7 +209,7 @@ class LoadedModel:
         return self.data_config.sequence_size - 1
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
-        """Forecasts in bikes per hour [N, H] from consecutive origins [N] (indices of the last input hour)."""
+        """Forecasts in the target's units [N, H] from consecutive origins [N] (indices of the last input hour)."""
         origins = np.asarray(origins)
         if len(origins) and (origins[0] < self.first_origin or origins[-1] >= len(frame)):
             raise ValueError(f"{self.source}: forecast origins {origins[0]}..{origins[-1]} outside "

@@ -59,9 +59,9 @@ CORRECTION_WINDOW = 14 * 24
 CORRECTION_LAGS = (1, 24, 168)
 #: The same-hour bias step (rnn_core.postprocess.SeasonalBias): the days before an hour whose errors at that
 #: hour of the day it averages, and the share of that mean it adds. The forecast's errors repeat by the hour of
-#: the day for weeks (after the clocks change in November, the 17:00 rush is over-forecast by 34 bikes on average
+#: the day for weeks (after the clocks change in November, the 17:00 rush is over-forecast by 34 rentals on average
 #: all test period); the residual correction's one lag of a day is too noisy to carry that. Chosen on the shipped
-#: ensembles of four test periods of 2012 (benchmarks/seasonal_bias.py; RESULTS.md, "Room for the budget").
+#: ensembles of four test periods of the built-in data set (benchmarks/seasonal_bias.py; RESULTS.md, "Room for the budget").
 SEASONAL_BIAS_DAYS = 28
 SEASONAL_BIAS_SHARE = 0.75
 #: The share of those days left out at each end before the mean (3 of 28): the days with the highest and the
@@ -72,7 +72,7 @@ SEASONAL_BIAS_SHARE = 0.75
 SEASONAL_BIAS_TRIM = 0.1
 #: What the greedy ensemble selection minimises on validation forecasts. Squared error: the weighted mean is
 #: the combination squared error rewards, and it picks members whose errors cancel. Against picks by absolute
-#: error, on eight recorded searches over three test periods of 2012 (benchmarks/ensemble_variants.py) it gave a
+#: error, on eight recorded searches over three test periods of the built-in data set (benchmarks/ensemble_variants.py) it gave a
 #: lower test RMSE on seven, a lower MAE on four and within 0.07 on the rest, and on the day-ahead search a 24-step
 #: MAE of 35.61 vs 36.75. The calibration factor still follows the search metric.
 ENSEMBLE_SELECTION = "rmse"
@@ -156,7 +156,7 @@ class DataConfig(_Config):
     horizon: int = field(default=1, metadata={"search": False})
     """Steps forecast per window: the target at t+1 ... t+horizon (1 to 24)."""
     split: str = field(default="default", metadata={"choices": SPLIT_PRESETS, "search": False})
-    """'default' (the data set's own: for the bikes data validation Sep-Oct and test Nov-Dec of its last year;
+    """'default' (the data set's own: for the built-in data set the last four months of its last year;
     for a file of your own the last tenth of its time is the test period and the tenth before it validation),
     'lecture' (the last 24 windows test, the 96 before them validation) or 'custom' (--split VAL,TEST[,END])."""
     val_start: str | None = field(default=None, metadata={"search": False})
@@ -178,7 +178,7 @@ class DataConfig(_Config):
     after t leaks."""
     target_transform: str = field(default="log1p", metadata={"choices": TARGET_TRANSFORMS})
     """Target scaling: 'log1p' (log1p then standardise), 'sqrt' (square root then standardise: counts' variance
-    stabiliser), 'standard' (standardise) or 'scale100' (/100). Default: log1p for the bikes data; for a file of
+    stabiliser), 'standard' (standardise) or 'scale100' (/100). Default: log1p for the built-in data set; for a file of
     your own log1p when its target is counts, else standard."""
     target_form: str = field(default="level", metadata={"choices": TARGET_FORMS})
     """What the model learns of each target, on the transform's scale f: 'level' (f(y[t+h]), standardised),

@@ -5,7 +5,7 @@ Selection is greedy forward selection with replacement (Caruana et al., "Ensembl
 of models", ICML 2004; the final step of AutoGluon): start empty, and ``size`` times add the member whose
 addition gives the lowest validation error of the running mean (squared error by default:
 rnn_core.config.ENSEMBLE_SELECTION). A member picked k times weighs k/size.
-It works on forecasts in bikes per hour, so members with different windows, target transforms, cells or
+It works on forecasts in the target's units, so members with different windows, target transforms, cells or
 lags combine; each member turns the hourly frame into its own inputs with its own stored config.
 """
 
@@ -36,7 +36,7 @@ def _score(pred: np.ndarray, target: np.ndarray, metric: str) -> np.ndarray:
 def select(forecasts: np.ndarray, target: np.ndarray, size: int, metric: str = "mae") -> tuple[np.ndarray, list[float]]:
     """Greedy forward selection with replacement.
 
-    forecasts: [M, N, H] each candidate's validation forecasts in bikes per hour; target: [N, H].
+    forecasts: [M, N, H] each candidate's validation forecasts in the target's units; target: [N, H].
     Returns the weights [M] of the best prefix of the ``size`` steps (picks / steps kept, summing to 1) and
     the validation error after each step. Ties go to the lower index, so candidates sorted best first make
     the first pick the best single model, and the ensemble is never worse on validation than that model.

@@ -34,13 +34,13 @@ from rnn_core.series import baselines_for, never_negative, segment_start, segmen
 TRAINING_STATE = ("model", "ema", "optimizer", "scheduler", "rng", "bad_epochs")
 
 Bands = dict[float, tuple[np.ndarray, np.ndarray]]
-"""level -> (lower [N, H], upper [N, H]) in bikes per hour."""
+"""level -> (lower [N, H], upper [N, H]) in the target's units."""
 
 
 @runtime_checkable
 class Forecaster(Protocol):
     """What a forecast needs: the earliest origin with a full input window, the split and horizon it is scored
-    on (its data config: every member's split, the longest window), and forecasts [N, H] in bikes per hour from
+    on (its data config: every member's split, the longest window), and forecasts [N, H] in the target's units from
     origins [N] (indices of the last input hour in the hourly frame)."""
 
     @property
@@ -117,7 +117,7 @@ def naive_bundles(cfg: DataConfig) -> dict[str, dict[str, Any]]:
 
 @dataclass(frozen=True)
 class WeightedMean:
-    """The weighted mean of members' forecasts in bikes per hour (members with different windows, transforms,
+    """The weighted mean of members' forecasts in the target's units (members with different windows, transforms,
     cells or lags combine: each turns the hourly frame into its own inputs)."""
 
     members: tuple[LoadedModel | SeasonalNaive, ...]
@@ -317,7 +317,7 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
 
 
 def split_targets(frame: pd.DataFrame, cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's origins [N] and targets [N, H] in bikes per hour (no windows: a forecaster builds its own)."""
+    """A split's origins [N] and targets [N, H] in the target's units (no windows: a forecaster builds its own)."""
     from rnn_core.data import make_targets, split_origins, valid_origins
 
     origins = split_origins(frame.index.to_numpy(), cfg, valid_origins(frame, cfg))[split]

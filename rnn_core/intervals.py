@@ -6,9 +6,9 @@ For each step k of the horizon and each level a, the interval around a forecast 
 step k, q_lo is their floor((n+1)(1-a)/2)-th smallest and q_hi their ceil((n+1)(1+a)/2)-th smallest
 (the finite-sample ranks of split conformal prediction: under exchangeability each side misses at most
 (1-a)/2 of the time). g is sqrt by default: the variance of a count grows with its level (Poisson-like),
-and on sqrt counts the residuals of quiet and busy hours are alike. Bounds never go below 0 bikes.
+and on sqrt counts the residuals of quiet and busy hours are alike. Bounds never go below 0 for a count.
 
-Which residuals: bike demand is seasonal, so the validation months are not exchangeable with the months
+Which residuals: demand is seasonal, so the validation months are not exchangeable with the months
 a model forecasts. Residuals from September-October made intervals over-cover November-December (87.5% at
 80%) and under-cover March-April (66%) (benchmarks/RESULTS.md). So an interval with ``window`` > 0 takes
 its residuals, at each origin t, from the forecasts of the ``window`` origins before it whose targets are
@@ -71,7 +71,7 @@ class Intervals:
     validation offsets everywhere."""
 
     def bands(self, pred: np.ndarray) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-        """Forecasts [N, H] (bikes/hour) -> {level: (lower [N, H], upper [N, H])} from the validation offsets."""
+        """Forecasts [N, H] (the target's units) -> {level: (lower [N, H], upper [N, H])} from the validation offsets."""
         z = _g(np.asarray(pred, np.float64), self.scale)
         return {a: (_g_inv(z + np.asarray(lo)[None, : z.shape[1]], self.scale),
                     _g_inv(z + np.asarray(hi)[None, : z.shape[1]], self.scale))
@@ -154,7 +154,7 @@ def _quantiles(r: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
 
 def conformal(pred: np.ndarray, target: np.ndarray, levels: Sequence[float] = LEVELS, scale: str = SCALE,
               window: int = WINDOW) -> Intervals:
-    """Intervals from validation forecasts and targets [N, H] (bikes/hour): their offsets, on ``scale``, and
+    """Intervals from validation forecasts and targets [N, H] (the target's units): their offsets, on ``scale``, and
     the ``window`` of recent origins that recalibrates them where a forecast has that much history."""
     levels = check_levels(levels)
     pred = np.asarray(pred, np.float64)
@@ -172,6 +172,6 @@ def conformal(pred: np.ndarray, target: np.ndarray, levels: Sequence[float] = LE
 
 
 def coverage(lower: np.ndarray, upper: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-    """The share of targets inside [lower, upper] and the mean width (bikes/hour), over all [N, H]."""
+    """The share of targets inside [lower, upper] and the mean width (the target's units), over all [N, H]."""
     t = np.asarray(target, np.float64)
     return float(np.mean((t >= lower) & (t <= upper))), float(np.mean(upper - lower))

@@ -24,11 +24,11 @@ def rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
 
 
-def baseline_predictions(cnt: np.ndarray, split: Split, name: str, lags: dict[str, int],
+def baseline_predictions(values: np.ndarray, split: Split, name: str, lags: dict[str, int],
                          starts: np.ndarray | None = None) -> np.ndarray:
-    """[N, H] naive forecasts for a split's targets from the raw count series cnt [T].
+    """[N, H] naive forecasts for a split's targets from the raw count series values [T].
 
-    persistence: cnt at the origin t for every horizon step. seasonal_Nh: cnt at t+k-N for target t+k
+    persistence: values at the origin t for every horizon step. seasonal_Nh: values at t+k-N for target t+k
     (needs N >= H so that no value after t is used). ``starts`` [T]: the first row of each row's series (a
     user's file of several), which a lag never reaches before; a missing value is the last one before it.
     """
@@ -44,18 +44,18 @@ def baseline_predictions(cnt: np.ndarray, split: Split, name: str, lags: dict[st
     if idx.min() < 0 or (starts is not None and (idx < starts[split.origin][:, None]).any()):
         raise ValueError(f"{name}: the split starts too early for a {lag}-step lag")
     if starts is not None:  # a user's missing steps (NaN): the last known value
-        cnt = pd.Series(cnt).groupby(starts).ffill().to_numpy()
-    return cnt[idx]
+        values = pd.Series(values).groupby(starts).ffill().to_numpy()
+    return values[idx]
 
 
-def baseline_metrics(cnt: np.ndarray, split: Split, lags: dict[str, int],
+def baseline_metrics(values: np.ndarray, split: Split, lags: dict[str, int],
                      starts: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """MAE and RMSE of every baseline on a split's targets (those whose values are all known)."""
     target = split.y_raw.numpy()
     out = {}
     for name in lags:
         try:
-            p = baseline_predictions(cnt, split, name, lags, starts)
+            p = baseline_predictions(values, split, name, lags, starts)
             if not np.isfinite(p).all():
                 continue
         except ValueError:

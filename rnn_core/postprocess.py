@@ -429,7 +429,7 @@ def steps_from_list(items: Any) -> tuple[Step, ...]:
 def standard_steps(factor: float, loss: str, cfg: DataConfig | None = None, counts: bool = True) -> tuple[Step, ...]:
     """The chain every shipped forecaster gets in front of its intervals (the one place it is built).
 
-    The bikes data: calibration refit on the two weeks before each hour, the same-hour bias of the 28 days before,
+    Hourly data: calibration refit on the two weeks before each hour, the same-hour bias of the 28 days before,
     the residual correction from the hour, day and week before, no forecast below zero. A user's series
     (``cfg``): the same windows and lags measured in its own seasons (rnn_core.series.chain_windows), the
     same-hour bias only where a step is under a day (a day's steps); a target that is not a count (``counts``

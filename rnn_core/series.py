@@ -393,7 +393,7 @@ def seasons(freq: str | None) -> tuple[int, ...]:
 
 
 def chain_windows(freq: str | None) -> tuple[int, tuple[int, ...]]:
-    """(window, lags) in steps of the post-processing chain of a user's series: the bikes data's two weeks and
+    """(window, lags) in steps of the post-processing chain of a user's series: two weeks and
     (1, day, week) where a step is under a day; 8 weeks and (1, 7) for daily data; 2 years (or 104 steps) and
     (1, the season) otherwise."""
     found = seasons(freq)

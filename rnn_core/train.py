@@ -108,12 +108,12 @@ def evaluate(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss,
     anchor: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Loss (the training loss, in model space) and MAE/RMSE in bikes per hour, after the inverse transform.
+    """Loss (the training loss, in model space) and MAE/RMSE in the target's units, after the inverse transform.
     ``anchor`` [N]: the counts at the origins, for a change target (Split.anchor)."""
     out = predict(model, X)  # [N, H]
     loss = float(loss_fn(out, y))
-    bikes = target_scaler.inverse(out.double(), anchor)  # [N, H] bikes/hour
-    err = bikes - y_raw.double()
+    units = target_scaler.inverse(out.double(), anchor)  # [N, H] target units
+    err = units - y_raw.double()
     return {"loss": loss, "mae": float(err.abs().mean()), "rmse": float(err.pow(2).mean().sqrt())}
 
 

@@ -212,7 +212,7 @@ class KneeStop(tune.Callback):
         for name, model in models.items():
             score, _, done, F = self._cache.get(name, (math.nan, model, np.empty(0, np.int64), np.empty(0)))
             if not np.array_equal(done, origins):
-                F = model.forecast(self._frame, origins)  # [N, H] bikes/hour
+                F = model.forecast(self._frame, origins)  # [N, H] target units
                 if name in self._cache:
                     self._cache[name] = (score, model, origins, F)
             forecasts.append(F)

@@ -176,7 +176,7 @@ class EnsembleReport:
     candidates: int
     val_mae: float
     val_rmse: float
-    """The shipped file's own forecast on the validation hours, bikes/hour (before any refit: afterwards they
+    """The shipped file's own forecast on the validation hours, target units (before any refit: afterwards they
     are training hours)."""
     steps: list[dict[str, Any]]
     """The file's post-processing chain, as stored (rnn_core.postprocess)."""
@@ -292,7 +292,7 @@ def build_ensemble(
 
 def run_frame(path: str, data_path: str | None = None) -> Any:
     """The data a run searched, read as its dataset description says: ``data_path``, else the file it recorded
-    (when it is on this machine), else the bikes data's usual lookup."""
+    (when it is on this machine), else the built-in data set's usual lookup."""
     from rnn_core.config import DataConfig
     from rnn_core.data import load_frame
 

@@ -1,7 +1,7 @@
 """What the `rnn-search` command prints: tables and reports on stdout, in the series' own units and step.
 
 Numbers carry the significant digits their scale needs (:func:`decimals`): errors of a target in GW get four
-decimals where bikes per hour get two. Only search.cli calls these; the work they report is done elsewhere.
+decimals where the target's units get two. Only search.cli calls these; the work they report is done elsewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ DIGITS = 3
 
 def decimals(values: Iterable[float], digits: int = DIGITS) -> int:
     """Decimals that give the smallest non-zero magnitude among ``values`` ``digits`` significant digits (at least
-    2, at most 8): 22.92 bikes/hour keeps 2, a 0.0215 GW error 4."""
+    2, at most 8): 22.92 rentals per hour keeps 2, a 0.0215 GW error 4."""
     mags = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
     if not mags:
         return 2

@@ -57,16 +57,16 @@ class Preset:
     stop_margin: float = 1.0
 
 
-# Focused on what measured best on the bikes data (benchmarks/RESULTS.md, "What was tried"): GRU or
+# Focused on what measured best on the built-in data set (benchmarks/RESULTS.md, "What was tried"): GRU or
 # LSTM on a sqrt target with a cosine schedule, sizes up to 128, 1-2 days of history. The square root
-# weighs busy hours more than the log does; one fixed LSTM setting, 3 seeds each, November-December 2012:
+# weighs busy hours more than the log does; one fixed LSTM setting, 3 seeds each, November-December of its last year:
 # validation MAE 21.1 vs 24.2, test MAE of the seeds' mean after post-processing 20.00 vs 21.02. Bidirectional
 # layers, 168-hour windows, weight EMA and seasonal-lag inputs cost time there and never helped; they
 # stay searchable with --space. Letting trials choose sqrt or log1p was measured too (Nov-Dec, 2 cores): test
 # MAE / RMSE 20.16 / 32.31 at its knee after 38.8 min, against 20.20 / 31.76 after 12.8 min with sqrt alone.
 # The cosine schedule makes the first epochs a poor guide, so ASHA judges trials from epoch 3 on.
 # Each trial learns its target in both forms (two outputs per hour: the level, and the change from the count
-# at t; the forecast is their mean): one fixed LSTM setting, 6 seeds on each of four periods of 2012, the
+# at t; the forecast is their mean): one fixed LSTM setting, 6 seeds on each of four periods of the built-in data set, the
 # shipped chain after the seeds' mean: validation MAE -0.4 to -2.6 % and test MAE -1.8 to -4.6 % against the
 # level alone (benchmarks/target_forms.py; RESULTS.md, "The target in both forms"). A choice between the forms per
 # trial was worse: the change trials look better at ASHA's early rungs, so the search kept almost only them
@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
     }, trials=8, max_epochs=6, grace_period=1, reduction_factor=2.0),
     # Validation on 4 windows spread over the year before the test period (--val-windows 4; a flag, or
     # --val-windows 1, overrides it): its ensembles measured better than one window of the months just before
-    # on both periods compared, test MAE 20.59 vs 20.65 on November-December, 27.70 vs 28.83 on July-August 2012
+    # on both periods compared, test MAE 20.59 vs 20.65 on November-December, 27.70 vs 28.83 on July-August
     # (with the residual correction; 20.93 vs 21.11 and 28.57 vs 30.83 without it; benchmarks/RESULTS.md).
     "default": Preset(_DEFAULT_SPACE, trials=200, max_epochs=20, grace_period=3, reduction_factor=3.0,
                       data={"val_windows": 4}, stop_patience=20, stop_margin=1.0),

@@ -15,7 +15,6 @@ from typing import Any
 import optuna
 import pandas as pd
 import ray
-import pandas as pd
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
@@ -102,7 +101,7 @@ class ProgressLine(tune.Callback):
 
 def search_metric(opts: SearchOptions, space: dict[str, Any]) -> str:
     """val_loss, unless trials compute it differently (a choice of target transform, change target or loss): then the
-    validation MAE in bikes per hour, the one score every trial shares."""
+    validation MAE in the target's units, the one score every trial shares."""
     if opts.metric:
         return opts.metric
     varies = any(isinstance(space.get(k), tune.search.sample.Domain) for k in ("target_transform", "target_form", "loss"))

@@ -70,7 +70,7 @@ class Dataset:
     time: str | None = None
     """Your file's time column (ISO timestamps or dates). Give it with --target for your own series."""
     target: str | None = None
-    """The column to forecast (without --time and --target: the built-in data set, the UCI bikes data)."""
+    """The column to forecast (without --time and --target: the built-in data set)."""
     freq: str | None = None
     """The series' step as a pandas frequency such as h, D, 15min, W or MS (default: inferred from the file; an
     irregular step is refused)."""
@@ -164,7 +164,7 @@ class Definition:
     beyond: Callable[["pd.DatetimeIndex"], dict[str, "np.ndarray"]] | None = None
     """Times past the file's end -> the known-future covariates there (what the file cannot tell yet)."""
     unit: str = ""
-    """What its target is measured in, for reports (e.g. 'bikes/hour'); default: the target column's name."""
+    """What its target is measured in, for reports (e.g. 'target units'); default: the target column's name."""
     default: bool = False
     """The data set used when no file of one's own is described (one definition says so)."""
     migrate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
