@@ -12,6 +12,7 @@ built-in data set None (its usual lookup).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,11 @@ import pandas as pd
 from rnn_core.data import DataError
 from rnn_core.forecaster import PostProcessed, load_model, save_forecaster
 from rnn_core.metrics import Evaluation, evaluate_model, intervals_at, model_frame
-from rnn_core.series import segments, step_words
+from rnn_core.series import segment_start, segments, span_words, step_words
 
 Data = str | os.PathLike[str] | pd.DataFrame | None
+
+log = logging.getLogger(__name__)
 
 
 def frame_of(model: PostProcessed, data: Data) -> pd.DataFrame:
@@ -36,6 +39,24 @@ def frame_of(model: PostProcessed, data: Data) -> pd.DataFrame:
 def step_of(model: PostProcessed) -> pd.DateOffset:
     """One step of the model's series."""
     return pd.tseries.frequencies.to_offset(model.data_config.dataset.freq)
+
+
+def say_short_history(model: PostProcessed, frame: pd.DataFrame, origins: np.ndarray) -> None:
+    """A warning, once, where a forecast's series starts too late before its origin for the post-processing chain:
+    its steps learn from the forecasts of the steps before (calibration, seasonal bias, residual correction,
+    intervals), and with fewer of them they correct less than they did on validation."""
+    need = sum(s.lookback for s in model.steps)  # steps of history the chain reads before the first origin
+    ds = model.data_config.dataset
+    have = origins - segment_start(frame, ds)[origins] - model.first_origin  # [S] forecastable steps before each
+    short = np.flatnonzero(have < need)
+    if not len(short):
+        return
+    i = int(short[0])
+    log.warning("the forecast from %s has %s of history before it, where its post-processing chain (%s) learns from "
+                "the %s before: it corrects less than it did on validation; give data that starts at least %s earlier",
+                pd.Timestamp(frame.index[origins[i]]), span_words(max(int(have[i]), 0), ds.freq),
+                ", ".join(s.kind.replace("_", " ") for s in model.steps), span_words(need, ds.freq),
+                span_words(need - max(int(have[i]), 0), ds.freq))
 
 
 def last_origins(model: PostProcessed, frame: pd.DataFrame, at: str | pd.Timestamp | None = None) -> np.ndarray:
@@ -87,6 +108,7 @@ class Model:
         [series,] origin, time, forecast, and the lower/upper bound of each interval level."""
         frame = frame_of(self.forecaster, data)
         origins = last_origins(self.forecaster, frame, at)
+        say_short_history(self.forecaster, frame, origins)
         model = intervals_at(self.forecaster, frame, levels)
         pred, bands = model.forecast_with_bands(frame, origins)  # [S, H] and {level: ([S, H], [S, H])}
         ds, step, times = model.data_config.dataset, step_of(model), pd.DatetimeIndex(frame.index)

@@ -91,7 +91,9 @@ def _times(raw: pd.DataFrame, ds: Dataset, path: Path) -> pd.Series:
     text = raw[ds.time].astype(str).str.strip()
     # Text: pandas infers the format from the first cell; a cell in another format is then refused by line.
     col = raw[ds.time]
-    times = pd.to_datetime(col if pd.api.types.is_datetime64_any_dtype(col) else text, errors="coerce")
+    with warnings.catch_warnings():  # "could not infer format": the one-line error below says what is wrong
+        warnings.simplefilter("ignore")
+        times = pd.to_datetime(col if pd.api.types.is_datetime64_any_dtype(col) else text, errors="coerce")
     if times.isna().any():
         row = int(np.flatnonzero(times.isna().to_numpy())[0])
         raise DataError(f"{_where(path, row, ds.time)}: {raw[ds.time].iloc[row]!r} is not a timestamp "
@@ -316,9 +318,9 @@ def check_transform(frame: pd.DataFrame, cfg: DataConfig, source: str) -> None:
 def _lag_name(lag: int, freq: str | None) -> str:
     """A season's lag in the series' own words: 24h and 168h for hourly (or half-hourly) data, 7d, 52w, 12m."""
     off = pd.tseries.frequencies.to_offset(freq or "h")
-    if off.name.startswith("W"):
+    if off.rule_code.startswith("W"):
         return f"{lag * off.n}w"
-    if off.name in ("MS", "ME", "M"):
+    if off.rule_code in ("MS", "ME", "M"):
         return f"{lag * off.n}m"
     try:
         span, hour, day = lag * pd.Timedelta(off), pd.Timedelta(hours=1), pd.Timedelta(days=1)
@@ -335,7 +337,7 @@ def step_words(freq: str | None) -> tuple[str, str]:
     off = pd.tseries.frequencies.to_offset(freq or "h")
     words = {"h": "hour", "D": "day", "W": "week", "MS": "month", "ME": "month", "M": "month", "min": "minute",
              "QS": "quarter", "QE": "quarter", "YS": "year", "YE": "year"}
-    word = words.get(off.name.split("-")[0])
+    word = words.get(off.rule_code.split("-")[0])
     if word is None:
         return "a step", "steps"
     if off.n != 1:
@@ -352,7 +354,7 @@ def span_words(steps: int, freq: str | None) -> str:
     except ValueError:
         span = None
     if span is not None and span >= pd.Timedelta(days=1) and span % pd.Timedelta(days=1) == pd.Timedelta(0) \
-            and not off.name.startswith("W"):
+            and not off.rule_code.startswith("W"):
         return f"{span // pd.Timedelta(days=1)} days"
     one, many = step_words(freq)
     return f"{steps} {many}" if steps != 1 else one
@@ -383,7 +385,7 @@ def seasons(freq: str | None) -> tuple[int, ...]:
     try:
         step = pd.Timedelta(off)
     except ValueError:  # months, quarters, years: not a fixed length
-        return (12,) if off.name in ("MS", "ME", "M") else ()
+        return (12,) if off.rule_code in ("MS", "ME", "M") else ()
     if step < pd.Timedelta(days=1):
         day = int(pd.Timedelta(days=1) / step)
         return (day, 7 * day)

@@ -15,9 +15,13 @@ Every keyword of :class:`search.options.SearchOptions` (``preset``, ``num_sample
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,30 @@ import pandas as pd
 from rnn_core.api import Data, Model
 from rnn_core.config import DataConfig, Dataset, pick
 from rnn_core.metrics import Evaluation
+
+
+@contextlib.contextmanager
+def progress_on_stderr() -> Iterator[None]:
+    """The search's progress (its start, a line every --progress-interval seconds, its end) on stderr, as the command
+    line shows it, unless the caller has configured logging itself (then its handlers decide)."""
+    if logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    loggers = [logging.getLogger(name) for name in ("search", "rnn_core")]
+    before = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, before):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 class RNNSearch:
@@ -55,9 +83,10 @@ class RNNSearch:
         from search.tuner import run_search
 
         opts = dataclasses.replace(self.options, data_path=self._file(data))
-        _, self.experiment = run_search(opts)
-        if self.ensemble:
-            build_ensemble(self.experiment, data_path=opts.data_path)
+        with progress_on_stderr():
+            _, self.experiment = run_search(opts)
+            if self.ensemble:
+                build_ensemble(self.experiment, data_path=opts.data_path)
         forecaster, _ = chosen_model(self.experiment, single=not self.ensemble, data_path=opts.data_path)
         self.model = Model(forecaster)
         return self

@@ -121,8 +121,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         grid, path = run_search(opts)
     errored = [r for r in grid if r.error is not None]
     best, summaries, _ = best_trial(path)
-    print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by best "
-          f"{summaries[0].metric} over all epochs:")
+    print(f"\nexperiment: {path}  ({len(summaries)} trials)\ntop {min(5, len(summaries))} by val MAE at each trial's "
+          f"kept checkpoint (its epoch of min {summaries[0].metric}):")
     show.trials_table(summaries, 5)
     show.best(best, show.run_unit(path))
     if args.ensemble:

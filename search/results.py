@@ -65,7 +65,10 @@ def load_experiment(run: str, where: str | None = None) -> tuple[ExperimentAnaly
 
 
 def summarize(ea: ExperimentAnalysis, grid: ResultGrid, path: str | None = None) -> list[TrialSummary]:
-    """One summary per trial with at least one report, best first (min of the search metric over all epochs).
+    """One summary per trial with at least one report, best first: by the validation MAE (in the target's units) of
+    each trial's kept checkpoint, the epoch of its min search metric over all epochs. The search metric itself may be
+    on the model's scale (val_loss), where a trial higher in both MAE and RMSE can score lower; the ranking a user
+    reads, the best trial, the plot and --single all follow the MAE at the kept checkpoint (ties: the metric).
 
     ``path``: the experiment's location as given (a URI keeps its scheme in the checkpoint locations)."""
     metric = ea.default_metric or "val_loss"  # the experiment's own search metric
@@ -107,12 +110,13 @@ def summarize(ea: ExperimentAnalysis, grid: ResultGrid, path: str | None = None)
             nodes=sorted({str(n) for n in df.get("node_id", [])}),
             history=df[["epoch", "val_loss", "val_mae"]].to_dict("records"),
         ))
-    out.sort(key=lambda s: s.best_score)
+    out.sort(key=lambda s: (s.best_val_mae, s.best_score))
     return out
 
 
 def best_trial(run: str, where: str | None = None) -> tuple[TrialSummary, list[TrialSummary], str]:
-    """The best trial (min of the experiment's metric over all epochs of all trials), all summaries, and the path."""
+    """The best trial (the lowest validation MAE at a trial's kept checkpoint: :func:`summarize`), all summaries, and
+    the path."""
     ea, grid, path = load_experiment(run, where)
     summaries = summarize(ea, grid, path)
     if not summaries:
@@ -129,7 +133,7 @@ def best_bundle(run: str, where: str | None = None) -> tuple[dict[str, Any], Tri
     best, summaries, path = best_trial(run, where)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = load_bundle(storage.download(storage.join(best.checkpoint or "", BUNDLE_FILE), tmp))
-    bundle["meta"] = dict(bundle.get("meta", {}), experiment_path=path, trial_id=best.trial_id,
+    bundle["meta"] = dict(bundle.get("meta", {}), experiment_path=path, data=recorded_data_path(path), trial_id=best.trial_id,
                           best_epoch=best.best_epoch, config=best.config)
     return bundle, best, summaries, path
 
@@ -266,7 +270,8 @@ def build_ensemble(
     bundles = candidate_bundles(path, candidates)
     cfg = DataConfig.from_dict(next(iter(bundles.values()))["data_config"])
     bundles.update(naive_bundles(cfg))  # the candidate policy (rnn_core.forecaster.naive_bundles)
-    choice = choose_ensemble(bundles, frame, size, selection, loss, {"experiment_path": path})
+    choice = choose_ensemble(bundles, frame, size, selection, loss, {"experiment_path": path,
+                                                                     "data": data_path or recorded_data_path(path)})
     configs = {s.trial_id: s.config for s in candidates}
     members = [dict(m, config=configs.get(m["trial_id"], {"naive": m["trial_id"]})) for m in choice.members]
     file = storage.join(path, ENSEMBLE_FILE)

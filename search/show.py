@@ -93,7 +93,8 @@ def trials_table(summaries: list[Any], top: int) -> None:
 
 def best(best: Any, unit_: str) -> None:
     d = decimals([best.best_val_mae, best.best_val_rmse])
-    print(f"\nbest trial: {best.trial_id}  (by min {best.metric} over all epochs)  val_loss {best.best_val_loss:.4f}, "
+    print(f"\nbest trial: {best.trial_id}  (the lowest val MAE at a trial's kept checkpoint, its epoch of min "
+          f"{best.metric})  val_loss {best.best_val_loss:.4f}, "
           f"val MAE {best.best_val_mae:.{d}f}, RMSE {best.best_val_rmse:.{d}f} {unit_} at epoch {best.best_epoch} of "
           f"{best.epochs} ({best.stop_reason})")
     print(f"config: {json.dumps(dict(best.config), default=str)}")

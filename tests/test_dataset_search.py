@@ -47,6 +47,9 @@ def test_the_readmes_example_of_your_own_series_runs_as_written(tmp_path: Path) 
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
                          timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
+    # RNNSearch.fit() says what it does, on stderr, as the command line does (its start and its end at least)
+    assert re.search(r"^search \S+: preset quick", run.stderr, re.M), run.stderr[-3000:]
+    assert "choosing an ensemble" in run.stderr, run.stderr[-3000:]
     lines = run.stdout.strip().splitlines()
     assert "2016-01-01" in run.stdout and "lower_80%" in run.stdout, run.stdout
     mae, rest = lines[-1].split(" ", 1)

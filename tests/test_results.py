@@ -45,9 +45,15 @@ def test_plain_ray_names_the_same_best_trial(experiment) -> None:
     from search.trainable import train_forecaster
 
     grid = tune.Tuner.restore(experiment["path"], trainable=train_forecaster).get_results()
-    ray_best = grid.get_best_result(metric="val_loss", mode="min", scope="all")
-    ours, _, _ = best_trial(experiment["path"])
-    assert ray_best.metrics["trial_id"] == ours.trial_id
+    # each trial's kept checkpoint: its epoch of min val_loss over all epochs (Ray's own per-trial dataframes)
+    kept = {r.metrics["trial_id"]: r.metrics_dataframe.loc[r.metrics_dataframe["val_loss"].idxmin()] for r in grid}
+    oracle = min(kept, key=lambda t: (kept[t]["val_mae"], kept[t]["val_loss"]))
+    ours, summaries, _ = best_trial(experiment["path"])
+    assert ours.trial_id == oracle
+    assert ours.best_epoch == int(kept[oracle]["epoch"])
+    # a trial ranked above another is never higher in both MAE and RMSE (the search metric, val_loss, may say otherwise)
+    for a, b in zip(summaries, summaries[1:]):
+        assert not (a.best_val_mae > b.best_val_mae and a.best_val_rmse > b.best_val_rmse)
 
 
 @pytest.fixture(scope="module")
