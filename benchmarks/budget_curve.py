@@ -24,7 +24,8 @@ from _common import RESULTS, record, revision  # this folder; rnn_core and searc
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE  # noqa: E402
+from rnn_core.config import ENSEMBLE_SIZE  # noqa: E402
+from rnn_core.ensemble import ENSEMBLE_SELECTION
 from rnn_core.ensemble import choose_from_forecasts, validation_forecasts  # noqa: E402
 from rnn_core.forecaster import member_from_bundle, split_targets  # noqa: E402
 from rnn_core.metrics import mae, rmse  # noqa: E402

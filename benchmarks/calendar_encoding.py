@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from rnn_core.config import DataConfig, Dataset, ModelConfig, TrainConfig, default_dataset
+from rnn_core.config import DataConfig, Dataset, TrainConfig, default_dataset
 from rnn_core.data import build, load_frame
 from rnn_core.series import series_frame
 from rnn_core.train import fit, predict

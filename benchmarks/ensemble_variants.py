@@ -19,7 +19,8 @@ from pathlib import Path
 
 from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 
-from rnn_core.config import CORRECTION_LAGS, CORRECTION_WINDOW, ENSEMBLE_SIZE, LEVEL_WINDOW  # noqa: E402
+from rnn_core.config import ENSEMBLE_SIZE  # noqa: E402
+from rnn_core.postprocess import CORRECTION_LAGS, CORRECTION_WINDOW, LEVEL_WINDOW
 from rnn_core.data import load_frame  # noqa: E402
 from rnn_core.ensemble import choose_ensemble  # noqa: E402
 from rnn_core.forecaster import split_targets  # noqa: E402

@@ -30,7 +30,8 @@ from _common import record
 from budget_curve import Run
 
 from rnn_core import postprocess as pp
-from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE
+from rnn_core.config import ENSEMBLE_SIZE
+from rnn_core.ensemble import ENSEMBLE_SELECTION
 from rnn_core.data import history_span, known_targets, target_column
 from rnn_core.ensemble import choose_from_forecasts, select
 from rnn_core.forecaster import WeightedMean, fit_chain, split_targets

@@ -32,7 +32,9 @@ import pandas as pd
 from _common import DEFAULT_CSV, record, revision  # this folder; rnn_core comes from the installed package
 
 from rnn_core.config import DataConfig, split_kwargs  # noqa: E402
-from rnn_core.data import CALENDAR_FEATURES, calendar_features, load_frame  # noqa: E402
+from rnn_core.config import default_dataset  # noqa: E402
+from rnn_core.data import load_frame  # noqa: E402
+from rnn_core.features import future_names, known  # noqa: E402
 from rnn_core.forecaster import split_targets  # noqa: E402
 
 log = logging.getLogger("peers")
@@ -44,11 +46,13 @@ CACHE = Path(__file__).with_name(".peers")
 def long_frame(frame: pd.DataFrame, last: pd.Timestamp) -> pd.DataFrame:
     """The product's hourly grid as NeuralForecast's long frame up to the last test target: unique_id, ds, y
     (cnt), the historical inputs and the calendar of each hour [T, 3 + 8 + 9]."""
-    cal = calendar_features(frame.index, frame["holiday"].to_numpy(), frame["workingday"].to_numpy())  # [T, 9]
+    ds = default_dataset()
+    cal = known(pd.DatetimeIndex(frame.index), frame, ds)  # [T, 9]: the product's inputs known in advance
     df = pd.DataFrame({"unique_id": "bikes", "ds": frame.index, "y": frame["cnt"].to_numpy(np.float64)})
+    frame = frame.assign(weathersit=frame[[f"weather_{i}" for i in range(1, 5)]].to_numpy().argmax(axis=1) + 1.0)
     for c in HIST:
         df[c] = frame[c].to_numpy(np.float64)
-    for i, c in enumerate(CALENDAR_FEATURES):
+    for i, c in enumerate(future_names(ds)):
         df[f"cal_{c}"] = cal[:, i]
     return df[df["ds"] <= last].reset_index(drop=True)
 
@@ -61,7 +65,7 @@ def auto_model(name: str, samples: int, minutes: float, seed: int):
 
     cls = getattr(auto, MODELS[name])
     base = cls.get_default_config(h=1, backend="optuna")
-    futr = [f"cal_{c}" for c in CALENDAR_FEATURES]
+    futr = [f"cal_{c}" for c in future_names(default_dataset())]
 
     def config(trial):
         c = base(trial)

@@ -24,7 +24,7 @@ from pathlib import Path
 from _common import DEFAULT_CSV, record  # this folder; rnn_core and search come from the installed package
 import numpy as np  # noqa: E402
 
-from rnn_core.config import SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE, SEASONAL_BIAS_TRIM  # noqa: E402
+from rnn_core.postprocess import SEASONAL_BIAS_DAYS, SEASONAL_BIAS_SHARE, SEASONAL_BIAS_TRIM  # noqa: E402
 from rnn_core.data import load_frame  # noqa: E402
 from rnn_core.forecaster import PostProcessed, load_model, split_targets  # noqa: E402
 from rnn_core.metrics import mae, rmse  # noqa: E402

@@ -25,7 +25,8 @@ from _common import record  # this folder; rnn_core and search come from the ins
 import numpy as np  # noqa: E402
 
 from rnn_core.checkpoint import model_from_bundle  # noqa: E402
-from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from rnn_core.config import ENSEMBLE_SIZE, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from rnn_core.ensemble import ENSEMBLE_SELECTION
 from rnn_core.data import FeatureScaler, TargetScaler, build  # noqa: E402
 from rnn_core.ensemble import choose_from_forecasts, validation_forecasts  # noqa: E402
 from rnn_core.forecaster import member_bundle, split_targets  # noqa: E402

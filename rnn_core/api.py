@@ -108,9 +108,9 @@ class Model:
         [series,] origin, time, forecast, and the lower/upper bound of each interval level."""
         frame = frame_of(self.forecaster, data)
         origins = last_origins(self.forecaster, frame, at)
-        say_short_history(self.forecaster, frame, origins)
         model = intervals_at(self.forecaster, frame, levels)
         pred, bands = model.forecast_with_bands(frame, origins)  # [S, H] and {level: ([S, H], [S, H])}
+        say_short_history(self.forecaster, frame, origins)  # once the forecast stands (a refusal says only itself)
         ds, step, times = model.data_config.dataset, step_of(model), pd.DatetimeIndex(frame.index)
         rows: list[dict[str, Any]] = []
         for i, origin in enumerate(origins):

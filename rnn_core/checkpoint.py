@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnn_core.config import DataConfig, ModelConfig, TrainConfig, UserError, first_line, target_outputs
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig, target_outputs
+from rnn_core.errors import UserError, first_line
 from rnn_core.data import WindowData, FeatureScaler, TargetScaler, features_for, make_windows, origin_values
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict

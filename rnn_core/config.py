@@ -1,26 +1,16 @@
-"""Every setting of the data, the model and the training, declared once: torch-free and pandas-free.
-
-A setting is one field of :class:`DataConfig`, :class:`ModelConfig` or :class:`TrainConfig` with a
-docstring under it. Everything else follows from the fields (:func:`settings`): the ``train`` command's
-flags and their help text, the search-space keys with their types and allowed values, and the mapping of
-a trial's flat config onto the three configs. Validation lives in each ``__post_init__`` and nowhere else.
-
-Field metadata (all optional): ``choices`` (allowed values), ``flags`` (extra command-line spellings),
-``search=False`` (not a search-space key), ``derived=True`` (set from another config, never by the user).
+"""The configs, declared once: :class:`DataConfig`, :class:`ModelConfig`, :class:`TrainConfig` (frozen, typed, one
+docstring per field, validated in ``__post_init__`` and nowhere else), their choices and the parsers of their text
+forms. What follows from the fields (flags, search keys) is rnn_core.settings; how a series is described,
+rnn_core.datasets; the post-processing chain's constants, rnn_core.postprocess; errors, rnn_core.errors.
 
 This module imports nothing heavy, so ``rnn-search --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import inspect
 import math
-import typing
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from rnn_core.datasets import ABSENT_CHOICES, CALENDAR_PARTS, Dataset, _one_of, _require, default_dataset  # noqa: F401 - re-exported
@@ -49,48 +39,8 @@ SPLIT_PRESETS = ("default", "lecture", "custom")
 ABSENT = ABSENT_CHOICES
 #: Ensemble selection steps (greedy, with replacement: weights are multiples of 1/K); rnn_core.ensemble.
 ENSEMBLE_SIZE = 20
-#: Origins (hours) before each forecast that an ensemble's calibration factor is refit on: two weeks
-#: (rnn_core.ensemble.rolling_factors).
-LEVEL_WINDOW = 14 * 24
-#: Origins (hours) before each forecast that an ensemble's residual correction (an autoregression of its
-#: hour-ahead errors) is fitted on: two weeks (rnn_core.ensemble.residual_corrections).
-CORRECTION_WINDOW = 14 * 24
-#: The hours before an hour whose errors that autoregression uses: the hour, the day and the week before.
-CORRECTION_LAGS = (1, 24, 168)
-#: The same-hour bias step (rnn_core.postprocess.SeasonalBias): the days before an hour whose errors at that
-#: hour of the day it averages, and the share of that mean it adds. The forecast's errors repeat by the hour of
-#: the day for weeks (after the clocks change in November, the 17:00 rush is over-forecast by 34 rentals on average
-#: all test period); the residual correction's one lag of a day is too noisy to carry that. Chosen on the shipped
-#: ensembles of four test periods of the built-in data set (benchmarks/seasonal_bias.py; RESULTS.md, "Room for the budget").
-SEASONAL_BIAS_DAYS = 28
-SEASONAL_BIAS_SHARE = 0.75
-#: The share of those days left out at each end before the mean (3 of 28): the days with the highest and the
-#: lowest errors at that hour. One odd day (the eve of Thanksgiving, an election night) otherwise moves its hours
-#: for four weeks. Set a priori at a tenth; on the shipped ensembles of 14 searches over four test periods it
-#: lowered the validation MAE on every one (-0.4 to -0.8 %, where the plain mean buys nothing there) and the test
-#: MAE on every one; 2 or 4 days cut are within 0.03 of 3 (RESULTS.md, "The same-hour bias step").
-SEASONAL_BIAS_TRIM = 0.1
-#: What the greedy ensemble selection minimises on validation forecasts. Squared error: the weighted mean is
-#: the combination squared error rewards, and it picks members whose errors cancel. Against picks by absolute
-#: error, on eight recorded searches over three test periods of the built-in data set (benchmarks/ensemble_variants.py) it gave a
-#: lower test RMSE on seven, a lower MAE on four and within 0.07 on the rest, and on the day-ahead search a 24-step
-#: MAE of 35.61 vs 36.75. The calibration factor still follows the search metric.
-ENSEMBLE_SELECTION = "rmse"
 #: The fields that ``--split`` sets together (one flag, one parser: :func:`split_kwargs`).
 SPLIT_FIELDS = ("split", "val_start", "test_start", "test_end")
-
-
-class UserError(Exception):
-    """An error caused by input (a file, a flag, a setting) whose message says what is wrong and what to do.
-
-    The command line prints it as one line, without a traceback. Every package's own errors derive from it.
-    """
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (libraries append advice and tracebacks below it)."""
-    text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _integer(v: Any) -> bool:
@@ -321,79 +271,3 @@ class TrainConfig(_Config):
 CONFIGS = (DataConfig, ModelConfig, TrainConfig)  # Dataset is not a search-space config: it is the data itself
 
 
-# --------------------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One field of a config, as the CLI and the search space see it."""
-
-    name: str
-    owner: type
-    type: Any
-    """The field's type: int, float, bool, str, str | None, or tuple (seasonal lags)."""
-    default: Any
-    help: str
-    choices: tuple[Any, ...] | None
-    flags: tuple[str, ...]
-    """Command-line spellings: --field-name first, then any extra ones."""
-    searchable: bool
-    columns: bool = False
-    """A tuple of column names (Dataset's covariates), not of hours."""
-
-
-@cache
-def _docstrings(cls: type) -> dict[str, str]:
-    """Field name -> the docstring written under it (attribute docstrings, as simple-parsing reads them)."""
-    try:
-        tree = ast.parse(inspect.getsource(cls))
-    except (OSError, TypeError):  # no source shipped: help texts fall back to the names
-        return {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-@cache
-def settings(cls: type) -> tuple[Setting, ...]:
-    """The user-facing settings of one config class (derived fields left out), in declaration order."""
-    hints = typing.get_type_hints(cls)
-    docs = _docstrings(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("derived"):
-            continue
-        typ = hints[f.name]
-        args = typing.get_args(typ)
-        if type(None) in args and len(args) == 2:  # X | None: the flag takes an X; not given, None
-            typ = next(a for a in args if a is not type(None))
-        if typing.get_origin(typ) is tuple:
-            typ = tuple
-        out.append(Setting(
-            name=f.name, owner=cls, type=typ, default=f.default, help=docs.get(f.name, f.name),
-            choices=f.metadata.get("choices"),
-            flags=f.metadata.get("cli_flags") or ("--" + f.name.replace("_", "-"), *f.metadata.get("flags", ())),
-            searchable=f.metadata.get("search", True), columns=f.metadata.get("names", False),
-        ))
-    return tuple(out)
-
-
-def search_keys() -> dict[str, Setting]:
-    """Search-space key -> setting: every searchable field of the three configs (names are unique)."""
-    return {s.name: s for cls in CONFIGS for s in settings(cls) if s.searchable}
-
-
-def pick(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a flat mapping (a trial config, parsed flags) that are fields of ``cls``."""
-    names = {s.name for s in settings(cls)}
-    return {k: v for k, v in values.items() if k in names}
-
-
-def check(name: str, value: Any) -> None:
-    """Validate one setting's value with its config's own ``__post_init__`` (raises ValueError)."""
-    cls = search_keys()[name].owner
-    cls(**{name: value})

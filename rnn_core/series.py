@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rnn_core.config import COUNT_TRANSFORMS, DataConfig, Dataset, UserError
+from rnn_core.config import COUNT_TRANSFORMS, DataConfig, Dataset
+from rnn_core.errors import UserError
 from rnn_core.datasets import calendar_parts, definition_of
 from rnn_core.features import IS_MISSING, feature_names, segment_start, segments  # noqa: F401 - the layout, read here too
 

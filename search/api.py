@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from rnn_core.api import Data, Model
-from rnn_core.config import DataConfig, Dataset, pick
+from rnn_core.config import DataConfig, Dataset
+from rnn_core.settings import pick
 from rnn_core.metrics import Evaluation
 
 

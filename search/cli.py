@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnn_core.config import CONFIGS, DataConfig, ModelConfig, TrainConfig, UserError, pick, settings
+from rnn_core.config import CONFIGS, DataConfig, ModelConfig, TrainConfig
+from rnn_core.errors import UserError
+from rnn_core.settings import pick, settings
 from search import flags, show
 
 log = logging.getLogger("rnn_search")
@@ -131,7 +133,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         show.ensemble(build_ensemble(path, data_path=args.data), show.run_unit(path), show.run_freq(path))
     print(f"\nnext: rnn-search test {path} --plots plots/   |   rnn-search export {path} --out model.pt")
     if errored:
-        from rnn_core.config import first_line
+        from rnn_core.errors import first_line
         from search.storage import name
 
         print(f"error: {len(errored)} of {len(grid)} trials ended in error after their retries (first: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rnn_core.config import UserError
+from rnn_core.errors import UserError
 
 
 class SearchError(UserError):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rnn_core.config import SPLIT_FIELDS, Setting, parse_lags, settings, split_kwargs
+from rnn_core.config import SPLIT_FIELDS, parse_lags, split_kwargs
+from rnn_core.settings import Setting, settings
 
 #: Option groups by what they set, not by class name.
 GROUPS = {"DataConfig": "windows and splits", "ModelConfig": "the network", "TrainConfig": "training",
@@ -59,7 +60,7 @@ def add_settings(p: argparse.ArgumentParser, cls: type, note: str = "") -> None:
 
 def split_help() -> str:
     from rnn_core.config import DataConfig as D
-    from rnn_core.config import settings as fields
+    from rnn_core.settings import settings as fields
 
     return next(s.help for s in fields(D) if s.name == "split") + " (default: default)"
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnn_core.config import UserError, first_line
+from rnn_core.errors import UserError, first_line
 from search.storage import IN_JOB_ENV
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from ray.tune.experiment import Trial
 from ray.tune.stopper import Stopper
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle
-from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, Dataset
+from rnn_core.config import ENSEMBLE_SIZE, Dataset
+from rnn_core.ensemble import ENSEMBLE_SELECTION
 
 log = logging.getLogger(__name__)
 

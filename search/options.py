@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rnn_core.config import DataConfig, UserError
+from rnn_core.config import DataConfig
+from rnn_core.errors import UserError
 from search.errors import SearchError
 from search.space import PRESETS
 
@@ -169,7 +170,8 @@ def describe_dataset(yaml_file: str | None, given: dict[str, Any], data: str | N
 def flags_given(argv: list[str]) -> frozenset[str]:
     """The DataConfig fields whose flags are on the command line ``argv`` (a preset's data settings leave them
     alone)."""
-    from rnn_core.config import SPLIT_FIELDS, DataConfig, settings
+    from rnn_core.config import SPLIT_FIELDS, DataConfig
+    from rnn_core.settings import settings
 
     tokens = {t.split("=", 1)[0] for t in argv if t.startswith("--")}
     given = {s.name for s in settings(DataConfig) if tokens & {*s.flags, *("--no-" + f[2:] for f in s.flags)}}

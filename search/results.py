@@ -15,7 +15,9 @@ from typing import Any
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, model_from_bundle
-from rnn_core.config import ENSEMBLE_SELECTION, ENSEMBLE_SIZE, UserError
+from rnn_core.config import ENSEMBLE_SIZE
+from rnn_core.ensemble import ENSEMBLE_SELECTION
+from rnn_core.errors import UserError
 from rnn_core.forecaster import member_bundle, save_forecaster
 from search import storage
 from search.errors import SearchError
@@ -78,6 +80,9 @@ def summarize(ea: ExperimentAnalysis, grid: ResultGrid, path: str | None = None)
         df = res.metrics_dataframe
         if df is None or df.empty or metric not in df:
             continue
+        # one report per epoch: an epoch reported before an interrupt and run again after the resume (Tune restores
+        # from the checkpoint its saved state names, which may be one epoch older) counts once, as its last report
+        df = df.drop_duplicates("epoch", keep="last").reset_index(drop=True) if "epoch" in df else df
         best = df.loc[df[metric].idxmin()]
         last = df.iloc[-1]
         tid = str(last["trial_id"])

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rnn_core.config import UserError
+from rnn_core.errors import UserError
 from search import storage
 
 LOCK_FILE = ".rnn-search.lock"

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rnn_core.config import DataConfig, UserError, form_note
+from rnn_core.config import DataConfig, form_note
+from rnn_core.errors import UserError
 
 #: Significant digits every reported error, width and forecast keeps at least.
 DIGITS = 3

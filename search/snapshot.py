@@ -30,7 +30,7 @@ from typing import Any
 from ray.tune.search import SearchGenerator
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from rnn_core.config import UserError, first_line
+from rnn_core.errors import UserError, first_line
 from search import storage
 
 log = logging.getLogger(__name__)

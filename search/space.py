@@ -23,7 +23,9 @@ from typing import Any
 
 import yaml
 
-from rnn_core.config import DataConfig, Setting, UserError, check, lags_text, parse_lags, pick, search_keys
+from rnn_core.config import DataConfig, lags_text, parse_lags
+from rnn_core.settings import Setting, check, pick, search_keys
+from rnn_core.errors import UserError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint", "qrandint")
 #: key -> setting: the searchable fields of DataConfig, ModelConfig and TrainConfig (rnn_core.config).

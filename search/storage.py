@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from rnn_core.config import UserError, first_line
+from rnn_core.errors import UserError, first_line
 
 #: Storage when --storage is not given (outside a Ray job).
 DEFAULT = "./runs"

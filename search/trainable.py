@@ -18,7 +18,8 @@ import ray
 from ray import tune
 
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle, save_bundle
-from rnn_core.config import DataConfig, ModelConfig, TrainConfig, pick
+from rnn_core.config import DataConfig, ModelConfig, TrainConfig
+from rnn_core.settings import pick
 from rnn_core.data import WindowData
 from rnn_core.train import fit
 from search.space import data_config

@@ -21,7 +21,8 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from rnn_core.config import COUNT_TRANSFORMS, DataConfig, first_line
+from rnn_core.config import COUNT_TRANSFORMS, DataConfig
+from rnn_core.errors import first_line
 from rnn_core.data import WindowData, load
 from search import space as spaces
 from search import snapshot, storage
@@ -34,6 +35,9 @@ from search.study import AshaAwareOptunaSearch, StudySync, download_journal, stu
 from search.history import CsvHistory, JsonHistory
 from search.retention import CheckpointRetention
 from search.trainable import train_forecaster
+
+#: Tune names each trial's folder after its trainable: train_forecaster_<trial id>_...
+TRIAL_PREFIX = train_forecaster.__name__
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +361,18 @@ def fit(tuner: tune.Tuner, alg: Any, path: str) -> tune.ResultGrid:
     return grid
 
 
+def drop_empty_trial_folders(path: str) -> None:
+    """A run killed (or stopped by a full disk) while trials were starting leaves their folders empty, and its saved
+    state may not name them: on resume, a trial folder with nothing in it is removed (nothing is lost: a restored trial
+    makes its folder again). A bucket has no empty folders."""
+    if storage.is_uri(path):
+        return
+    for d in Path(path).glob(f"{TRIAL_PREFIX}_*"):
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+            log.info("removed %s: a trial folder left empty by the interrupted run", d.name)
+
+
 def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
     """Continue an interrupted experiment (unfinished and errored trials; finished ones are kept)."""
     path = storage.experiment_path(run, opts.storage)
@@ -377,6 +393,7 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
         datasets = load_datasets(opts, space)  # the same data as the original run
         if not snapshot.restore(path, journal) and storage.is_uri(path):
             download_journal(path, journal)  # a run saved before its first snapshot
+        drop_empty_trial_folders(path)
         init_ray(opts.address)
         if not tune.Tuner.can_restore(path):
             raise SearchError(f"{path}: Tune cannot restore this experiment")

@@ -44,7 +44,8 @@ def test_help_is_fast_and_imports_neither_torch_nor_ray() -> None:
 
 def test_train_flags_are_the_config_fields() -> None:
     """Every user-facing field of the three configs is a `train` flag whose help is the field's docstring."""
-    from rnn_core.config import CONFIGS, SPLIT_FIELDS, settings
+    from rnn_core.config import CONFIGS, SPLIT_FIELDS
+    from rnn_core.settings import settings
     from search import cli
 
     sub = next(a for a in cli.build_parser()._actions if a.choices and "train" in a.choices).choices
@@ -179,7 +180,7 @@ def test_search_options_are_declared_once_frozen_and_checked() -> None:
     """Each tune flag comes from a SearchOptions field (its docstring the help); a bad value is one line."""
     import dataclasses
 
-    from rnn_core.config import settings
+    from rnn_core.settings import settings
     from search.errors import SearchError
     from search.options import SearchOptions
 

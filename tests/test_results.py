@@ -38,6 +38,25 @@ def test_best_prints_the_top_trials_and_the_best_checkpoint(experiment, capsys) 
     assert {"config", "best_val_mae", "best_val_rmse", "best_epoch", "epochs", "stop_reason"} <= set(doc["best"])
 
 
+def test_an_epoch_reported_twice_counts_once(experiment, tmp_path: Path) -> None:
+    """After an interrupt, Tune may run an epoch again from an older checkpoint: result.json then holds it twice."""
+    import shutil
+
+    from search.results import best_trial
+
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment["path"], copy)
+    _, before, _ = best_trial(str(copy))
+    trial = before[0]
+    result = next(p for p in copy.glob(f"*_{trial.trial_id}_*/result.json"))
+    lines = result.read_text().splitlines()
+    result.write_text("\n".join(lines + [lines[-1]]) + "\n")  # the last epoch again, as a resumed trial reports it
+    _, after, _ = best_trial(str(copy))
+    again = next(s for s in after if s.trial_id == trial.trial_id)
+    assert [h["epoch"] for h in again.history] == [h["epoch"] for h in trial.history]
+    assert again.epochs == trial.epochs
+
+
 def test_plain_ray_names_the_same_best_trial(experiment) -> None:
     from ray import tune
 
@@ -94,7 +113,7 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
             f"np.save({str(tmp_path / 'p.npy')!r}, evaluate_model(fixed, {str(hour_csv)!r}, 'val', levels=False).prediction)\n"
             "print(*[s.kind for s in lm.steps], lm.steps[0].window, lm.steps[1].lookback, lm.steps[2].window)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from rnn_core.config import CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS
+    from rnn_core.postprocess import CORRECTION_WINDOW, LEVEL_WINDOW, SEASONAL_BIAS_DAYS
     from rnn_core.metrics import evaluate_model
 
     # where it forecasts, the factor is refit on the weeks before, and the residual correction fitted on them

@@ -291,8 +291,12 @@ def test_resume_after_the_driver_is_killed(ray_local, hour_csv: Path, tmp_path: 
     # Only the finished trials are compared after the resume.
     reports_before = {d.name: len((d / "result.json").read_text().splitlines())
                       for d in _trial_dirs(str(path)) if d.name in finished}
+    # what a kill while a trial was starting leaves: its folder, empty, which the saved state may not name
+    empty = path / "train_forecaster_0badcafe_99_cell=gru_2026-01-01_00-00-00"
+    empty.mkdir()
 
     assert main(["tune", "--resume", "killed", "--storage", str(storage)]) == 0
+    assert not empty.exists(), "the resume left an empty trial folder of the killed run"
     ea, grid, _ = load_experiment(str(path))
     assert len(ea.trials) == trials
     assert all(t.status in ("TERMINATED", "ERROR") for t in ea.trials)
