@@ -361,6 +361,24 @@ def fit(tuner: tune.Tuner, alg: Any, path: str) -> tune.ResultGrid:
     return grid
 
 
+#: Ray versions whose restored Tuner the resume reaches into (tests/test_tune.py's resume tests cover them; the
+#: pyproject's ray range matches).
+RAY_RANGE = ((2, 50), (2, 61))
+
+
+def restored_parts(tuner: tune.Tuner) -> tuple[Any, list[Any]]:
+    """The search algorithm and the callbacks a restored Tuner unpickled from the run. Ray has no public way to them
+    (Tuner.restore takes neither a new searcher nor new callbacks, and only it resumes the trials), so this is the one
+    place that reads Ray's private attributes, for the pinned range RAY_RANGE; elsewhere it fails in one line."""
+    try:
+        local = tuner._local_tuner
+        return local._tune_config.search_alg, list(local.get_run_config().callbacks or [])
+    except AttributeError:
+        (lo, hi), version = RAY_RANGE, ray.__version__
+        raise SearchError(f"ray {version}: its Tuner.restore is not one this version resumes with (ray {lo[0]}.{lo[1]} "
+                          f"to below {hi[0]}.{hi[1]}); install a ray in that range to resume") from None
+
+
 def drop_empty_trial_folders(path: str) -> None:
     """A run killed (or stopped by a full disk) while trials were starting leaves their folders empty, and its saved
     state may not name them: on resume, a trial folder with nothing in it is removed (nothing is lost: a restored trial
@@ -403,10 +421,10 @@ def resume_search(run: str, opts: SearchOptions) -> tuple[tune.ResultGrid, str]:
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         except (ValueError, RuntimeError, OSError) as exc:
             raise SearchError(f"{path}: Tune cannot restore this experiment: {first_line(exc)}") from None
-        alg = tuner._local_tuner._tune_config.search_alg  # restored from the run: bind it to this run again
+        alg, callbacks = restored_parts(tuner)  # restored from the run: bind them to this run again
         from search.knee import KneeStop
 
-        for cb in tuner._local_tuner.get_run_config().callbacks or []:
+        for cb in callbacks:
             if isinstance(cb, KneeStop):  # the knee rule reads the data where this machine has it
                 cb.data_path = opts.data_path
         alg.bind(path, journal, lock.heartbeat)
