@@ -247,7 +247,7 @@ def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.d
         model=model,
         model_config=mcfg,
         data_config=dcfg,
-        feature_scaler=rebuild("its field feature_scaler cannot be read", FeatureScaler.from_dict, bundle["feature_scaler"]),
+        feature_scaler=rebuild("its field feature_scaler cannot be read", FeatureScaler.stored, bundle),
         target_scaler=tscaler,
         bundle=bundle,
         source=source,

@@ -167,6 +167,14 @@ class FeatureScaler:
         return {"names": list(self.names), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
+    def stored(cls, bundle: dict[str, Any]) -> FeatureScaler:
+        """The feature scaler of a model bundle, its input names as today's (rnn_core.datasets.migrate_names)."""
+        from rnn_core.datasets import migrate_names
+
+        scaler = cls.from_dict(bundle["feature_scaler"])
+        return dataclasses.replace(scaler, names=tuple(migrate_names(list(scaler.names), bundle["data_config"])))
+
+    @classmethod
     def from_dict(cls, d: Any) -> FeatureScaler:
         """A stored scaler, every field checked. Raises ValueError naming the field."""
         if not isinstance(d, dict) or set(d) != {"names", "mean", "std"}:

@@ -36,7 +36,7 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any]):  # noqa: ANN
     """The member's windows with the training split extended over the validation hours (every origin whose
     targets end before the test period), scaled with the member's own stored scalers."""
     cfg = DataConfig.from_dict(bundle["data_config"])
-    fs = FeatureScaler.from_dict(bundle["feature_scaler"])
+    fs = FeatureScaler.stored(bundle)
     ts = TargetScaler.from_dict(bundle["target_scaler"])
     data = build(frame, cfg, scalers=(fs, ts))
     tr, va = data["train"], data["val"]

@@ -128,3 +128,34 @@ def test_model_config_is_required_of_every_model_file(model_file: Path, tmp_path
     bad = write_bundle(tmp_path / "bad.pt", bundle)
     assert main(["predict", str(bad)]) == 2
     assert "model config cannot be rebuilt" in _one_error(capsys) and ModelConfig
+
+
+def test_a_bikes_model_file_from_before_the_data_set_was_described_loads_and_refits(model_file: Path, hour_csv: Path,
+                                                                                      tmp_path: Path) -> None:
+    """One migration: a file whose data config has no dataset target and a daylight flag, and whose scaler names its
+    inputs as they were named then, forecasts as today's file does and rebuilds its windows for a refit."""
+    import numpy as np
+
+    from rnn_core.checkpoint import load_bundle, write_bundle
+    from rnn_core.data import load_frame
+    from rnn_core.forecaster import load_model
+    from rnn_core.refit import train_through_val
+
+    old = {"day_": "hour_", "week_": "dow_", "cnt_history": "cnt_log1p", "cnt_lag": "cnt_log1p_lag"}
+
+    def old_name(name: str) -> str:
+        for new, was in old.items():
+            if name.startswith(new):
+                return was + name[len(new):]
+        return name
+
+    bundle = load_bundle(model_file)
+    dcfg = {k: v for k, v in bundle["data_config"].items() if k != "dataset"}
+    bundle["data_config"] = dict(dcfg, daylight=True, dataset={"time": None, "target": None})
+    bundle["feature_scaler"] = dict(bundle["feature_scaler"], names=[old_name(n) for n in bundle["feature_scaler"]["names"]])
+    assert "hour_sin" in bundle["feature_scaler"]["names"] and "cnt_log1p" in bundle["feature_scaler"]["names"]
+    before = write_bundle(tmp_path / "old.pt", bundle)
+    frame = load_frame(hour_csv)[0]
+    origins = np.arange(len(frame) - 48, len(frame))
+    assert np.array_equal(load_model(before).forecast(frame, origins), load_model(model_file).forecast(frame, origins))
+    assert len(train_through_val(frame, bundle)["train"]) > 0

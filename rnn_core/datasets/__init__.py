@@ -169,6 +169,8 @@ class Definition:
     """The data set used when no file of one's own is described (one definition says so)."""
     migrate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     """A config stored before the data set was described -> today's (its old files keep loading)."""
+    rename: Callable[[str], str] | None = None
+    """An input's name in files stored before the data set was described -> today's (their stored scalers)."""
 
 
 _DEFINITIONS: dict[str, Definition] = {}
@@ -223,12 +225,24 @@ def feature_function(dataset: Dataset, name: str) -> FeatureFunction:
     return definition.functions[name]
 
 
+def _undescribed(d: dict[str, Any]) -> bool:
+    """A stored DataConfig dict from before the default data set was described (no dataset, or one without a target)."""
+    ds = d.get("dataset")
+    return ds is None or isinstance(ds, dict) and ds.get("target") is None
+
+
+def migrate_names(names: list[str], stored: dict[str, Any]) -> list[str]:
+    """A stored feature scaler's input names under today's names, for the data config ``stored`` beside it."""
+    rename = default().rename if _undescribed(stored) else None
+    return [rename(n) for n in names] if rename else list(names)
+
+
 def migrate(d: dict[str, Any]) -> dict[str, Any]:
     """A stored DataConfig dict -> today's fields. Older files: a dataset without a target was the default built-in
     data set (its definition migrates it); a user's series without ``calendar`` had the day-of-year calendar."""
     d = dict(d)
     ds = d.get("dataset")
-    if ds is None or isinstance(ds, dict) and ds.get("target") is None:
+    if _undescribed(d):
         return default().migrate(d) if default().migrate else d
     d.pop("daylight", None)  # a field of the built-in data set's alone (its definition reads it)
     if isinstance(ds, dict) and not ds.get("calendar") and ds.get("freq"):

@@ -251,7 +251,21 @@ def migrate(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+#: Inputs named before the bikes data was described -> today's names (rnn_core.features).
+_RENAMED = {"hour_sin": "day_sin", "hour_cos": "day_cos", "dow_sin": "week_sin", "dow_cos": "week_cos",
+            "cnt_log1p": "cnt_history"}
+
+
+def rename(name: str) -> str:
+    """An input's old name -> today's: 'hour_sin@t+1' -> 'day_sin@t+1', 'cnt_log1p_lag24' -> 'cnt_lag24'."""
+    base, at, step = name.partition("@")
+    base = _RENAMED.get(base, base)
+    if base.startswith("cnt_log1p_lag"):
+        base = "cnt_lag" + base[len("cnt_log1p_lag"):]
+    return base + at + step
+
+
 DEFINITION = register(Definition(
     dataset=BIKES, title="the UCI bikes data (hour.csv)", read=read, unit="bikes/hour", split=("2012-09-01", "2012-11-01"),
-    functions={"daylight": partial(sun_height, site=SITE)}, beyond=beyond, default=True, migrate=migrate,
+    functions={"daylight": partial(sun_height, site=SITE)}, beyond=beyond, default=True, migrate=migrate, rename=rename,
 ))
