@@ -405,12 +405,27 @@ def _cluster_commands(sub: Any) -> None:
     j.set_defaults(func=cmd_jobs)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Talk on stderr: whatever sys.stderr is now (in-process callers, pytest among them, swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `rnn-search` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)  # before anything heavy is imported: --help stays fast
     args.argv = argv
-    handler = logging.StreamHandler(sys.stderr)  # talk on stderr: stdout holds only the data and tables
+    handler = _StderrHandler()  # talk on stderr: stdout holds only the data and tables
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("ray", "optuna", "filelock", "urllib3", "matplotlib", "wandb"):

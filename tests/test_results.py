@@ -87,7 +87,9 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
     writes it as one file that loads with Ray absent and forecasts the weighted mean of those checkpoints."""
     assert main(["ensemble", experiment["path"], "--size", "4", "--data", str(hour_csv)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ensemble: \d+ trial\(s\) of 4 chosen greedily on validation RMSE \(4 picks\): val MAE [\d.]+", out), out
+    # the naive forecasts compete where they beat the median trial (these 1-epoch trials): then they are named
+    assert re.search(r"ensemble: \d+ (trial\(s\) of 4|member\(s\), \d of them naive forecasts, of 4 trials) chosen "
+                     r"greedily on validation RMSE \(4 picks\): val MAE [\d.]+", out), out
     rep = json.loads((Path(experiment["path"]) / "ensemble.json").read_text())
     assert sum(m["weight"] for m in rep["members"]) == pytest.approx(1.0)
     # greedy (by squared error) only adds what helps, so it is never worse than one trial alone, the best by the
@@ -120,8 +122,17 @@ def test_ensemble_of_the_trials_exported_by_default(experiment, hour_csv: Path, 
     assert out == ["calibration", "seasonal_bias", "residual_correction", "non_negative", "conformal_intervals",
                    str(LEVEL_WINDOW), str(24 * SEASONAL_BIAS_DAYS), str(CORRECTION_WINDOW)]
     ckpt = {s.trial_id: Path(s.checkpoint) / "model.pt" for s in summaries}
-    expect = rep["steps"][0]["factor"] * sum(m["weight"] * evaluate_model(ckpt[m["trial_id"]], hour_csv, "val").prediction
-                                             for m in rep["members"])
+    from rnn_core.forecaster import load_model, member_from_bundle, naive_bundles, split_targets
+
+    cfg = load_model(next(iter(ckpt.values()))).data_config
+    frame = load_frame(hour_csv)[0]
+    naive = {n: member_from_bundle(b, n).forecast(frame, split_targets(frame, cfg, "val")[0])
+             for n, b in naive_bundles(cfg).items()}  # the naive members' validation forecasts
+
+    def member(name: str) -> np.ndarray:
+        return evaluate_model(ckpt[name], hour_csv, "val").prediction if name in ckpt else naive[name]
+
+    expect = rep["steps"][0]["factor"] * sum(m["weight"] * member(m["trial_id"]) for m in rep["members"])
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expect, rtol=1e-6, atol=1e-4)
     assert main(["test", experiment["path"], "--data", str(hour_csv), "--single"]) == 0
     assert f"trial {best.trial_id}" in capsys.readouterr().out
@@ -207,7 +218,7 @@ def _check_png(path: Path) -> None:
 def test_plots_from_an_experiment(experiment, hour_csv: Path, tmp_path: Path, capsys) -> None:
     assert main(["test", experiment["path"], "--data", str(hour_csv), "--plots", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert names == ["predictions_by_split.png", "search_history.png", "test_period.png"]
+    assert names == ["predictions_by_split.png", "search_history.png", "test_period.png", "test_period_closer.png"]
     for n in names:
         _check_png(tmp_path / n)
 

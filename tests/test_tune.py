@@ -197,7 +197,7 @@ def test_wandb_offline_needs_no_key_and_no_wandb_mode(hour_csv: Path, tmp_path: 
                           "--data", str(hour_csv), "--progress-interval", "60"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "W&B offline runs go to" in run.stdout and "wandb sync" in run.stdout
+    assert "W&B offline runs go to" in run.stderr and "wandb sync" in run.stderr  # talk on stderr
     assert list((tmp_path / "runs" / "wb1").rglob("offline-run-*"))
 
 
