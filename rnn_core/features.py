@@ -167,9 +167,9 @@ def _ahead(frame: pd.DataFrame, ds: Dataset, k: int, bounds: list[tuple[int, int
         past_end = np.isnan(cov).any(axis=1)
         fill = definition.beyond(times[past_end])
         cov[past_end] = np.column_stack([fill[c] for c in ds.future])
-    cal = calendar(times, parts_of(ds))
-    fns = known(times, None, ds)[:, cal.shape[1]:]
-    return np.concatenate([cal, cov, fns], axis=1)
+    ahead = known(times, None, ds)  # [T, C + functions]: the calendar and the feature functions at s+k
+    c = len(calendar_names(ds))
+    return np.concatenate([ahead[:, :c], cov, ahead[:, c:]], axis=1)
 
 
 def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
