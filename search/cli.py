@@ -233,19 +233,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from search.jobs import follow, submit
+    from search.jobs import follow, search_command, submit
 
-    rest = list(args.command)
-    if rest and rest[0] == "--":
-        rest = rest[1:]
-    if not rest or rest[0] != "tune":
-        raise ValueError("give the search after --, e.g.: rnn-search submit --address http://HEAD:8265 -- tune --preset quick")
-    env = {}
-    for item in args.env or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--env {item!r}: expected KEY=VALUE")
-        env[key] = value
+    rest, env = search_command(args.command, args.env)
     job_id, entrypoint = submit(args.address, rest, working_dir=args.working_dir, env=env)
     print(f"submitted job {job_id}: {entrypoint}")
     print(f"  rnn-search jobs status {job_id} --address {args.address}")

@@ -133,3 +133,20 @@ def job_logs(address: str, job_id: str) -> str:
 def job_stop(address: str, job_id: str) -> bool:
     """True when a stop was requested, False when the job had already finished."""
     return bool(_call(address, _client(address).stop_job, job_id))
+
+
+def search_command(command: list[str], env_items: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """`submit`'s arguments: the search after ``--`` (it must be a ``tune``) and the ``--env KEY=VALUE`` items as a
+    mapping; either wrong is one line."""
+    rest = list(command)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    if not rest or rest[0] != "tune":
+        raise ValueError("give the search after --, e.g.: rnn-search submit --address http://HEAD:8265 -- tune --preset quick")
+    env = {}
+    for item in env_items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env {item!r}: expected KEY=VALUE")
+        env[key] = value
+    return rest, env
