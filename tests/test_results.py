@@ -57,6 +57,26 @@ def test_an_epoch_reported_twice_counts_once(experiment, tmp_path: Path) -> None
     assert again.epochs == trial.epochs
 
 
+def test_a_trial_worse_in_mae_and_rmse_never_ranks_first(experiment, tmp_path: Path) -> None:
+    """The search metric (val_loss, on the model's scale) may favour a trial whose errors in the target's units are
+    both higher: the ranking a user reads follows the MAE of each trial's kept checkpoint."""
+    from search.results import best_trial
+
+    copy = tmp_path / "copy"
+    shutil.copytree(experiment["path"], copy)
+    _, before, _ = best_trial(str(copy))
+    by_loss = min(before, key=lambda s: s.best_val_loss)
+    other = next(s for s in before if s.trial_id != by_loss.trial_id)
+    result = next(p for p in copy.glob(f"*_{by_loss.trial_id}_*/result.json"))
+    rows = [json.loads(line) for line in result.read_text().splitlines()]
+    for r in rows:  # its loss stays the lowest; its errors in the target's units go above the other trial's
+        r["val_mae"], r["val_rmse"] = other.best_val_mae + 5.0, other.best_val_rmse + 5.0
+    result.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    best, after, _ = best_trial(str(copy))
+    assert best.trial_id != by_loss.trial_id and best.best_val_mae <= other.best_val_mae
+    assert after[-1].trial_id == by_loss.trial_id or after.index(next(s for s in after if s.trial_id == by_loss.trial_id)) > 0
+
+
 def test_plain_ray_names_the_same_best_trial(experiment) -> None:
     from ray import tune
 
