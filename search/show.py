@@ -236,8 +236,12 @@ def test_plots(ev: Any, out: Path, split_name: str, origins: list[str] | None, t
     one, many = step_words(cfg.dataset.freq)
 
     def step1(n: str, s: Any) -> Any:
-        pred, bands = (ev.prediction, ev.bands) if n == split_name else ev.model.forecast_with_bands(ev.frame, s.origin)
-        return plot.Series(n, s.target_time[:, 0], pred[:, 0], s.y_raw.numpy()[:, 0],
+        if n == split_name:
+            rows, (pred, bands) = slice(None), (ev.prediction, ev.bands)
+        else:  # a long split's panel shows its last LAST_HOURS points: only those are forecast (the chain reads
+            rows = slice(-plot.LAST_HOURS, None) if len(s.origin) > plot.LONGEST_PANEL else slice(None)  # its lookback)
+            pred, bands = ev.model.forecast_with_bands(ev.frame, s.origin[rows])
+        return plot.Series(n, s.target_time[rows, 0], pred[:, 0], s.y_raw.numpy()[rows, 0],
                            {a: (lo[:, 0], hi[:, 0]) for a, (lo, hi) in bands.items()})
 
     series = [step1(n, s) for n, s in ev.data.splits.items()]
