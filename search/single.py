@@ -10,13 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
+from search.show import hms
 
 log = logging.getLogger(__name__)
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def train_one(dcfg: DataConfig, model_fields: dict[str, Any], tcfg: TrainConfig, data_path: str | None, out: str | Path,
@@ -51,7 +47,7 @@ def train_one(dcfg: DataConfig, model_fields: dict[str, Any], tcfg: TrainConfig,
             if m["status"] == "early_stopped":
                 msg += f": stopping, best epoch {m['best_epoch']}"
         log.info("[Epoch %3d] T_loss: %.4f, V_loss: %.4f, V_MAE: %.4g | %s | T_time: %s, T_speed: %s samples/s",
-                 epoch, m["train_loss"], m["val_loss"], m["val_mae"], msg, _hms(m["elapsed_s"]),
+                 epoch, m["train_loss"], m["val_loss"], m["val_mae"], msg, hms(m["elapsed_s"]),
                  f"{m['samples_per_s']:,.0f}")
         if run is not None:
             run.log({k: v for k, v in m.items() if isinstance(v, (int, float))}, step=epoch)
@@ -67,7 +63,7 @@ def train_one(dcfg: DataConfig, model_fields: dict[str, Any], tcfg: TrainConfig,
         run.summary.update({f"best_{k}": v for k, v in res.best_metrics.items()})
         run.finish()
     log.info("finished (%s) in %s; best epoch %d: val MAE %.4g, RMSE %.4g; checkpoint %s", res.status,
-             _hms(time.perf_counter() - start), res.best_epoch, res.best_metrics.get("val_mae", math.nan),
+             hms(time.perf_counter() - start), res.best_epoch, res.best_metrics.get("val_mae", math.nan),
              res.best_metrics.get("val_rmse", math.nan), ckpt if ckpt.exists() else "(none: no finite epoch)")
     return res, ckpt, data.config.dataset.target
 
