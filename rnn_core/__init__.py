@@ -22,7 +22,7 @@ _EXPORTS = {
     "RNNForecaster": "model",
     "FitResult": "train", "evaluate": "train", "fit": "train", "train_epoch": "train",
     "CheckpointError": "checkpoint", "load_bundle": "checkpoint", "load_model": "forecaster", "save_bundle": "checkpoint",
-    "Evaluation": "metrics", "evaluate_model": "metrics",
+    "Evaluation": "metrics", "evaluate_model": "metrics", "Backtest": "backtest", "cross_validation": "backtest",
     "Forecaster": "forecaster", "PostProcessed": "forecaster", "WeightedMean": "forecaster",
 }
 __all__ = sorted(_EXPORTS)

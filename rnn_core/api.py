@@ -127,8 +127,15 @@ class Model:
         return self.forecaster.forecast(frame_of(self.forecaster, data), origins)
 
     def test(self, data: Data = None, split: str = "test", levels: tuple[float, ...] | None = None) -> Evaluation:
-        """Its error on a split's targets beside the naive baselines' (``.mae``, ``.rmse``, ``.baselines``)."""
+        """Its error on a split's targets beside the naive baselines' (``.mae``, ``.rmse``, ``.scores``, ``.baselines``)."""
         return evaluate_model(self.forecaster, data, split, levels)
+
+    def cross_validation(self, data: Data = None, windows: int = 3, step: int | None = None,
+                         refit: bool = False) -> Any:
+        """A rolling backtest over the last ``windows`` windows of each series (rnn_core.backtest.Backtest)."""
+        from rnn_core.backtest import cross_validation
+
+        return cross_validation(self.forecaster, data, windows, step, refit)
 
 
 def load(path: str | os.PathLike[str]) -> Model:

@@ -17,6 +17,7 @@ from rnn_core.datasets import ABSENT_CHOICES, CALENDAR_PARTS, Dataset, _one_of, 
 
 CELLS = ("rnn", "lstm", "gru")
 ARCHS = ("head", "seq2seq")
+MAX_HORIZON = 1000  # steps; a bound on memory ([N, H] targets per split), not on method
 TARGET_TRANSFORMS = ("log1p", "sqrt", "standard", "scale100")
 #: The transforms that need a target >= 0 (counts).
 COUNT_TRANSFORMS = ("log1p", "sqrt")
@@ -104,7 +105,7 @@ class DataConfig(_Config):
     sequence_size: int = 24
     """Input steps per window (L), ending with the forecast origin t."""
     horizon: int = field(default=1, metadata={"search": False})
-    """Steps forecast per window: the target at t+1 ... t+horizon (1 to 24)."""
+    """Steps forecast per window: the target at t+1 ... t+horizon (1 to 1000: a week of 15-minute steps is 672)."""
     split: str = field(default="default", metadata={"choices": SPLIT_PRESETS, "search": False})
     """'default' (the data set's own: for the built-in data set the last four months of its last year;
     for a file of your own the last tenth of its time is the test period and the tenth before it validation),
@@ -151,8 +152,8 @@ class DataConfig(_Config):
         _require(isinstance(self.dataset, Dataset), f"dataset must be a Dataset, got {self.dataset!r}")
         _require(_integer(self.sequence_size) and self.sequence_size >= 1,
                  f"sequence_size must be a positive integer, got {self.sequence_size!r}")
-        _require(_integer(self.horizon) and 1 <= self.horizon <= 24,
-                 f"horizon must be an integer from 1 to 24, got {self.horizon!r}")
+        _require(_integer(self.horizon) and 1 <= self.horizon <= MAX_HORIZON,
+                 f"horizon must be an integer from 1 to {MAX_HORIZON}, got {self.horizon!r}")
         _one_of("split", self.split, SPLIT_PRESETS)
         _one_of("target_transform", self.target_transform, TARGET_TRANSFORMS)
         _one_of("target_form", self.target_form, TARGET_FORMS)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from rnn_core.checkpoint import CheckpointError
 from rnn_core.data import WindowData, DataError, Split, build, load_frame
-from rnn_core.series import baselines_for, series_frame
+from rnn_core.series import baselines_for, seasons, series_frame
 from rnn_core.forecaster import PostProcessed, load_model, split_targets
 from rnn_core.intervals import LEVELS, Intervals, check_levels, conformal, coverage
 
@@ -22,6 +22,64 @@ def mae(pred: np.ndarray, target: np.ndarray) -> float:
 
 def rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
+
+
+def smape(pred: np.ndarray, target: np.ndarray) -> float:
+    """Symmetric MAPE in percent, 200 |e| / (|y| + |yhat|), a step where both are 0 counting 0 (M4's definition)."""
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    den = np.abs(p) + np.abs(t)
+    return float(np.mean(np.where(den > 0, 200 * np.abs(p - t) / np.where(den > 0, den, 1), 0.0)))
+
+
+def wape(pred: np.ndarray, target: np.ndarray) -> float:
+    """Weighted absolute percentage error in percent: sum |e| / sum |y| (NaN where every target is 0)."""
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    total = np.abs(t).sum()
+    return float(100 * np.abs(p - t).sum() / total) if total > 0 else float("nan")
+
+
+def mase_season(freq: str | None) -> int:
+    """The seasonal naive that scales MASE: the series' first season (a day of steps under a day, a week of
+    days, a year of weeks or months), else the previous step."""
+    found = seasons(freq)
+    return found[0] if found else 1
+
+
+def series_keys(split: Split, starts: np.ndarray | None) -> np.ndarray:
+    """[N] the series each window belongs to (its first row on the grid; 0 for a single series)."""
+    return np.zeros(len(split.origin), np.int64) if starts is None else starts[split.origin]
+
+
+def mase_scales(values: np.ndarray, split: Split, starts: np.ndarray | None, season: int) -> dict[int, float]:
+    """Series key -> MAE of the seasonal naive in sample: over each series' steps up to its first origin in
+    ``split`` (the forecasts never see later values). A series shorter than two seasons is scaled by the previous
+    step instead; NaN steps (gaps) are left out."""
+    keys = series_keys(split, starts)
+    out = {}
+    for key in np.unique(keys):
+        first = int(split.origin[keys == key].min())
+        y = np.asarray(values[int(key) : first + 1], np.float64)  # [n] the series in sample
+        m = season if len(y) > 2 * season else 1
+        diffs = np.abs(y[m:] - y[:-m]) if len(y) > m else np.array([np.nan])
+        out[int(key)] = float(np.nanmean(diffs)) if np.isfinite(diffs).any() else float("nan")
+    return out
+
+
+def field_scores(pred: np.ndarray, target: np.ndarray, keys: np.ndarray, scales: dict[int, float]) -> dict[str, float]:
+    """MAE, RMSE, MASE, sMAPE and WAPE of [N, H] forecasts. MASE: each series' MAE over its in-sample seasonal
+    naive's, averaged over the series (M4's definition; one series: MAE / scale)."""
+    ratios = [mae(pred[keys == k], target[keys == k]) / s for k, s in scales.items() if s > 0 and np.isfinite(s)]
+    return {"mae": mae(pred, target), "rmse": rmse(pred, target), "mase": float(np.mean(ratios)) if ratios else float("nan"),
+            "smape": smape(pred, target), "wape": wape(pred, target)}
+
+
+def per_series(pred: np.ndarray, target: np.ndarray, keys: np.ndarray, scales: dict[int, float],
+               names: dict[int, str]) -> pd.DataFrame:
+    """One row per series of a panel: its scores (field_scores on its own windows)."""
+    rows = [{"series": names.get(int(k), str(k)), "windows": int((keys == k).sum()),
+             **field_scores(pred[keys == k], target[keys == k], keys[keys == k], {int(k): scales[int(k)]})}
+            for k in np.unique(keys)]
+    return pd.DataFrame(rows)
 
 
 def baseline_predictions(values: np.ndarray, split: Split, name: str, lags: dict[str, int],
@@ -49,9 +107,12 @@ def baseline_predictions(values: np.ndarray, split: Split, name: str, lags: dict
 
 
 def baseline_metrics(values: np.ndarray, split: Split, lags: dict[str, int],
-                     starts: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-    """MAE and RMSE of every baseline on a split's targets (those whose values are all known)."""
+                     starts: np.ndarray | None = None, scales: dict[int, float] | None = None) -> dict[str, dict[str, float]]:
+    """The scores (field_scores: MAE, RMSE, MASE, sMAPE, WAPE) of every baseline on a split's targets (those whose
+    values are all known). ``scales``: MASE's per series (mase_scales); None: the freq's own season."""
     target = split.y_raw.numpy()
+    keys = series_keys(split, starts)
+    scales = scales if scales is not None else mase_scales(values, split, starts, 1)
     out = {}
     for name in lags:
         try:
@@ -60,7 +121,7 @@ def baseline_metrics(values: np.ndarray, split: Split, lags: dict[str, int],
                 continue
         except ValueError:
             continue
-        out[name] = {"mae": mae(p, target), "rmse": rmse(p, target)}
+        out[name] = field_scores(p, target, keys, scales)
     return out
 
 
@@ -124,7 +185,11 @@ class Evaluation:
     mae: float
     rmse: float
     baselines: dict[str, dict[str, float]]
-    """name -> {'mae', 'rmse'} on the same targets."""
+    """name -> its field_scores ('mae', 'rmse', 'mase', 'smape', 'wape') on the same targets."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """The model's field_scores: MAE, RMSE, MASE (over the in-sample seasonal naive), sMAPE and WAPE (percent)."""
+    by_series: pd.DataFrame | None = None
+    """A panel's scores per series (per_series), None for one series."""
     steps: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """'model' and each baseline -> per_step() of its forecasts."""
     intervals: Intervals | None = None
@@ -163,9 +228,22 @@ def evaluate_model(
     truth = s.y_raw.numpy()
     steps = {"model": per_step(pred, truth)}
     lags = baselines_for(lm.data_config)
-    base = baseline_metrics(data.target, s, lags, data.starts)
+    keys, scales = series_keys(s, data.starts), mase_scales(data.target, s, data.starts, mase_season(lm.data_config.dataset.freq))
+    base = baseline_metrics(data.target, s, lags, data.starts, scales)
     for name in base:
         steps[name] = per_step(baseline_predictions(data.target, s, name, lags, data.starts), truth)
-    return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth, mae=mae(pred, truth),
-                      rmse=rmse(pred, truth), baselines=base, steps=steps, intervals=lm.intervals,
-                      bands=bands, coverage={a: coverage(lo, hi, truth) for a, (lo, hi) in bands.items()})
+    scores = field_scores(pred, truth, keys, scales)
+    return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth, mae=scores["mae"],
+                      rmse=scores["rmse"], baselines=base, steps=steps, intervals=lm.intervals,
+                      bands=bands, coverage={a: coverage(lo, hi, truth) for a, (lo, hi) in bands.items()},
+                      scores=scores, by_series=_by_series(frame, lm, pred, truth, keys, scales))
+
+
+def _by_series(frame: pd.DataFrame, model: PostProcessed, pred: np.ndarray, truth: np.ndarray, keys: np.ndarray,
+               scales: dict[int, float]) -> pd.DataFrame | None:
+    """A panel's scores per series, named by its series column; None for one series."""
+    column = model.data_config.dataset.series
+    if not column or len(scales) < 2 or column not in frame.columns:
+        return None
+    names = {k: str(frame[column].iloc[k]) for k in scales}
+    return per_series(pred, truth, keys, scales, names)

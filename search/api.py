@@ -6,6 +6,7 @@
     search.fit("seattle-weather.csv")       # the search (Ray on this machine, or address=...), then its ensemble
     search.predict("seattle-weather.csv")    # a data frame: time, forecast, lower/upper bounds
     search.test("seattle-weather.csv").mae   # the shipped model's test error; .baselines beside it
+    search.cross_validation(windows=4)       # a rolling backtest: .overall, .windows, .forecasts
     search.save("model.pt")                  # rnn_core.api.load("model.pt") reads it back, without Ray
 
 Every keyword of :class:`search.options.SearchOptions` (``preset``, ``num_samples``, ``time_budget_min``,
@@ -28,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from rnn_core.api import Data, Model
+from rnn_core.backtest import Backtest
 from rnn_core.config import DataConfig, Dataset
 from rnn_core.settings import pick
 from rnn_core.metrics import Evaluation
@@ -120,6 +122,12 @@ class RNNSearch:
     def test(self, data: Data = None, split: str = "test") -> Evaluation:
         """The shipped model's error on a split, beside the naive baselines'."""
         return self._shipped().test(data, split)
+
+    def cross_validation(self, data: Data = None, windows: int = 3, step: int | None = None,
+                         refit: bool = False) -> Backtest:
+        """A rolling backtest of the shipped model over the last ``windows`` windows of each series
+        (rnn_core.backtest.cross_validation), as NeuralForecast's ``cross_validation``."""
+        return self._shipped().cross_validation(data, windows, step, refit)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return self._shipped().save(path)

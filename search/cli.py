@@ -15,7 +15,7 @@ from typing import Any
 from rnn_core.config import CONFIGS, DataConfig, ModelConfig, TrainConfig
 from rnn_core.errors import UserError
 from rnn_core.settings import pick, settings
-from search import flags, show
+from search import backtest, flags, show
 
 log = logging.getLogger("rnn_search")
 
@@ -90,7 +90,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from rnn_core.api import Model
 
     model = Model.load(args.file)  # a model or an ensemble file: one forecaster
-    show.forecast(model.predict(args.data, args.at, args.levels), model)
+    table = model.predict(args.data, args.at, args.levels)
+    print(show.forecast_as(table, args.format), end="") if args.format != "table" else show.forecast(table, model)
     return 0
 
 
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_model_commands, _tune_command, _result_commands, _cluster_commands):
         add(sub)
+    backtest.add_command(sub, _add_data, _add_storage)
     return p
 
 
@@ -302,6 +304,7 @@ def _model_commands(sub: Any) -> None:
     pr.add_argument("--at", metavar="TIMESTAMP", help="forecast origin, the last input step (default: the last step with a known target)")
     pr.add_argument("--levels", type=flags.argtype(flags.levels, "levels"), metavar="A,B",
                     help="interval levels, e.g. 0.8,0.95 (default: the model's stored ones, else 0.8,0.95)")
+    pr.add_argument("--format", choices=("table", "csv", "json"), default="table", help="stdout as (default: %(default)s)")
     pr.set_defaults(func=cmd_predict)
 
 

@@ -172,6 +172,13 @@ def forecast(table: Any, model: Any) -> None:
             print(line)
 
 
+def forecast_as(table: Any, fmt: str) -> str:
+    """`predict --format csv|json`: the forecast table as CSV, or JSON records (ISO times), for a program to read."""
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    return table.to_json(orient="records", date_format="iso", indent=1) + "\n"
+
+
 def scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     """`test`'s report: the model and the baselines, filled steps, intervals, per-step errors."""
     from rnn_core.series import step_words
@@ -181,13 +188,14 @@ def scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     print(f"{title}: {split_name} split, {len(split):,} windows, targets {str(split.target_time[0, 0])[:16]} .. "
           f"{str(split.target_time[-1, -1])[:16]}, horizon {horizon} "
           f"({step_words(cfg.dataset.freq)[0] if horizon == 1 else f'{horizon} ' + step_words(cfg.dataset.freq)[1]})")
-    rows = {"model": (ev.mae, ev.rmse), **{n: (m["mae"], m["rmse"]) for n, m in ev.baselines.items()}}
-    d = decimals([v for pair in rows.values() for v in pair])
-    cells = [["", "MAE", "RMSE"]] + [[n, f"{a:.{d}f}", f"{b:.{d}f}"] for n, (a, b) in rows.items()]
-    lines = grid(cells, right=1)
-    print(f"{lines[0]}   ({unit_}{', mean over the steps' if horizon > 1 else ''})")
-    for line in lines[1:]:
+    rows = {"model": ev.scores or {"mae": ev.mae, "rmse": ev.rmse}, **ev.baselines}
+    d = decimals([r[k] for r in rows.values() for k in ("mae", "rmse")])
+    for line in score_table(rows, d, f"{unit_}{', mean over the steps' if horizon > 1 else ''}"):
         print(line)
+    if ev.by_series is not None:
+        m = ev.by_series["mase"]
+        print(f"{len(m)} series: MASE median {m.median():.3f}, best {m.min():.3f}, worst {m.max():.3f} "
+              f"({ev.by_series.loc[m.idxmax(), 'series']})")
     filled, total = ev.data.filled_targets(split_name)
     if filled:
         print(f"({filled:,} of the {total:,} target steps are absent from the file and count as 0: an absent step "
@@ -203,6 +211,18 @@ def scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     if listing:
         for i, (p, t) in enumerate(zip(ev.prediction[:, 0], ev.target[:, 0])):
             print(f"{i:4}: {p:8,.{d}f} <--> {t:8,.{d}f} (Loss: {abs(p - t):>10,.{d}f})")
+
+
+def score_table(rows: dict[str, dict[str, float]], d: int, note: str) -> list[str]:
+    """Aligned lines of MAE and RMSE (``d`` decimals, in ``note``'s units), then MASE, sMAPE and WAPE where known."""
+    extra = [k for k in ("mase", "smape", "wape") if all(k in r for r in rows.values())]
+    heads = {"mase": "MASE", "smape": "sMAPE %", "wape": "WAPE %"}
+    places = {k: decimals([r[k] for r in rows.values()]) for k in extra}  # >= 3 significant digits each
+    cells = [["", "MAE", "RMSE", *(heads[k] for k in extra)]] + [
+        [n, f"{r['mae']:.{d}f}", f"{r['rmse']:.{d}f}", *(f"{r[k]:.{places[k]}f}" for k in extra)]
+        for n, r in rows.items()]
+    lines = grid(cells, right=1)
+    return [f"{lines[0]}   ({note})", *lines[1:]]
 
 
 def _verdict(ev: Any) -> None:
