@@ -323,6 +323,8 @@ def _lag_name(lag: int, freq: str | None) -> str:
         return f"{lag * off.n}w"
     if off.rule_code in ("MS", "ME", "M"):
         return f"{lag * off.n}m"
+    if off.rule_code.split("-")[0] in ("QS", "QE", "Q"):
+        return f"{lag * off.n}q"
     try:
         span, hour, day = lag * pd.Timedelta(off), pd.Timedelta(hours=1), pd.Timedelta(days=1)
     except ValueError:
@@ -378,15 +380,20 @@ def baselines_for(cfg: DataConfig) -> dict[str, int]:
 
 
 def seasons(freq: str | None) -> tuple[int, ...]:
-    """The series' seasonal periods in steps: a day and a week for steps under a day, a week for daily data,
-    a year for weekly or monthly data, none otherwise."""
+    """The series' seasonal periods in steps: a day and a week for steps under a day, a week for daily data (5
+    business days), a year for weekly (whatever day the weeks end on), monthly or quarterly data, none otherwise."""
     if not freq:
         return (24, 168)
     off = pd.tseries.frequencies.to_offset(freq)
     try:
         step = pd.Timedelta(off)
-    except ValueError:  # months, quarters, years: not a fixed length
-        return (12,) if off.rule_code in ("MS", "ME", "M") else ()
+    except ValueError:  # weeks that end on a given day, business days, months, quarters, years: no Tick
+        if off.n != 1:
+            return ()
+        if isinstance(off, pd.offsets.Week):  # W-SAT and the like: a week all the same
+            return (52,)
+        code = off.rule_code.split("-")[0]
+        return {"MS": (12,), "ME": (12,), "M": (12,), "QS": (4,), "QE": (4,), "Q": (4,), "B": (5,)}.get(code, ())
     if step < pd.Timedelta(days=1):
         day = int(pd.Timedelta(days=1) / step)
         return (day, 7 * day)
@@ -397,13 +404,13 @@ def seasons(freq: str | None) -> tuple[int, ...]:
 
 def chain_windows(freq: str | None) -> tuple[int, tuple[int, ...]]:
     """(window, lags) in steps of the post-processing chain of a user's series: two weeks and
-    (1, day, week) where a step is under a day; 8 weeks and (1, 7) for daily data; 2 years (or 104 steps) and
+    (1, day, week) where a step is under a day; 8 weeks and (1, a week) for daily data; 2 years (or 104 steps) and
     (1, the season) otherwise."""
     found = seasons(freq)
     if len(found) == 2:
         return 14 * found[0], (1, *found)
-    if found == (7,):
-        return 56, (1, 7)
+    if found in ((7,), (5,)):  # daily or business days: 8 weeks
+        return 8 * found[0], (1, found[0])
     return 2 * found[0] if found else 104, (1, *found)
 
 

@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from rnn_core.config import COUNT_TRANSFORMS, DataConfig
 from rnn_core.errors import first_line
 from rnn_core.data import WindowData, load
+from search.show import decimals
 from search import space as spaces
 from search import snapshot, storage
 from search.connection import check_shared, init_ray
@@ -91,10 +92,11 @@ class ProgressLine(tune.Callback):
         for t in trials:
             counts[t.status] = counts.get(t.status, 0) + 1
         asha = sum(1 for t in trials if t.status == Trial.TERMINATED and (t.last_result or {}).get("status") == "running")
-        best = (
-            f" | best {self.metric} {self._best[0]:.4f} (val MAE {self._best_mae:.1f}) trial {self._best[1]} epoch {self._best[2]}"
-            if self._best else ""
-        )
+        best = ""
+        if self._best:  # values in the target's units with >= 3 significant digits (a GW series' 0.0376, rentals' 41.23)
+            v, mae = self._best[0], self._best_mae if self._best_mae is not None else float("nan")
+            also = f" (val MAE {mae:.{decimals([mae])}f})" if self.metric != "val_mae" else ""
+            best = f" | best {self.metric} {v:.{decimals([v])}f}{also} trial {self._best[1]} epoch {self._best[2]}"
         line = "[%5.0fs] %d trials: %d running, %d pending, %d done (%d stopped by ASHA), %d errored%s" % (
             time.monotonic() - self._start, len(trials), counts.get(Trial.RUNNING, 0), counts.get(Trial.PENDING, 0),
             counts.get(Trial.TERMINATED, 0), asha, counts.get(Trial.ERROR, 0), best)

@@ -74,6 +74,8 @@ def test_test_speaks_the_series_step_and_units(trained, capsys) -> None:
     assert f"per step ({many} ahead)" in out and "hours ahead" not in out, out
     assert f"({target}, mean over the steps)" in out, out
     rows = [line for line in out.splitlines() if re.match(r"^(model|persistence|seasonal_\w+)\s", line)]
+    season = {"half-hourly": "seasonal_24h", "daily": "seasonal_7d", "weekly": "seasonal_52w"}[kind]
+    assert any(r.startswith(season) for r in rows), rows  # a week ending on a Saturday is still a week (W-SAT)
     assert len(rows) >= 2 and len({len(r) for r in rows}) == 1, rows  # one width: a long name never slips a column
     for row in rows:
         assert all(_significant(c) >= 3 for c in row.split()[1:]), row
