@@ -13,6 +13,10 @@ forecaster is scored on those targets with MAE, RMSE, MASE (over the in-sample s
   gbdt    mlforecast + LightGBM on lags at the series' seasons, rolling means, the calendar of the target step
           and the covariates (past ones lagged by the horizon), with or without a first difference as validation
           prefers; trained on everything before the test period (bench extra)
+  nf_lstm, nf_nhits
+          NeuralForecast's AutoLSTM and AutoNHITS (Optuna TPE over their default spaces, the input window a
+          season or two, `--samples` trials within `--minutes`), the past covariates as historical inputs and
+          the product's known-future inputs as future ones; cross_validation with refit=False (bench extra)
   table   records the tables in RESULTS.md ("The suite")
 
 Each result is cached in benchmarks/.suite/<set>-h<H>/<forecaster>.npz with its forecasts, so that a run is
@@ -155,7 +159,7 @@ def gbdt_cv(df: pd.DataFrame, freq: str, horizon: int, windows: int, transforms:
     from mlforecast import MLForecast
 
     model = lgb.LGBMRegressor(n_estimators=500, learning_rate=0.05, num_leaves=63, subsample=0.8, subsample_freq=1,
-                              colsample_bytree=0.8, random_state=seed, verbosity=-1, n_jobs=os.cpu_count())
+                              colsample_bytree=0.8, random_state=seed, verbosity=-1, n_jobs=int(os.environ.get("SUITE_GBDT_JOBS", os.cpu_count())))
     fc = MLForecast(models={"gbdt": model}, freq=freq, target_transforms=transforms, **gbdt_features(freq))
     return fc.cross_validation(df, n_windows=windows, h=horizon, step_size=1 if horizon == 1 else horizon,
                                static_features=[], refit=False)
@@ -209,6 +213,78 @@ def run_gbdt(member: Member, horizon: int, seed: int) -> None:
 
 
 
+
+# --------------------------------------------------------------------------------------- NeuralForecast
+
+
+NF_MODELS = {"nf_lstm": "AutoLSTM", "nf_nhits": "AutoNHITS"}
+
+
+def nf_frame(frame: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """NeuralForecast's long frame: unique_id, ds, y (a gap: the value before), the past covariates (and counts)
+    as historical inputs and the product's own known-future inputs (calendar, future covariates) as future ones."""
+    from rnn_core.features import future_names, known
+
+    ds = cfg.dataset
+    uid = frame[ds.series].astype(str).to_numpy() if ds.series else np.full(len(frame), "series")
+    df = pd.DataFrame({"unique_id": uid, "ds": frame.index, "y": frame[ds.target].to_numpy(np.float64)})
+    df["y"] = df.groupby("unique_id")["y"].ffill().bfill()
+    hist = [*ds.past, *ds.counts]
+    for c in hist:
+        df[c] = frame[c].to_numpy(np.float64)
+    cal = known(pd.DatetimeIndex(frame.index), frame, ds)  # [T, K] the product's inputs known in advance
+    futr = [f"k_{n}" for n in future_names(ds)]
+    for i, c in enumerate(futr):
+        df[c] = cal[:, i]
+    return df, hist, futr
+
+
+def nf_auto(name: str, cfg: DataConfig, horizon: int, hist: list[str], futr: list[str], samples: int, minutes: float,
+            seed: int):
+    """An Auto model over NeuralForecast's default space, its input window a season or two of the series, TPE."""
+    import optuna
+    import neuralforecast.auto as auto
+    from neuralforecast.common._base_auto import OptunaOptions
+    from rnn_core.series import seasons
+
+    cls = getattr(auto, NF_MODELS[name])
+    base = cls.get_default_config(h=horizon, backend="optuna")
+    m = (seasons(cfg.dataset.freq) or (8,))[0]
+    windows = sorted({m, 2 * m, max(m, 2 * horizon)})
+
+    def config(trial):
+        c = base(trial)
+        window = trial.suggest_categorical("window", windows)
+        c.update(input_size=window, hist_exog_list=hist, futr_exog_list=futr, scaler_type="robust", accelerator="cpu",
+                 enable_progress_bar=False, logger=False, enable_model_summary=False, random_seed=seed)
+        if "inference_input_size" in c:
+            c["inference_input_size"] = window
+        return c
+
+    return cls(h=horizon, config=config, num_samples=samples, backend="optuna",
+               search_alg=optuna.samplers.TPESampler(seed=seed),
+               optuna_options=OptunaOptions(study_kwargs={"timeout": 60 * minutes}))
+
+
+def run_nf(member: Member, horizon: int, name: str, samples: int, minutes: float, seed: int) -> None:
+    """NeuralForecast's cross-validation (refit=False) over the test windows, validated on as many steps before."""
+    from neuralforecast import NeuralForecast
+
+    _, frame, cfg, origins = problem(member, horizon)
+    df, hist, futr = nf_frame(frame, cfg)
+    windows, first, last = _windows(frame, cfg, origins, horizon)
+    step = pd.tseries.frequencies.to_offset(cfg.dataset.freq)
+    df = df[df["ds"] <= last + horizon * step]
+    val = len(pd.date_range(first, last + horizon * step, freq=step))  # as many steps as the test windows span
+    nf = NeuralForecast(models=[nf_auto(name, cfg, horizon, hist, futr, samples, minutes, seed)], freq=cfg.dataset.freq)
+    t0 = time.perf_counter()
+    cv = nf.cross_validation(df=df, n_windows=windows, step_size=1 if horizon == 1 else horizon, val_size=val,
+                             refit=False)
+    cv = cv.rename(columns={NF_MODELS[name]: "gbdt"})  # the column gbdt_predictions reads
+    pred = gbdt_predictions(cv, frame, cfg, origins, horizon)
+    save(member, horizon, name, pred, minutes=(time.perf_counter() - t0) / 60, budget=minutes, samples=samples)
+
+
 # --------------------------------------------------------------------------------------- the tables
 
 
@@ -259,10 +335,11 @@ def tables(names: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("ours", "gbdt", "table"))
+    p.add_argument("action", choices=("ours", "gbdt", *NF_MODELS, "table"))
     p.add_argument("--sets", default=",".join(SUITE), help="members of the suite (default: all)")
     p.add_argument("--horizons", default="1,long", help="1, long (the member's day or week of steps), or both")
     p.add_argument("--minutes", type=float, default=12.0, help="ours: the search's time budget (default: 12)")
+    p.add_argument("--samples", type=int, default=20, help="nf_*: Optuna trials at most (default: 20)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -277,8 +354,10 @@ def main() -> None:
             t0 = time.perf_counter()
             if args.action == "ours":
                 run_ours(member, h, args.minutes, args.seed)
-            else:
+            elif args.action == "gbdt":
                 run_gbdt(member, h, args.seed)
+            else:
+                run_nf(member, h, args.action, args.samples, args.minutes, args.seed)
             log.info("%s h=%d %s: done in %.1f min", name, h, args.action, (time.perf_counter() - t0) / 60)
     if args.action == "table":
         record("The suite: the default preset and its peers on real series", tables(args.sets.split(",")))

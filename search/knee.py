@@ -27,6 +27,7 @@ from ray.tune.stopper import Stopper
 from rnn_core.checkpoint import BUNDLE_FILE, load_bundle
 from rnn_core.config import ENSEMBLE_SIZE, Dataset
 from rnn_core.ensemble import ENSEMBLE_SELECTION
+from search.show import decimals
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class KneeStop(tune.Callback):
         self._finished |= done
         if self.stopped and self.history:
             n, minutes, score = self.history[-1]
-            log.info("ensemble of the %d finished trials: val MAE %.3f (checked before the resume)", n, score)
+            log.info("ensemble of the %d finished trials: val MAE %s (checked before the resume)", n, _sig(score))
             self._announce(n, minutes)
         elif len(self._finished) // self.rule.every > last // self.rule.every:
             self.check(trials)
@@ -173,8 +174,8 @@ class KneeStop(tune.Callback):
         n, minutes = len(self._finished), (time.time() - self._start) / 60
         self.history.append((n, round(minutes, 2), score))
         best = min(h[2] for h in self.history)
-        log.info("ensemble of the %d finished trials: val MAE %.3f (best %.3f); the search ends when %d more trials "
-                 "bring no %.1f%% gain", n, score, best, self.rule.patience, 100 * self.rule.margin)
+        log.info("ensemble of the %d finished trials: val MAE %s (best %s); the search ends when %d more trials "
+                 "bring no %.1f%% gain", n, _sig(score), _sig(best), self.rule.patience, 100 * self.rule.margin)
         i = self.rule.stop_at([(h[0], h[2]) for h in self.history])
         if i is not None:
             self.stopped = True
@@ -183,9 +184,9 @@ class KneeStop(tune.Callback):
 
     def _announce(self, n: int, minutes: float) -> None:
         best = min(h[2] for h in self.history)
-        log.info("the search ends at its knee: its ensemble's validation MAE (%.3f) improved by less than %.1f%% "
+        log.info("the search ends at its knee: its ensemble's validation MAE (%s) improved by less than %.1f%% "
                  "over the last %d finished trials (%d trials, %.1f min; --stop-patience 0 searches on)",
-                 best, 100 * self.rule.margin, self.rule.patience, n, minutes)
+                 _sig(best), 100 * self.rule.margin, self.rule.patience, n, minutes)
 
     def _candidates(self, finished: list[Trial]) -> tuple[dict[str, Any], np.ndarray]:
         """The finished trials' best checkpoints as forecasters (best first; the naive forecasts after them) and their validation forecasts [M, N, H]; each trial is forecast once (again only when its
@@ -221,3 +222,8 @@ class KneeStop(tune.Callback):
 
 
 __all__ = ["KneeRule", "KneeStop", "KneeStopper"]
+
+
+def _sig(value: float) -> str:
+    """A validation MAE in the target's units with >= 3 significant digits (a GW series' 0.0203, rentals' 20.32)."""
+    return f"{value:.{decimals([value])}f}"

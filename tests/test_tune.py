@@ -339,3 +339,7 @@ def test_a_trials_last_result_and_its_end_make_one_progress_line(caplog) -> None
     lines = [r.getMessage() for r in caplog.records if "trials:" in r.getMessage()]
     assert len(lines) == 2 and "1 running" in lines[0], lines
     assert "1 done" in lines[1] and "val MAE 29.0" in lines[1], lines
+    small = ProgressLine(interval_s=0.0)  # a series in GW: the errors keep 3 significant digits
+    with caplog.at_level(logging.INFO, logger="search"):
+        small.on_trial_result(1, [trial], trial, {"val_loss": 0.0123, "val_mae": 0.0376, "epoch": 3})
+    assert "best val_loss 0.0123 (val MAE 0.0376)" in caplog.records[-1].getMessage(), caplog.records[-1].getMessage()
