@@ -17,6 +17,9 @@ forecaster is scored on those targets with MAE, RMSE, MASE (over the in-sample s
           NeuralForecast's AutoLSTM and AutoNHITS (Optuna TPE over their default spaces, the input window a
           season or two, `--samples` trials within `--minutes`), the past covariates as historical inputs and
           the product's known-future inputs as future ones; cross_validation with refit=False (bench extra)
+  autogluon
+          AutoGluon-TimeSeries, preset medium_quality within `--minutes`, then backtest_predictions over the
+          test windows (no refit); in a venv of its own, as it pins mlforecast < 0.15
   table   records the tables in RESULTS.md ("The suite")
 
 Each result is cached in benchmarks/.suite/<set>-h<H>/<forecaster>.npz with its forecasts, so that a run is
@@ -62,8 +65,8 @@ def dataset_of(member: Member) -> Dataset:
 def problem(member: Member, horizon: int) -> tuple[Path, pd.DataFrame, DataConfig, np.ndarray]:
     """(csv, frame on its grid, data config, [N] evaluation origins) of one member at one horizon."""
     csv, _ = write(member, CACHE / "data", Path(os.environ.get("RNN_SEARCH_DATA", DEFAULT_CSV)))
-    cfg = DataConfig(dataset=dataset_of(member), horizon=horizon, target_transform="standard")  # any: only the split is read
-    frame = read_frame(csv, cfg.dataset)[0]
+    frame, *_, resolved = read_frame(csv, dataset_of(member))  # the description with its inferred step
+    cfg = DataConfig(dataset=resolved, horizon=horizon, target_transform="standard")  # any: only the split is read
     origins = build(frame, cfg)["test"].origin  # [N] every test origin of the product's split
     if horizon > 1:  # windows H steps apart, the last one ending at the last test step (per series: all end together)
         keep = np.zeros(len(origins), bool)
@@ -285,6 +288,39 @@ def run_nf(member: Member, horizon: int, name: str, samples: int, minutes: float
     save(member, horizon, name, pred, minutes=(time.perf_counter() - t0) / 60, budget=minutes, samples=samples)
 
 
+
+# --------------------------------------------------------------------------------------- AutoGluon
+
+
+def run_ag(member: Member, horizon: int, minutes: float, seed: int, preset: str = "medium_quality") -> None:
+    """AutoGluon-TimeSeries with ``preset`` and ``minutes`` of time limit, trained on everything before the test
+    period (its own validation windows at the end of that), then its backtest_predictions over the test windows
+    (expanding window, no refit). Its own venv: it pins mlforecast < 0.15 (benchmarks/README: agvenv)."""
+    from autogluon.timeseries import TimeSeriesDataFrame, TimeSeriesPredictor
+
+    _, frame, cfg, origins = problem(member, horizon)
+    df, hist, futr = nf_frame(frame, cfg)
+    windows, first, last = _windows(frame, cfg, origins, horizon)
+    step = pd.tseries.frequencies.to_offset(cfg.dataset.freq)
+    df = df[df["ds"] <= last + horizon * step].rename(columns={"unique_id": "item_id", "ds": "timestamp", "y": "target"})
+    for c in hist:  # past covariates: AutoGluon reads them as past_covariates (every column not known)
+        df[c] = df[c].astype(float)
+    data = TimeSeriesDataFrame.from_data_frame(df, id_column="item_id", timestamp_column="timestamp")
+    train = data[data.index.get_level_values("timestamp") <= first]
+    t0 = time.perf_counter()
+    pr = TimeSeriesPredictor(prediction_length=horizon, freq=cfg.dataset.freq, target="target", eval_metric="MAE",
+                             known_covariates_names=futr, path=str(folder(member, horizon) / "ag"), verbosity=1)
+    pr.fit(train, presets=preset, time_limit=int(60 * minutes), random_seed=seed)
+    fitted = time.perf_counter() - t0
+    parts = pr.backtest_predictions(data, num_val_windows=windows, val_step_size=1 if horizon == 1 else horizon)
+    cv = pd.concat([p.reset_index() for p in parts], keys=range(len(parts)), names=["w", "row"]).reset_index()
+    cv["cutoff"] = cv.groupby(["w", "item_id"])["timestamp"].transform("min") - step
+    cv = cv.rename(columns={"item_id": "unique_id", "timestamp": "ds", "mean": "gbdt"})
+    pred = gbdt_predictions(cv, frame, cfg, origins, horizon)
+    save(member, horizon, "autogluon", pred, minutes=(time.perf_counter() - t0) / 60, fit_minutes=fitted / 60,
+         budget=minutes, preset=preset, best=pr.model_best)
+
+
 # --------------------------------------------------------------------------------------- the tables
 
 
@@ -335,7 +371,7 @@ def tables(names: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("ours", "gbdt", *NF_MODELS, "table"))
+    p.add_argument("action", choices=("ours", "gbdt", *NF_MODELS, "autogluon", "table"))
     p.add_argument("--sets", default=",".join(SUITE), help="members of the suite (default: all)")
     p.add_argument("--horizons", default="1,long", help="1, long (the member's day or week of steps), or both")
     p.add_argument("--minutes", type=float, default=12.0, help="ours: the search's time budget (default: 12)")
@@ -356,6 +392,8 @@ def main() -> None:
                 run_ours(member, h, args.minutes, args.seed)
             elif args.action == "gbdt":
                 run_gbdt(member, h, args.seed)
+            elif args.action == "autogluon":
+                run_ag(member, h, args.minutes, args.seed)
             else:
                 run_nf(member, h, args.action, args.samples, args.minutes, args.seed)
             log.info("%s h=%d %s: done in %.1f min", name, h, args.action, (time.perf_counter() - t0) / 60)

@@ -426,7 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # Tune's driver logs end a search with tracebacks and its own ways back (`Tuner.restore(...)`); the
         # search's own lines say what happened and how to resume (--verbose shows them).
-        for tune_driver in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state"):
+        # (and on a busy machine Tune's "... may be a performance bottleneck" timings are about Ray, not the user)
+        for tune_driver in ("ray.tune.tune", "ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state",
+                            "ray.tune.utils.util"):
             logging.getLogger(tune_driver).setLevel(logging.CRITICAL)
         # ... and when a search stops on a fault, the trial still running when the driver leaves ends in an error
         # that nobody waits for, which Ray reports as a traceback ("Unhandled error") after the search's own line
