@@ -193,9 +193,7 @@ def scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     for line in score_table(rows, d, f"{unit_}{', mean over the steps' if horizon > 1 else ''}"):
         print(line)
     if ev.by_series is not None:
-        m = ev.by_series["mase"]
-        print(f"{len(m)} series: MASE median {m.median():.3f}, best {m.min():.3f}, worst {m.max():.3f} "
-              f"({ev.by_series.loc[m.idxmax(), 'series']})")
+        _by_series(ev.by_series, d)
     filled, total = ev.data.filled_targets(split_name)
     if filled:
         print(f"({filled:,} of the {total:,} target steps are absent from the file and count as 0: an absent step "
@@ -211,6 +209,19 @@ def scores(ev: Any, title: str, split_name: str, listing: bool) -> None:
     if listing:
         for i, (p, t) in enumerate(zip(ev.prediction[:, 0], ev.target[:, 0])):
             print(f"{i:4}: {p:8,.{d}f} <--> {t:8,.{d}f} (Loss: {abs(p - t):>10,.{d}f})")
+
+
+def _by_series(table: Any, d: int, most: int = 20) -> None:
+    """A panel's scores per series: every series up to ``most``, else the worst ``most`` by MASE."""
+    m = table["mase"]
+    print(f"{len(m)} series: MASE median {m.median():.3f}, best {m.min():.3f}, worst {m.max():.3f}; "
+          + ("per series:" if len(m) <= most else f"the {most} worst:"))
+    rows = table if len(m) <= most else table.sort_values("mase", ascending=False).head(most)
+    cells = [["series", "windows", "MAE", "RMSE", "MASE", "sMAPE %", "WAPE %"]] + [
+        [str(r["series"]), str(r["windows"]), f"{r['mae']:.{d}f}", f"{r['rmse']:.{d}f}", f"{r['mase']:.3f}",
+         f"{r['smape']:.2f}", f"{r['wape']:.2f}"] for r in rows.to_dict("records")]
+    for line in grid(cells, right=1):
+        print(line)
 
 
 def score_table(rows: dict[str, dict[str, float]], d: int, note: str) -> list[str]:
