@@ -46,7 +46,8 @@ class Backtest:
 
 def cutoffs(frame: pd.DataFrame, model: PostProcessed, windows: int, step: int | None = None) -> np.ndarray:
     """[S * K] the cutoff (last input step) of each of the last ``windows`` windows of every series, ``step``
-    steps apart (default: the horizon, so that the windows' targets tile the end of each series)."""
+    steps apart (default: the horizon, so that the windows' targets tile the end of each series); where a gap
+    leaves a window without all its targets, its cutoff moves back to the nearest complete one."""
     cfg = model.data_config
     if not (isinstance(windows, (int, np.integer)) and windows >= 1):
         raise DataError(f"windows must be a whole number of at least 1, got {windows!r}")
@@ -59,13 +60,17 @@ def cutoffs(frame: pd.DataFrame, model: PostProcessed, windows: int, step: int |
         mine = valid[(valid >= a + model.first_origin) & (valid < b)]
         if not len(mine):
             continue
-        want = mine[-1] - step * np.arange(windows)[::-1]  # [K] oldest first
-        if want[0] < mine[0] or not np.isin(want, mine).all():
-            _, steps = step_words(cfg.dataset.freq)
-            raise DataError(f"{windows} windows {step} {steps} apart reach back to a step with too little history or "
-                            f"an unknown target in the series starting {pd.Timestamp(frame.index[a])}: ask for fewer "
-                            "windows or a smaller step")
-        out.append(want)
+        want, at = [], mine[-1]
+        for _ in range(windows):  # back from the last complete window; a gap moves a cutoff back to a full window
+            k = np.searchsorted(mine, at, side="right") - 1
+            if k < 0:
+                _, steps = step_words(cfg.dataset.freq)
+                raise DataError(f"{windows} windows {step} {steps} apart reach back before the first complete window of "
+                                f"the series starting {pd.Timestamp(frame.index[a])} (its inputs and known targets): "
+                                "ask for fewer windows or a smaller step")
+            want.append(mine[k])
+            at = mine[k] - step
+        out.append(np.array(want[::-1]))  # [K] oldest first
     if not out:
         raise DataError("no series has a complete window to backtest")
     return np.concatenate(out)

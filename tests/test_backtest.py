@@ -96,7 +96,7 @@ def test_backtest_refuses_bad_windows_in_one_line(day2: Path, hour_csv: Path, ca
         main(["backtest", str(day2), "--windows", "0"])
     assert exc.value.code == 2 and "--windows: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
     assert main(["backtest", str(day2), "--data", str(hour_csv), "--windows", "100", "--step", "1000"]) == 2
-    assert "100 windows 1000 hours apart reach back to a step with too little history" in said_last(
+    assert "100 windows 1000 hours apart reach back before the first complete window" in said_last(
         capsys.readouterr().err, "error: ")
 
 
@@ -147,3 +147,19 @@ def test_predict_writes_csv_and_json_on_stdout(panel: tuple[Path, Path], capsys)
     assert main(["predict", str(model), "--data", str(csv), "--format", "json"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert len(records) == 15 and records[0]["forecast"] == pytest.approx(table["forecast"][0])
+
+
+def test_a_backtest_over_gaps_moves_each_cutoff_back_to_a_complete_window(tmp_path: Path) -> None:
+    sm = pytest.importorskip("statsmodels.api", reason="the test extra installs statsmodels (through pmdarima)")
+    d = sm.datasets.co2.load_pandas().data.dropna()  # weekly CO2 at Mauna Loa: 59 weeks absent
+    csv = tmp_path / "co2.csv"
+    pd.DataFrame({"week": d.index, "co2": d["co2"].to_numpy()}).to_csv(csv, index=False)
+    assert main(["train", "--data", str(csv), "--time", "week", "--target", "co2", "--horizon", "2", "--epochs", "1",
+                 "--hidden-size", "8", "--sequence-size", "8", "--target-transform", "standard",
+                 "--out", str(tmp_path / "run")]) == 0
+    bt = cross_validation(str(tmp_path / "run" / "model.pt"), csv, windows=250, step=4)  # back to 1982: gaps in 1984-85
+    f = bt.forecasts
+    cut = f.groupby("window")["cutoff"].first()
+    assert len(cut) == 250 and cut.is_monotonic_increasing and (cut.diff().dropna() >= pd.Timedelta(weeks=4)).all()
+    assert f["target"].notna().all() and f["time"].isin(d.index).all()  # every target a real reading
+    assert (cut.diff().dropna() > pd.Timedelta(weeks=4)).any()  # at least one cutoff moved back past a gap
