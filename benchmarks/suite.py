@@ -354,17 +354,18 @@ def tables(names: list[str]) -> str:
             peers = {k: v for k, v in scores.items() if k != "ours"}
             best = min(peers, key=lambda k: peers[k]["mae"])
             d = decimals([v["mae"] for v in scores.values()])
+            dm, dp = decimals([v["mase"] for v in scores.values()]), decimals([v["wape"] for v in scores.values()])
             if "ours" in scores:
                 o, b = scores["ours"], peers[best]
                 summary.append(f"| {name} | {h} | {n:,} | {o['mae']:.{d}f} | {best} | {b['mae']:.{d}f} | "
-                               f"{100 * (o['mae'] / b['mae'] - 1):+.1f} % | {o['mase']:.3f} / {b['mase']:.3f} |")
+                               f"{100 * (o['mae'] / b['mae'] - 1):+.1f} % | {o['mase']:.{dm}f} / {b['mase']:.{dm}f} |")
             detail += [f"h = {h}, {n:,} targets:\n", "| forecaster | MAE | RMSE | MASE | sMAPE % | WAPE % | minutes | notes |",
                        "|---|---|---|---|---|---|---|---|"]
             for k, v in sorted(scores.items(), key=lambda kv: kv[1]["mae"]):
                 i = info.get(k, {})
                 note = {"gbdt": f"form {i.get('form')}", "ours": f"seed {i.get('seed')}, budget {i.get('budget')} min"}.get(k, "naive")
-                detail.append(f"| {k} | {v['mae']:.{d}f} | {v['rmse']:.{d}f} | {v['mase']:.3f} | {v['smape']:.2f} | "
-                              f"{v['wape']:.2f} | {i.get('minutes', 0):.1f} | {note} |")
+                detail.append(f"| {k} | {v['mae']:.{d}f} | {v['rmse']:.{d}f} | {v['mase']:.{dm}f} | {v['smape']:.{dp}f} | "
+                              f"{v['wape']:.{dp}f} | {i.get('minutes', 0):.1f} | {note} |")
             detail.append("")
     return "\n".join(summary) + "\n\n" + "\n".join(detail)
 

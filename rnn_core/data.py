@@ -394,8 +394,9 @@ def split_origins(hours: np.ndarray, cfg: DataConfig, origins: np.ndarray | None
     k = cfg.val_windows
     length, spacing = (ts - vs) / k, np.timedelta64(365 * 24, "h") / k
     if length > spacing:
-        raise ValueError(f"{k} validation windows of {length} each do not fit apart in the year before the test "
-                         "period: start validation at most a year before the test period")
+        raise ValueError(f"{k} validation windows of {pd.Timedelta(length).days} days each do not fit apart in the "
+                         "year before the test period: start validation at most a year before the test period, or "
+                         "give --val-windows 1")
     start = hours[np.maximum(origins - cfg.sequence_size + 1, 0)]  # first input hour of each window
     in_val = np.zeros(len(origins), dtype=bool)
     touches = np.zeros(len(origins), dtype=bool)

@@ -239,10 +239,14 @@ def fit_to_dataset(opts: SearchOptions, space: dict[str, Any]) -> tuple[SearchOp
         log.info("target %s is not a count (negative or fractional values): the preset's %s target transform is "
                  "replaced by %s", ds.target, preset_transform, suited)
         space = dict(space, target_transform=suited)
-    span = frame.index.max() - frame.index.min()
-    if "val_windows" not in opts.data_given and data.val_windows != 1 and span < pd.Timedelta(days=2 * 365):
-        log.info("one validation window: the preset's %d spread over the year before the test period need two years "
-                 "of data, this series covers %s (give --val-windows to choose)", data.val_windows, span)
+    span, year = frame.index.max() - frame.index.min(), pd.Timedelta(days=365)
+    # the default split's validation period is the tenth before the test tenth; several windows of it spread
+    # over the year before the test period need it to be at most a year long (rnn_core.data.split_origins)
+    val = pd.Timestamp(data.test_start) - pd.Timestamp(data.val_start) if data.split == "custom" else span / 10
+    if "val_windows" not in opts.data_given and data.val_windows != 1 and (span < 2 * year or val > year):
+        log.info("one validation window: the preset's %d, spread over the year before the test period, need two years "
+                 "of data and a validation period of at most a year; this series covers %d days, its validation "
+                 "period %d days (give --val-windows to choose)", data.val_windows, span.days, val.days)
         data = dataclasses.replace(data, val_windows=1)
     return dataclasses.replace(opts, data=data), space
 

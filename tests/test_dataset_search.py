@@ -60,3 +60,38 @@ def test_the_readmes_example_of_your_own_series_runs_as_written(tmp_path: Path) 
                             "from rnn_core.api import load; print(load('seattle.pt').predict("
                             f"{str(SEATTLE)!r}).forecast.iloc[0])"], cwd=tmp_path, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind, windows", [("weekly co2, 44 years", 1), ("daily seattle, 4 years", 4)])
+def test_the_default_presets_validation_windows_fit_the_series(kind: str, windows: int, tmp_path: Path, caplog) -> None:
+    """Four validation windows over the year before the test period need a validation period of at most a year:
+    44 years of weekly CO2 (a tenth is 4.4 years) get one window and a note, not a refusal; 4 years of days keep 4."""
+    import dataclasses
+    import logging
+
+    import pandas as pd
+
+    from rnn_core.config import DataConfig, Dataset
+    from rnn_core.data import build, read_frame
+    from search.options import SearchOptions
+    from search.space import PRESETS
+    from search.tuner import fit_to_dataset, preset_data
+
+    if kind.startswith("weekly"):
+        sm = pytest.importorskip("statsmodels.api", reason="the test extra installs statsmodels (through pmdarima)")
+        d = sm.datasets.co2.load_pandas().data.dropna()
+        table, ds = pd.DataFrame({"week": d.index, "co2": d["co2"].to_numpy()}), Dataset(time="week", target="co2")
+    else:
+        vega = pytest.importorskip("vega_datasets", reason="the test extra installs vega_datasets")
+        table, ds = vega.local_data.seattle_weather()[["date", "temp_max"]], Dataset(time="date", target="temp_max")
+    csv = tmp_path / "series.csv"
+    table.to_csv(csv, index=False)
+    opts = SearchOptions(preset="default", data_path=str(csv), data=DataConfig(dataset=ds))
+    opts = dataclasses.replace(opts, data=preset_data(opts, PRESETS["default"].data))
+    with caplog.at_level(logging.INFO, logger="search"):
+        fitted, _ = fit_to_dataset(opts, dict(PRESETS["default"].space))
+    assert fitted.data.val_windows == windows
+    assert ("validation period of at most a year" in caplog.text) == (windows == 1), caplog.text
+    frame, *_, resolved = read_frame(csv, ds)
+    data = build(frame, fitted.data)  # the split builds: no "do not fit apart" refusal
+    assert len(data["val"]) > 0 and len(data["test"]) > 0
