@@ -357,7 +357,10 @@ def default_bounds(hours: np.ndarray, origins: np.ndarray, cfg: DataConfig) -> t
     span, step = last - first, pd.tseries.frequencies.to_offset(cfg.dataset.freq or "h")
 
     def on_grid(t: pd.Timestamp) -> str:  # a boundary on the series' own steps
-        return str(t.ceil(step) if isinstance(step, pd.offsets.Tick) else t.normalize())
+        try:  # a step of fixed length (pandas 3's Day is no Tick any more, but has one): the next step
+            return str(t.ceil(pd.Timedelta(step)))
+        except ValueError:  # weeks ending on a given day, months: the day
+            return str(t.normalize())
 
     return on_grid(first + 0.8 * span), on_grid(first + 0.9 * span), None
 

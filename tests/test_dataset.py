@@ -252,3 +252,15 @@ def _write(tmp_path: Path) -> Path:
     csv = tmp_path / "stores.csv"
     _two_series(missing_b=300).to_csv(csv, index=False)
     return csv
+
+
+def test_a_daily_series_default_split_is_the_same_under_pandas_2_and_3() -> None:
+    """The default boundaries are the next step after 80% and 90% of the span (pandas 3's Day is no Tick: it was
+    floored to the day there and ceiled under pandas 2, one day apart)."""
+    from rnn_core.data import default_bounds, valid_origins
+    from rnn_core.series import read_frame
+
+    frame, *_, resolved = read_frame(SEATTLE, SEATTLE_DS)
+    cfg = DataConfig(dataset=resolved, target_transform="standard")
+    hours = frame.index.to_numpy()
+    assert default_bounds(hours, valid_origins(frame, cfg), cfg) == ("2015-03-19 00:00:00", "2015-08-10 00:00:00", None)
