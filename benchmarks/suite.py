@@ -109,6 +109,10 @@ def run_ours(member: Member, horizon: int, minutes: float, seed: int) -> None:
     runs = CACHE / "runs"
     cmd = ["rnn-search", "tune", "--preset", "default", "--data", str(csv), *member.describe, "--horizon", str(horizon),
            "--time-budget", str(minutes), "--seed", str(seed), "--storage", str(runs), "--name", name]
+    if (runs / name).exists():  # a run that did not finish its forecasts: started again from nothing
+        import shutil
+
+        shutil.rmtree(runs / name)
     log.info("%s", " ".join(cmd))
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

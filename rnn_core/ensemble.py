@@ -11,6 +11,8 @@ lags combine; each member turns the hourly frame into its own inputs with its ow
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +107,18 @@ def choose_ensemble(bundles: dict[str, dict[str, Any]], frame: pd.DataFrame, siz
     return choose_from_forecasts(models, validation_forecasts(models, frame), frame, size, selection, loss, meta)
 
 
+def validation_targets(models: dict[str, Any], frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The validation origins [N] every candidate can forecast, and their targets [N, H]: those of the longest
+    input window among them (as an ensemble's own data config has it): in a panel of short series a trial with
+    a longer window has fewer validation windows, and all are scored on the same targets."""
+    members = list(models.values())
+    cfg = dataclasses.replace(members[0].data_config, sequence_size=max(m.data_config.sequence_size for m in members))
+    return split_targets(frame, cfg, "val")
+
+
 def validation_forecasts(models: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
-    """Each model's forecasts of the validation targets (those of the first model's data config): [M, N, H]."""
-    first = next(iter(models.values()))
-    origins, _ = split_targets(frame, first.data_config, "val")
+    """Each model's forecasts of the validation targets every candidate can forecast (validation_targets): [M, N, H]."""
+    origins, _ = validation_targets(models, frame)
     return np.stack([m.forecast(frame, origins) for m in models.values()])
 
 
@@ -138,7 +148,7 @@ def choose_from_forecasts(models: dict[str, Any], F: np.ndarray, frame: pd.DataF
     from rnn_core.metrics import mae, rmse
 
     names, members = list(models), list(models.values())
-    _, target = split_targets(frame, members[0].data_config, "val")
+    origins, target = validation_targets(models, frame)
     keep = competing(members, F, target)
     names, members, F = [names[i] for i in keep], [members[i] for i in keep], F[keep]
     weights, _ = select(F, target, size, selection)
@@ -146,7 +156,8 @@ def choose_from_forecasts(models: dict[str, Any], F: np.ndarray, frame: pd.DataF
     base = WeightedMean(tuple(members[i] for i in chosen), tuple(names[i] for i in chosen),
                         weights[chosen] / weights[chosen].sum())
     mean = np.tensordot(base.weights, F[chosen], axes=1)  # [N, H]: the base's validation forecasts, from F
-    shipped, pred, _ = fit_chain(base, frame, loss, dict(meta or {}, size=size, selection=selection, loss=loss), base_val=mean)
+    shipped, pred, _ = fit_chain(base, frame, loss, dict(meta or {}, size=size, selection=selection, loss=loss), base_val=mean,
+                                 origins=origins)
     picked = [{"trial_id": names[i], "weight": float(weights[i]), "val_mae": mae(F[i], target),
                "val_rmse": rmse(F[i], target)} for i in chosen]
     return EnsembleChoice(shipped, picked, mae(pred, target), rmse(pred, target), mae(mean, target), rmse(mean, target),

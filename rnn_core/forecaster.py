@@ -325,16 +325,22 @@ def split_targets(frame: pd.DataFrame, cfg: DataConfig, split: str) -> tuple[np.
 
 
 def fit_chain(base: LoadedModel | WeightedMean, frame: pd.DataFrame, loss: str = "mae", meta: dict[str, Any] | None = None,
-              source: str = "", base_val: np.ndarray | None = None) -> tuple[PostProcessed, np.ndarray, np.ndarray]:
+              source: str = "", base_val: np.ndarray | None = None, origins: np.ndarray | None = None,
+              ) -> tuple[PostProcessed, np.ndarray, np.ndarray]:
     """The shipped forecaster of ``base``: rnn_core.postprocess.standard_steps with the calibration factor
     fitted on the validation hours (``loss``: mae or rmse), then conformal intervals fitted on the chain's own
     validation forecasts. Single models and ensembles get the same chain. Also returns those validation
     forecasts and targets [N, H] (what the forecaster scores there). ``base_val``: the base's validation
-    forecasts when the caller has them already."""
+    forecasts when the caller has them already, from ``origins`` (default: the base's own validation origins; an
+    ensemble's chooser gives those every candidate could forecast)."""
+    from rnn_core.data import make_targets
     from rnn_core.intervals import conformal
     from rnn_core.postprocess import calibrate, standard_steps
 
-    origins, target = split_targets(frame, base.data_config, "val")
+    if origins is None:
+        origins, target = split_targets(frame, base.data_config, "val")
+    else:
+        target = make_targets(frame[target_column(base.data_config)].to_numpy(np.float64), origins, base.data_config.horizon)
     base_val = base.forecast(frame, origins) if base_val is None else base_val
     cfg = base.data_config
     counts = never_negative(frame[cfg.dataset.target].to_numpy(np.float64))

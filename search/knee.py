@@ -192,7 +192,8 @@ class KneeStop(tune.Callback):
         """The finished trials' best checkpoints as forecasters (best first; the naive forecasts after them) and their validation forecasts [M, N, H]; each trial is forecast once (again only when its
         validation hours differ from the best trial's: a user's series whose trials' windows differ in length)."""
         from rnn_core.data import load_frame
-        from rnn_core.forecaster import member_bundle, member_from_bundle, naive_bundles, split_targets
+        from rnn_core.ensemble import validation_targets
+        from rnn_core.forecaster import member_bundle, member_from_bundle, naive_bundles
 
         if self._frame is None:
             self._frame = load_frame(self.data_path, dataset=self.dataset)[0]
@@ -209,7 +210,7 @@ class KneeStop(tune.Callback):
             return {}, np.empty(0)
         cfg = next(iter(models.values())).data_config  # the candidate policy: rnn_core.forecaster.naive_bundles
         models.update({n: member_from_bundle(b, n) for n, b in naive_bundles(cfg).items()})
-        origins = split_targets(self._frame, next(iter(models.values())).data_config, "val")[0]
+        origins = validation_targets(models, self._frame)[0]  # those every candidate can forecast
         forecasts = []
         for name, model in models.items():
             score, _, done, F = self._cache.get(name, (math.nan, model, np.empty(0, np.int64), np.empty(0)))

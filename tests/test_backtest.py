@@ -163,3 +163,34 @@ def test_a_backtest_over_gaps_moves_each_cutoff_back_to_a_complete_window(tmp_pa
     assert len(cut) == 250 and cut.is_monotonic_increasing and (cut.diff().dropna() >= pd.Timedelta(weeks=4)).all()
     assert f["target"].notna().all() and f["time"].isin(d.index).all()  # every target a real reading
     assert (cut.diff().dropna() > pd.Timedelta(weeks=4)).any()  # at least one cutoff moved back past a gap
+
+
+def test_an_ensemble_of_a_panel_whose_trials_differ_in_window_scores_all_on_the_same_targets(
+        panel: tuple[Path, Path], tmp_path: Path) -> None:
+    """A panel with a short series (GOOG: 68 months): a trial of 36-month windows has fewer validation windows than
+    one of 6-month windows; choosing their ensemble failed ('operands could not be broadcast ... (1,2810) (1,3108)'
+    on 148 monthly series)."""
+    from rnn_core.checkpoint import load_bundle, save_bundle
+    from rnn_core.config import DataConfig, TrainConfig
+    from rnn_core.data import build
+    from rnn_core.ensemble import choose_ensemble, validation_targets
+    from rnn_core.forecaster import member_from_bundle
+    from rnn_core.series import read_frame
+    from rnn_core.train import fit
+
+    csv, model = panel
+    ds = load_model(model).data_config.dataset
+    frame = read_frame(csv, ds)[0]
+    bundles = {}
+    for name, window in (("short", 6), ("long", 36)):
+        data = build(frame, DataConfig(dataset=ds, sequence_size=window, target_transform="standard"))
+        mcfg, tcfg = data.model_config(cell="gru", hidden_size=8), TrainConfig(max_epochs=1, batch_size=64, seed=1)
+        path = save_bundle(tmp_path / f"{name}.pt", fit(data, mcfg, tcfg).state, data, mcfg, tcfg, meta={"trial_id": name})
+        bundles[name] = load_bundle(path)
+    models = {n: member_from_bundle(b, n) for n, b in bundles.items()}
+    origins, target = validation_targets(models, frame)
+    long = build(frame, DataConfig(dataset=ds, sequence_size=36, target_transform="standard"))["val"].origin
+    short = build(frame, DataConfig(dataset=ds, sequence_size=6, target_transform="standard"))["val"].origin
+    assert np.array_equal(origins, long) and len(long) < len(short)  # the long window's fewer windows, for all
+    choice = choose_ensemble(bundles, frame, size=4)
+    assert np.isfinite(choice.val_mae) and choice.members
