@@ -210,7 +210,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     lm, title, experiment, found, what = model_or_run(args.target, args.storage, args.single, args.refit, args.data)
     if what:
-        print(what)
+        log.info(what)  # talk: the table's title names it too
     data = args.data
     if experiment and not data:  # the file the run searched, when it is on this machine
         from search.results import recorded_data_path
