@@ -410,7 +410,10 @@ def _note(name: str, info: dict) -> str:
         return f"default preset, seed {info.get('seed')}, budget {info.get('budget')} min"
     if name == "gbdt":
         return f"mlforecast + LightGBM, form {info.get('form')} (by validation)"
-    if name in NF_MODELS or name == "autogluon":
+    if name == "autogluon":
+        return (f"{info.get('preset')}, budget {info.get('budget')} min, best {info.get('best')}; models that need "
+                "hub weights (Chronos-2, Toto-2) skipped offline")
+    if name in NF_MODELS:
         return f"budget {info.get('budget')} min" + (f", {info['samples']} trials at most" if "samples" in info else "")
     return "naive"
 
