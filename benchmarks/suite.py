@@ -127,14 +127,20 @@ def run_ours(member: Member, horizon: int, minutes: float, seed: int) -> None:
 # --------------------------------------------------------------------------------------- the GBDT on lags
 
 
-def gbdt_frame(frame: pd.DataFrame, cfg: DataConfig, horizon: int) -> tuple[pd.DataFrame, list[str]]:
-    """mlforecast's long frame from the product's grid: unique_id, ds, y (a gap: the value before), the
-    known-future covariates as they are and the past ones (and counts) lagged by the horizon, so that no input of
-    a target step comes after its origin. Returns (frame, its exogenous columns)."""
+def target_frame(frame: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the peers' long frame: unique_id, ds, y with a gap's value the one before it; [T] the series of each row)."""
     ds = cfg.dataset
     uid = frame[ds.series].astype(str).to_numpy() if ds.series else np.full(len(frame), "series")
     df = pd.DataFrame({"unique_id": uid, "ds": frame.index, "y": frame[ds.target].to_numpy(np.float64)})
     df["y"] = df.groupby("unique_id")["y"].ffill().bfill()
+    return df, uid
+
+
+def gbdt_frame(frame: pd.DataFrame, cfg: DataConfig, horizon: int) -> tuple[pd.DataFrame, list[str]]:
+    """mlforecast's long frame from the product's grid: unique_id, ds, y (a gap: the value before), the
+    known-future covariates as they are and the past ones (and counts) lagged by the horizon, so that no input of
+    a target step comes after its origin. Returns (frame, its exogenous columns)."""
+    ds, (df, uid) = cfg.dataset, target_frame(frame, cfg)
     exog = []
     for c in ds.future:
         df[c] = frame[c].to_numpy(np.float64)
@@ -246,10 +252,7 @@ def nf_frame(frame: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, list[s
     as historical inputs and the product's own known-future inputs (calendar, future covariates) as future ones."""
     from rnn_core.features import future_names, known
 
-    ds = cfg.dataset
-    uid = frame[ds.series].astype(str).to_numpy() if ds.series else np.full(len(frame), "series")
-    df = pd.DataFrame({"unique_id": uid, "ds": frame.index, "y": frame[ds.target].to_numpy(np.float64)})
-    df["y"] = df.groupby("unique_id")["y"].ffill().bfill()
+    ds, (df, _) = cfg.dataset, target_frame(frame, cfg)
     hist = [*ds.past, *ds.counts]
     for c in hist:
         df[c] = frame[c].to_numpy(np.float64)

@@ -23,7 +23,7 @@ from rnn_core.config import DataConfig
 from rnn_core.data import DataError, Split, make_targets, valid_origins
 from rnn_core.features import segments
 from rnn_core.forecaster import PostProcessed, load_model
-from rnn_core.metrics import baseline_predictions, field_scores, mase_scales, mase_season, model_frame, series_keys
+from rnn_core.metrics import baseline_forecasts, field_scores, mase_scales, mase_season, model_frame, series_keys
 from rnn_core.series import baselines_for, step_words
 
 log = logging.getLogger(__name__)
@@ -110,33 +110,25 @@ def cross_validation(model: Any, data: Any = None, windows: int = 3, step: int |
 def score(frame: pd.DataFrame, cfg: DataConfig, origins: np.ndarray, preds: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Field scores (MAE, RMSE, MASE, sMAPE, WAPE) of [N, H] forecasts from ``origins`` [N] of a frame, and of the
     naive baselines on the same targets: forecaster name -> scores (the benchmarks' peers are scored this way)."""
+    _, target, keys, scales, preds = _scoring(frame, cfg, origins, preds)
+    return {n: field_scores(p, target, keys, scales) for n, p in preds.items()}
+
+
+def _scoring(frame: pd.DataFrame, cfg: DataConfig, origins: np.ndarray, preds: dict[str, np.ndarray],
+             ) -> tuple[Split, np.ndarray, np.ndarray, dict[int, float], dict[str, np.ndarray]]:
+    """What scoring forecasts from ``origins`` needs: (their targets as a Split, the targets [N, H], the series of
+    each window [N], MASE's scale of each series, ``preds`` with every naive baseline's forecasts added)."""
     split, values, starts = _split_of(frame, cfg, origins), frame[cfg.dataset.target].to_numpy(np.float64), _starts(frame, cfg)
     keys, scales = series_keys(split, starts), mase_scales(values, split, starts, mase_season(cfg.dataset.freq))
-    target = split.y_raw.numpy().astype(np.float64)
-    return {n: field_scores(p, target, keys, scales) for n, p in _with_baselines(frame, cfg, split, preds).items()}
-
-
-def _with_baselines(frame: pd.DataFrame, cfg: DataConfig, split: Split, preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``preds`` and every naive baseline's [N, H] forecasts of the split's targets."""
-    values, lags, out = frame[cfg.dataset.target].to_numpy(np.float64), baselines_for(cfg), dict(preds)
-    for name in lags:
-        try:
-            p = baseline_predictions(values, split, name, lags, _starts(frame, cfg))
-        except ValueError:  # a season shorter than the horizon: that baseline would see the future
-            continue
-        if np.isfinite(p).all():
-            out[name] = p
-    return out
+    naive = baseline_forecasts(values, split, baselines_for(cfg), starts)
+    return split, split.y_raw.numpy().astype(np.float64), keys, scales, {**preds, **naive}
 
 
 def _scored(frame: pd.DataFrame, model: PostProcessed, origins: np.ndarray, pred: np.ndarray, window: np.ndarray,
             refit: bool) -> Backtest:
     """The forecasts beside the baselines', scored per window (and series) and overall."""
     cfg, ds = model.data_config, model.data_config.dataset
-    split, values, starts = _split_of(frame, cfg, origins), frame[ds.target].to_numpy(np.float64), _starts(frame, cfg)
-    keys, scales = series_keys(split, starts), mase_scales(values, split, starts, mase_season(ds.freq))
-    target = split.y_raw.numpy().astype(np.float64)
-    preds = _with_baselines(frame, cfg, split, {"model": pred})
+    split, target, keys, scales, preds = _scoring(frame, cfg, origins, {"model": pred})
     overall = {n: field_scores(p, target, keys, scales) for n, p in preds.items()}
     names = frame[ds.series].to_numpy() if ds.series else None
     rows = []

@@ -106,23 +106,30 @@ def baseline_predictions(values: np.ndarray, split: Split, name: str, lags: dict
     return values[idx]
 
 
-def baseline_metrics(values: np.ndarray, split: Split, lags: dict[str, int],
-                     starts: np.ndarray | None = None, scales: dict[int, float] | None = None) -> dict[str, dict[str, float]]:
-    """The scores (field_scores: MAE, RMSE, MASE, sMAPE, WAPE) of every baseline on a split's targets (those whose
-    values are all known). ``scales``: MASE's per series (mase_scales); None: the freq's own season."""
-    target = split.y_raw.numpy()
-    keys = series_keys(split, starts)
-    scales = scales if scales is not None else mase_scales(values, split, starts, 1)
+def baseline_forecasts(values: np.ndarray, split: Split, lags: dict[str, int],
+                       starts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every baseline's [N, H] forecasts of a split's targets, leaving out one whose season is shorter than the
+    horizon (it would read targets after the origin) or that has no value to give (a gap at its lag)."""
     out = {}
     for name in lags:
         try:
             p = baseline_predictions(values, split, name, lags, starts)
-            if not np.isfinite(p).all():
-                continue
         except ValueError:
             continue
-        out[name] = field_scores(p, target, keys, scales)
+        if np.isfinite(p).all():
+            out[name] = p
     return out
+
+
+def baseline_metrics(values: np.ndarray, split: Split, lags: dict[str, int],
+                     starts: np.ndarray | None = None, scales: dict[int, float] | None = None) -> dict[str, dict[str, float]]:
+    """The scores (field_scores: MAE, RMSE, MASE, sMAPE, WAPE) of every baseline on a split's targets (those whose
+    values are all known). ``scales``: MASE's per series (mase_scales); None: scaled by the previous step (the
+    series' season is not known here)."""
+    target = split.y_raw.numpy()
+    keys = series_keys(split, starts)
+    scales = scales if scales is not None else mase_scales(values, split, starts, 1)
+    return {n: field_scores(p, target, keys, scales) for n, p in baseline_forecasts(values, split, lags, starts).items()}
 
 
 def per_step(pred: np.ndarray, target: np.ndarray) -> dict[str, list[float]]:
@@ -229,9 +236,9 @@ def evaluate_model(
     steps = {"model": per_step(pred, truth)}
     lags = baselines_for(lm.data_config)
     keys, scales = series_keys(s, data.starts), mase_scales(data.target, s, data.starts, mase_season(lm.data_config.dataset.freq))
-    base = baseline_metrics(data.target, s, lags, data.starts, scales)
-    for name in base:
-        steps[name] = per_step(baseline_predictions(data.target, s, name, lags, data.starts), truth)
+    naive = baseline_forecasts(data.target, s, lags, data.starts)  # each baseline forecast once: scores and steps
+    base = {n: field_scores(p, truth, keys, scales) for n, p in naive.items()}
+    steps.update({n: per_step(p, truth) for n, p in naive.items()})
     scores = field_scores(pred, truth, keys, scales)
     return Evaluation(model=lm, data=data, frame=frame, split=split, prediction=pred, target=truth, mae=scores["mae"],
                       rmse=scores["rmse"], baselines=base, steps=steps, intervals=lm.intervals,
