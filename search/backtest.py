@@ -64,7 +64,7 @@ def report(bt: Any, model: Any, title: str) -> None:
     cfg = model.data_config
     one, many = step_words(cfg.dataset.freq)
     n_windows = int(bt.windows["window"].max())
-    print(f"{title}: backtest over the last {n_windows} window(s) of {cfg.horizon} {many if cfg.horizon > 1 else one} "
+    print(f"{title}: backtest over the last {n_windows} window(s) of {f'{cfg.horizon} {many}' if cfg.horizon > 1 else one} "
           f"per series, cutoffs {bt.windows['cutoff'].min()} .. {bt.windows['cutoff'].max()}"
           f"{', refit before each cutoff' if bt.refit else ''}")
     d = show.decimals([r[k] for r in bt.overall.values() for k in ("mae", "rmse")])

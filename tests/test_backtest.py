@@ -110,7 +110,8 @@ def test_cross_validation_of_a_panel_scores_every_series(panel: tuple[Path, Path
     assert np.isfinite(bt.overall["model"]["mase"]) and bt.overall["model"]["mase"] > 0
     capsys.readouterr()
     assert main(["backtest", str(model), "--data", str(csv), "--windows", "2"]) == 0
-    assert "per window, MAE (mean over the series)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "per window, MAE (mean over the series)" in out and "window(s) of 3 months per series" in out, out
     ev = Model.load(model).test(csv, levels=False)
     assert ev.by_series is not None and set(ev.by_series["series"]) == {"AAPL", "AMZN", "GOOG", "IBM", "MSFT"}
     assert ev.scores["mase"] == pytest.approx(ev.by_series["mase"].mean())  # M4's MASE: the mean of the series'
