@@ -24,7 +24,8 @@ import torch
 
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig, target_outputs
 from rnn_core.errors import UserError, first_line
-from rnn_core.data import WindowData, FeatureScaler, TargetScaler, features_for, make_windows, origin_values
+from rnn_core.data import (WindowData, FeatureScaler, TargetScaler, features_for, make_windows, origin_series,
+                           origin_values)
 from rnn_core.model import RNNForecaster
 from rnn_core.train import predict
 
@@ -215,13 +216,14 @@ class LoadedModel:
         if len(origins) and (origins[0] < self.first_origin or origins[-1] >= len(frame)):
             raise ValueError(f"{self.source}: forecast origins {origins[0]}..{origins[-1]} outside "
                              f"{self.first_origin}..{len(frame) - 1} (a window needs {self.first_origin + 1} hours of history)")
-        feats = features_for(frame, self.data_config, self.feature_scaler)  # [T, F]
+        feats = features_for(frame, self.data_config, self.feature_scaler, self.target_scaler.history)  # [T, F]
         from rnn_core.series import check_future_known
 
         check_future_known(frame, self.data_config, feats, origins, self.source)
         X = make_windows(feats, origins, self.data_config.sequence_size)  # [N, L, F]
         out = predict(self.model, X).double()  # [N, H] model space
-        return self.target_scaler.inverse(out, origin_values(frame, self.data_config, origins)).numpy()
+        cfg = self.data_config
+        return self.target_scaler.inverse(out, origin_values(frame, cfg, origins), origin_series(frame, cfg, origins)).numpy()
 
 
 def model_from_bundle(bundle: dict[str, Any], source: str, device: str | torch.device = "cpu") -> LoadedModel:

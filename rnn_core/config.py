@@ -136,6 +136,10 @@ class DataConfig(_Config):
     'change' (its change from the origin, f(y[t+h]) - f(y[t]): it reads the level it starts from rather than
     learning it from the training years) or 'both' (two outputs per target step, one of each, trained together;
     the forecast is the mean of the two in the target's units: their errors differ, and the mean gains on each)."""
+    series_scaling: bool = field(default=True, metadata={"search": False})
+    """For a panel (--series): each series' target and history standardised by its own training steps (on the
+    transform's scale) before one network learns them all, so that a series of 20 and one of 130,000 weigh alike
+    in the loss and the inputs; off: one scale for every series."""
     dataset: Dataset = field(default_factory=default_dataset, metadata={"derived": True, "search": False})
     """The series (set from the Dataset flags: --time, --target, ...)."""
 

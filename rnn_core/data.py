@@ -32,7 +32,8 @@ from numpy.lib.stride_tricks import sliding_window_view  # targets: [T] -> [T-H+
 
 from rnn_core import series as user_series
 from rnn_core.config import TARGET_FORMS, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig, target_outputs
-from rnn_core.features import feature_names, future_width, n_features, plain_names, raw_features
+from rnn_core.features import feature_names, future_width, history, n_features, plain_names, raw_features
+from rnn_core.panel import SeriesScales, fit_series_scales
 from rnn_core.series import DataError, read_frame
 
 __all__ = ["DataError", "feature_names", "n_features", "read_frame", "raw_features"]
@@ -57,7 +58,11 @@ class TargetScaler:
     ``form`` (DataConfig.target_form), with f the transform: 'level' z = (f(y) - mean) / std; 'change'
     z = (f(y[t+h]) - f(y[t]) - change_mean) / change_std, so ``forward`` and ``inverse`` take the counts at the
     origins, ``anchor`` [N] (rnn_core.data.origin_values); 'both' the two side by side, [N, 2H] (levels first),
-    whose inverse is the mean of the two forecasts in the target's units, [N, H]."""
+    whose inverse is the mean of the two forecasts in the target's units, [N, H].
+
+    For a panel scaled per series (``series``, rnn_core.panel), f(y) is first standardised by its own series'
+    training steps, so ``forward`` and ``inverse`` also take each origin's series, ``series`` [N]
+    (rnn_core.data.origin_series); ``history`` holds the same for the history input (rnn_core.features.history)."""
 
     transform: str
     mean: float = 0.0
@@ -65,6 +70,8 @@ class TargetScaler:
     form: str = "level"
     change_mean: float = 0.0
     change_std: float = 1.0
+    series: SeriesScales | None = None
+    history: SeriesScales | None = None
 
     def _f(self, counts: np.ndarray | torch.Tensor) -> Any:
         """The transform alone: counts -> its scale (before the mean and std)."""
@@ -87,45 +94,63 @@ class TargetScaler:
             return lib.clip(v, 0.0, None) ** 2
         return lib.expm1(v)
 
-    def _start(self, like: np.ndarray | torch.Tensor, anchor: np.ndarray | None) -> Any:
-        """f(y[t]) as a column [N, 1], what a change is measured from."""
+    def _g(self, counts: np.ndarray | torch.Tensor, series: np.ndarray | None) -> Any:
+        """The transform, then (a panel scaled per series) each row's series' standardisation."""
+        f = self._f(counts)
+        return f if self.series is None else self.series.normalize(f, self._of(series))
+
+    def _g_inverse(self, v: np.ndarray | torch.Tensor, series: np.ndarray | None) -> Any:
+        return self._f_inverse(v if self.series is None else self.series.denormalize(v, self._of(series)))
+
+    def _of(self, series: np.ndarray | None) -> np.ndarray:
+        if series is None:
+            raise ValueError("a target scaled per series needs the series of each forecast origin (origin_series)")
+        return series
+
+    def _start(self, like: np.ndarray | torch.Tensor, anchor: np.ndarray | None, series: np.ndarray | None) -> Any:
+        """f(y[t]) as a column [N, 1] (per series: standardised as the targets are), what a change is measured from."""
         if anchor is None:
             raise ValueError(f"a {self.form} target needs the counts at the forecast origins (anchor)")
-        start = self._f(np.asarray(anchor, np.float64))[:, None]  # [N, 1]
+        start = self._g(np.asarray(anchor, np.float64)[:, None], series)  # [N, 1]
         return torch.from_numpy(start).to(like) if isinstance(like, torch.Tensor) else start
 
-    def forward(self, counts: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None) -> Any:
-        """Counts [N, H] (any shape for a level) -> model space ([N, 2H] for 'both'); ``anchor`` [N]: the class."""
-        f = self._f(counts)
+    def forward(self, counts: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None,
+                series: np.ndarray | None = None) -> Any:
+        """Counts [N, H] (any shape for a level) -> model space ([N, 2H] for 'both'); ``anchor`` and ``series``
+        [N]: the class."""
+        f = self._g(counts, series)
         level = (f - self.mean) / self.std if self.form != "change" else None
         if self.form == "level":
             return level
-        change = (f - self._start(counts, anchor) - self.change_mean) / self.change_std
+        change = (f - self._start(counts, anchor, series) - self.change_mean) / self.change_std
         if self.form == "change":
             return change
         return torch.cat([level, change], -1) if isinstance(counts, torch.Tensor) else np.concatenate([level, change], -1)
 
-    def inverse(self, z: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None) -> Any:
+    def inverse(self, z: np.ndarray | torch.Tensor, anchor: np.ndarray | None = None,
+                series: np.ndarray | None = None) -> Any:
         """Model outputs [N, H] ([N, 2H] for 'both') -> the target's units [N, H]."""
         if self.form == "level":
-            return self._f_inverse(z * self.std + self.mean)
+            return self._g_inverse(z * self.std + self.mean, series)
         h = z.shape[-1] // 2 if self.form == "both" else 0
-        change = self._f_inverse(z[..., h:] * self.change_std + self.change_mean + self._start(z, anchor))
+        change = self._g_inverse(z[..., h:] * self.change_std + self.change_mean + self._start(z, anchor, series), series)
         if self.form == "change":
             return change
-        return 0.5 * (self._f_inverse(z[..., :h] * self.std + self.mean) + change)
+        return 0.5 * (self._g_inverse(z[..., :h] * self.std + self.mean, series) + change)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k not in ("series", "history")}
+        return d | {k: getattr(self, k).to_dict() for k in ("series", "history") if getattr(self, k) is not None}
 
     @classmethod
     def from_dict(cls, d: Any) -> TargetScaler:
         """A stored scaler, every field checked (a model file's field is never defaulted: a missing std would
         silently scale by 1; only the form and its change statistics may be absent, in files written before
-        them, which learnt the level). Raises ValueError naming the field."""
+        them, which learnt the level, and the per-series scales, absent where one scale serves all). Raises
+        ValueError naming the field."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a mapping with transform, mean and std, got {type(d).__name__}")
-        fields, later = ("transform", "mean", "std"), ("form", "change_mean", "change_std")
+        fields, later = ("transform", "mean", "std"), ("form", "change_mean", "change_std", "series", "history")
         unknown, missing = sorted(set(d) - {*fields, *later}), [k for k in fields if k not in d]
         if unknown or missing:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}" if unknown else f"missing field(s) {', '.join(missing)}")
@@ -141,7 +166,8 @@ class TargetScaler:
         for k in ("std", "change_std"):
             if numbers[k] <= 0:
                 raise ValueError(f"{k} {numbers[k]!r}: expected a number above 0")
-        return cls(d["transform"], form=form, **numbers)
+        scales = {k: SeriesScales.from_dict(d[k], _finite) for k in ("series", "history") if d.get(k) is not None}
+        return cls(d["transform"], form=form, **numbers, **scales)
 
 
 def _finite(name: str, v: Any) -> float:
@@ -212,6 +238,8 @@ class Split:
     """[N, H] datetime64 timestamps of the target steps t+1 .. t+H."""
     anchor: np.ndarray | None = None
     """[N] the target at each origin t (rnn_core.data.origin_values) when ``y`` holds a change from it, else None."""
+    series: np.ndarray | None = None
+    """[N] the series of each origin (rnn_core.data.origin_series) for a panel, else None."""
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
@@ -287,27 +315,45 @@ def fit_feature_scaler(values: np.ndarray, names: list[str], train_rows: slice |
     return FeatureScaler(tuple(names), tuple(mean.tolist()), tuple(std.tolist()))
 
 
-def fit_target_scaler(train_counts: np.ndarray, transform: str) -> TargetScaler:
-    """Target statistics from the training hours only (scale100 needs none), for a level target."""
+def fit_target_scaler(train_counts: np.ndarray, transform: str, series: SeriesScales | None = None,
+                      names: np.ndarray | None = None) -> TargetScaler:
+    """Target statistics from the training hours only (scale100 needs none), for a level target; ``series``
+    (per-series scales, rnn_core.panel) apply first, ``names`` [T] naming each count's series."""
     if transform == "scale100":
         return TargetScaler("scale100")
     c = train_counts.astype(np.float64)
-    c = c[np.isfinite(c)]  # a user's missing steps are NaN
-    c = TargetScaler(transform).forward(c)  # the transform alone (mean 0, std 1): its statistics are fitted next
-    return TargetScaler(transform, float(c.mean()), float(c.std()))
+    known = np.isfinite(c)  # a user's missing steps are NaN
+    # the transform alone (mean 0, std 1): its statistics are fitted next
+    c = TargetScaler(transform, series=series).forward(c[known], series=None if names is None else names[known])
+    return TargetScaler(transform, float(c.mean()), float(c.std()), series=series)
+
+
+def scaled_per_series(cfg: DataConfig) -> bool:
+    """Whether a panel's series are each on their own scale (DataConfig.series_scaling; not for scale100, the
+    lecture's fixed division)."""
+    return bool(cfg.dataset.series) and cfg.series_scaling and cfg.target_transform != "scale100"
 
 
 def _fit_target(frame: pd.DataFrame, cfg: DataConfig, target: np.ndarray, train_rows: np.ndarray,
                 origins: np.ndarray) -> TargetScaler:
     """The target scaler: the level's statistics over the training hours (``train_rows``), and for a change
-    target (DataConfig.target_form) those of the changes of the training windows (``origins`` [N])."""
-    level = fit_target_scaler(target[train_rows], cfg.target_transform)
+    target (DataConfig.target_form) those of the changes of the training windows (``origins`` [N]); for a panel
+    scaled per series, each series' statistics of the target and of its history first."""
+    names = origin_series(frame, cfg, np.arange(len(frame)))  # [T] or None
+    series = hist = None
+    if scaled_per_series(cfg):
+        series = fit_series_scales(TargetScaler(cfg.target_transform)._f(target.astype(np.float64)), names, train_rows)
+        hist = fit_series_scales(history(frame, cfg, raw=True), names, train_rows)
+    level = fit_target_scaler(target[train_rows], cfg.target_transform, series,
+                              None if names is None else names[train_rows])
+    level = dataclasses.replace(level, history=hist)
     if cfg.target_form == "level":
         return level
     if cfg.target_transform == "scale100":
         return dataclasses.replace(level, form=cfg.target_form)
-    plain = TargetScaler(cfg.target_transform, form="change")  # the change alone (mean 0, std 1)
-    c = plain.forward(make_targets(target, origins, cfg.horizon).astype(np.float64), origin_values(frame, cfg, origins))
+    plain = TargetScaler(cfg.target_transform, form="change", series=series)  # the change alone (mean 0, std 1)
+    c = plain.forward(make_targets(target, origins, cfg.horizon).astype(np.float64), origin_values(frame, cfg, origins),
+                      origin_series(frame, cfg, origins))
     c = c[np.isfinite(c)]  # [N * H] known changes
     return dataclasses.replace(level, form=cfg.target_form, change_mean=float(c.mean()), change_std=float(c.std()))
 
@@ -321,6 +367,14 @@ def origin_values(frame: pd.DataFrame, cfg: DataConfig, origins: np.ndarray) -> 
     y = frame[target_column(cfg)]
     y = y.groupby(user_series.segment_start(frame, cfg.dataset)).ffill()  # never from one series into the next
     return np.nan_to_num(y.to_numpy(np.float64)[np.asarray(origins, np.int64)], nan=0.0)
+
+
+def origin_series(frame: pd.DataFrame, cfg: DataConfig, origins: np.ndarray) -> np.ndarray | None:
+    """[N] the name of each origin's series for a panel (what per-series scales are looked up by), else None."""
+    ds = cfg.dataset
+    if not ds.series:
+        return None
+    return frame[ds.series].to_numpy(dtype=object)[np.asarray(origins, np.int64)].astype(str)
 
 
 # --------------------------------------------------------------------------------------- windows
@@ -537,7 +591,6 @@ def build(
     times = frame.index.to_numpy()
     names = feature_names(cfg)
     user_series.check_transform(frame, cfg, source)
-    values = raw_features(frame, cfg)  # [T, F] unscaled
     target = frame[target_column(cfg)].to_numpy(np.float32)  # [T]; NaN at a missing step
     parts = _splits(frame, cfg, source)
     # Training steps: every input and target step of the train split (with one validation window, every
@@ -545,22 +598,25 @@ def build(
     train_rows = covered_hours(parts["train"], len(times), cfg.sequence_size, cfg.horizon)
     if scalers is not None:
         fscaler, tscaler = _stored(scalers, names, cfg)
+        values = raw_features(frame, cfg, tscaler.history)  # [T, F] unscaled (the history per series)
     else:
-        fscaler = fit_feature_scaler(values, names, train_rows, plain_names(cfg.dataset))
         tscaler = _fit_target(frame, cfg, target, train_rows, parts["train"])
+        values = raw_features(frame, cfg, tscaler.history)
+        fscaler = fit_feature_scaler(values, names, train_rows, plain_names(cfg.dataset))
     scaled = fscaler.apply(values)  # [T, F] float32
     splits = {}
     for name in SPLIT_NAMES:
         o = parts[name]
         y_raw = make_targets(target, o, cfg.horizon)  # [N, H]
-        anchor = origin_values(frame, cfg, o)  # [N] or None
+        anchor, series = origin_values(frame, cfg, o), origin_series(frame, cfg, o)  # [N] or None each
         splits[name] = Split(
             X=make_windows(scaled, o, cfg.sequence_size),
-            y=torch.from_numpy(np.asarray(tscaler.forward(y_raw.astype(np.float64), anchor), dtype=np.float32)),
+            y=torch.from_numpy(np.asarray(tscaler.forward(y_raw.astype(np.float64), anchor, series), dtype=np.float32)),
             y_raw=torch.from_numpy(np.ascontiguousarray(y_raw, dtype=np.float32)),
             origin=o,
             target_time=make_targets(times, o, cfg.horizon).copy(),
             anchor=anchor,
+            series=series,
         )
     return WindowData(
         config=cfg, source=source, feature_names=names, feature_scaler=fscaler, target_scaler=tscaler,
@@ -569,6 +625,8 @@ def build(
     )
 
 
-def features_for(frame: pd.DataFrame, cfg: DataConfig, scaler: FeatureScaler) -> np.ndarray:
-    """Scaled features [T, F] of a frame with a stored scaler (for predict on a saved model)."""
-    return scaler.apply(raw_features(frame, cfg))
+def features_for(frame: pd.DataFrame, cfg: DataConfig, scaler: FeatureScaler,
+                 history: SeriesScales | None = None) -> np.ndarray:
+    """Scaled features [T, F] of a frame with a stored scaler (for predict on a saved model); ``history``: the
+    per-series scales of the history input (TargetScaler.history) for a panel scaled per series."""
+    return scaler.apply(raw_features(frame, cfg, history))

@@ -17,11 +17,16 @@ mean and standard deviation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from rnn_core.config import COUNT_TRANSFORMS, DataConfig
 from rnn_core.datasets import CALENDAR_PARTS, Dataset, calendar_parts, definition_of, feature_function
+
+if TYPE_CHECKING:
+    from rnn_core.panel import SeriesScales
 
 IS_MISSING = "is_missing"
 #: Each calendar part: its position in its cycle as (numerator, period) of the times.
@@ -139,12 +144,17 @@ def _shift(values: np.ndarray, k: int, bounds: list[tuple[int, int]], fill: floa
     return out
 
 
-def history(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
-    """[T] the target as inputs see it: log1p for the count transforms (log1p, sqrt), carried forward over
-    missing steps (flagged by is_missing), 0 before a series' first value."""
+def history(frame: pd.DataFrame, cfg: DataConfig, scales: SeriesScales | None = None, raw: bool = False) -> np.ndarray:
+    """[T] the target as inputs see it: log1p for the count transforms (log1p, sqrt), for a panel scaled per
+    series standardised by its own series' ``scales`` (rnn_core.panel), carried forward over missing steps
+    (flagged by is_missing), 0 before a series' first value; ``raw``: before the scales and the filling (NaN)."""
     ds = cfg.dataset
     y = frame[ds.target].to_numpy(np.float64)
     y = np.log1p(np.maximum(y, 0.0)) if cfg.target_transform in COUNT_TRANSFORMS else y
+    if raw:
+        return y
+    if scales is not None:
+        y = scales.normalize(y, frame[ds.series].to_numpy(dtype=object).astype(str))
     return pd.Series(y).groupby(segment_start(frame, ds)).ffill().fillna(0.0).to_numpy()
 
 
@@ -172,12 +182,12 @@ def _ahead(frame: pd.DataFrame, ds: Dataset, k: int, bounds: list[tuple[int, int
     return np.concatenate([ahead[:, :c], cov, ahead[:, c:]], axis=1)
 
 
-def raw_features(frame: pd.DataFrame, cfg: DataConfig) -> np.ndarray:
+def raw_features(frame: pd.DataFrame, cfg: DataConfig, scales: SeriesScales | None = None) -> np.ndarray:
     """The frame -> unscaled features [T, F] in feature_names order, float64 (NaN where a known-future covariate
-    is absent: past a series' end)."""
+    is absent: past a series' end); ``scales``: the history's per-series scales, for a panel scaled per series."""
     ds = cfg.dataset
     bounds = segments(frame, ds)
-    hist = history(frame, cfg)
+    hist = history(frame, cfg, scales)
     cols = [known(pd.DatetimeIndex(frame.index), frame, ds),
             frame[list(ds.past)].to_numpy(np.float64).reshape(len(frame), -1),
             frame[IS_MISSING].to_numpy(np.float64)[:, None], hist[:, None],

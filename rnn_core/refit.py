@@ -25,7 +25,8 @@ import torch
 from rnn_core.checkpoint import CheckpointError, model_from_bundle
 from rnn_core.config import DataConfig, ModelConfig, TrainConfig
 from rnn_core.data import (
-    FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows, origin_values, valid_origins,
+    FeatureScaler, Split, TargetScaler, build, features_for, make_targets, make_windows, origin_series, origin_values,
+    valid_origins,
 )
 from rnn_core.features import segment_start
 from rnn_core.forecaster import PostProcessed, SeasonalNaive, WeightedMean, member_bundle
@@ -51,14 +52,15 @@ def train_through_val(frame: pd.DataFrame, bundle: dict[str, Any], until: np.nda
     if not len(origins):
         raise CheckpointError("no training window ends before the backtest's first cutoff: ask for fewer windows")
     y_raw = make_targets(data.target.astype(np.float64), origins, cfg.horizon)  # [N, H]
-    anchor = origin_values(frame, cfg, origins)  # [N] or None
+    anchor, series = origin_values(frame, cfg, origins), origin_series(frame, cfg, origins)  # [N] or None each
     data.splits["train"] = Split(
-        X=make_windows(features_for(frame, cfg, fs), origins, cfg.sequence_size),  # [N, L, F]
-        y=torch.from_numpy(np.asarray(ts.forward(y_raw, anchor), dtype=np.float32)),
+        X=make_windows(features_for(frame, cfg, fs, ts.history), origins, cfg.sequence_size),  # [N, L, F]
+        y=torch.from_numpy(np.asarray(ts.forward(y_raw, anchor, series), dtype=np.float32)),
         y_raw=torch.from_numpy(y_raw.astype(np.float32)),
         origin=origins,
         target_time=make_targets(data.times, origins, cfg.horizon).copy(),
         anchor=anchor,
+        series=series,
     )
     return data
 

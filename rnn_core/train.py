@@ -107,12 +107,14 @@ def evaluate(
     target_scaler: TargetScaler,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss,
     anchor: np.ndarray | None = None,
+    series: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Loss (the training loss, in model space) and MAE/RMSE in the target's units, after the inverse transform.
-    ``anchor`` [N]: the counts at the origins, for a change target (Split.anchor)."""
+    ``anchor`` [N]: the counts at the origins, for a change target (Split.anchor); ``series`` [N]: their series,
+    for a panel scaled per series (Split.series)."""
     out = predict(model, X)  # [N, H]
     loss = float(loss_fn(out, y))
-    units = target_scaler.inverse(out.double(), anchor)  # [N, H] target units
+    units = target_scaler.inverse(out.double(), anchor, series)  # [N, H] target units
     err = units - y_raw.double()
     return {"loss": loss, "mae": float(err.abs().mean()), "rmse": float(err.pow(2).mean().sqrt())}
 
@@ -293,7 +295,7 @@ def fit(
         train_loss = train_epoch(run.model, run.optimizer, Xtr, ytr, train_cfg.batch_size, run.gen,
                                  train_cfg.clip_norm, loss_fn, ema=ema)
         train_time = time.perf_counter() - t0
-        val = (evaluate(run.scored, Xva, yva, yva_raw, data.target_scaler, loss_fn, va.anchor) if math.isfinite(train_loss)
+        val = (evaluate(run.scored, Xva, yva, yva_raw, data.target_scaler, loss_fn, va.anchor, va.series) if math.isfinite(train_loss)
                else {"loss": math.nan, "mae": math.nan, "rmse": math.nan})
         run.in_epochs_s += time.perf_counter() - t0  # train + evaluate only: what overhead is measured against
         lr = run.optimizer.param_groups[0]["lr"]

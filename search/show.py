@@ -149,7 +149,9 @@ def data_info(data: Any) -> None:
         print(f"  {name:<5} {len(s):>6,} windows, targets {shown_} ({filled:,} of {total:,} target steps filled)")
     ts = data.target_scaler
     change = f"; {ts.form}: change from t, mean {ts.change_mean:.4g}, std {ts.change_std:.4g}" if ts.form != "level" else ""
-    print(f"target:        {ds.target}, {ts.transform} (train mean {ts.mean:.4g}, std {ts.std:.4g}{change})")
+    own = (f"each of {len(ts.series.names)} series first standardised by its own training steps (std "
+           f"{min(ts.series.std):.4g} .. {max(ts.series.std):.4g}), then " if ts.series is not None else "")
+    print(f"target:        {ds.target}, {ts.transform} ({own}train mean {ts.mean:.4g}, std {ts.std:.4g}{change})")
     print(f"features ({len(data.feature_names)}): {', '.join(data.feature_names)}")
 
 
