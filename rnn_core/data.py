@@ -34,6 +34,7 @@ from rnn_core import series as user_series
 from rnn_core.config import TARGET_FORMS, TARGET_TRANSFORMS, DataConfig, Dataset, ModelConfig, target_outputs
 from rnn_core.features import feature_names, future_width, history, n_features, plain_names, raw_features
 from rnn_core.panel import SeriesScales, fit_series_scales
+from rnn_core.datasets import definition_of
 from rnn_core.series import DataError, read_frame
 
 __all__ = ["DataError", "feature_names", "n_features", "read_frame", "raw_features"]
@@ -543,13 +544,20 @@ def load(
     *,
     download: bool = True,
     scalers: tuple[FeatureScaler, TargetScaler] | None = None,
+    suit: bool = False,
 ) -> WindowData:
     """A described data set (``cfg.dataset``; its file ``path``) -> WindowData: scaled windows for every split,
     scalers, timestamps and config. ``scalers`` (from a checkpoint) replace the ones fitted on the training split,
-    so that a saved model sees exactly the inputs it was trained on."""
+    so that a saved model sees exactly the inputs it was trained on. ``suit``: the target transform was not
+    chosen, so a user's series gets the one suited to its target (log1p for counts, else standard), as a search's."""
     cfg = cfg or DataConfig()
     frame, source, n_filled, raw_rows, dataset = read_frame(path, cfg.dataset, download=download)
     cfg = dataclasses.replace(cfg, dataset=dataset)  # with what the file told (its frequency and calendar)
+    if suit and definition_of(dataset) is None and cfg.target_transform != user_series.suited_transform(frame, dataset):
+        suited = user_series.suited_transform(frame, dataset)
+        log.info("target %s: the %s target transform (%s)", dataset.target, suited,
+                 "counts" if suited == "log1p" else "not a count: negative or fractional values")
+        cfg = dataclasses.replace(cfg, target_transform=suited)
     return build(frame, cfg, source=source, n_filled=n_filled, raw_rows=raw_rows, scalers=scalers)
 
 

@@ -70,8 +70,9 @@ def _add_data(p: argparse.ArgumentParser, describe: bool = False) -> None:
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     from rnn_core.data import load
+    from search.options import transform_open
 
-    show.data_info(load(_config(DataConfig, args), args.data))
+    show.data_info(load(_config(DataConfig, args), args.data, suit=transform_open(args.argv)))
     return 0
 
 
@@ -82,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from search.single import train_one
 
     res, ckpt, _ = train_one(_config(DataConfig, args), pick(ModelConfig, vars(args)), _config(TrainConfig, args),
-                             args.data, args.out, args.wandb)
+                             args.data, args.out, args.wandb, args.argv)
     return 0 if res.status != "non_finite" or ckpt.exists() else 1
 
 

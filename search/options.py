@@ -167,6 +167,11 @@ def describe_dataset(yaml_file: str | None, given: dict[str, Any], data: str | N
     return Dataset(**fields), data
 
 
+def transform_open(argv: list[str]) -> bool:
+    """Whether the command line leaves the target transform to the data (no --target-transform)."""
+    return "target_transform" not in flags_given(argv)
+
+
 def flags_given(argv: list[str]) -> frozenset[str]:
     """The DataConfig fields whose flags are on the command line ``argv`` (a preset's data settings leave them
     alone)."""

@@ -16,13 +16,16 @@ log = logging.getLogger(__name__)
 
 
 def train_one(dcfg: DataConfig, model_fields: dict[str, Any], tcfg: TrainConfig, data_path: str | None, out: str | Path,
-              wandb_mode: str = "off") -> tuple[Any, Path, str]:
-    """Train one model; returns (its FitResult, the checkpoint file, what its errors are measured in)."""
+              wandb_mode: str = "off", argv: list[str] | None = None) -> tuple[Any, Path, str]:
+    """Train one model; returns (its FitResult, the checkpoint file, what its errors are measured in). ``argv``: the
+    command line, whose lack of --target-transform lets a user's series choose it (rnn_core.data.load's suit)."""
     from rnn_core.checkpoint import save_bundle
     from rnn_core.data import load
     from rnn_core.train import fit, resolve_device
 
-    data = load(dcfg, data_path)
+    from search.options import transform_open
+
+    data = load(dcfg, data_path, suit=argv is not None and transform_open(argv))
     mcfg: ModelConfig = data.model_config(**model_fields)
     ckpt = Path(out) / "model.pt"
     run = None

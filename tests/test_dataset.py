@@ -56,6 +56,18 @@ def test_a_count_transform_is_refused_for_a_target_with_negative_values(transfor
         load(DataConfig(dataset=SEATTLE_DS, target_transform=transform), SEATTLE)
 
 
+def test_without_a_transform_flag_train_and_data_info_take_the_one_suited_to_the_target(tmp_path: Path, capsys) -> None:
+    """A target that may be negative gets the standardising transform, as a search gives it; asked for, log1p is
+    still refused in one line."""
+    assert main(["data", "info", *WEATHER]) == 0
+    assert "target:        temp_max, standard (" in capsys.readouterr().out
+    assert main(["train", *WEATHER, "--epochs", "1", "--hidden-size", "8", "--out", str(tmp_path / "run")]) == 0
+    assert Model.load(tmp_path / "run" / "model.pt").forecaster.data_config.target_transform == "standard"
+    capsys.readouterr()
+    assert main(["data", "info", *WEATHER, "--target-transform", "log1p"]) == 2
+    assert "the log1p transform needs values >= 0" in _one_error(capsys)
+
+
 def test_train_test_predict_on_a_daily_series_beat_the_naive_baselines(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", *WEATHER, "--target-transform", "standard", "--epochs", "3", "--hidden-size", "16",
