@@ -354,7 +354,7 @@ def _fit_target(frame: pd.DataFrame, cfg: DataConfig, target: np.ndarray, train_
         return dataclasses.replace(level, form=cfg.target_form)
     plain = TargetScaler(cfg.target_transform, form="change", series=series)  # the change alone (mean 0, std 1)
     c = plain.forward(make_targets(target, origins, cfg.horizon).astype(np.float64), origin_values(frame, cfg, origins),
-                      origin_series(frame, cfg, origins))
+                      None if names is None else names[origins])
     c = c[np.isfinite(c)]  # [N * H] known changes
     return dataclasses.replace(level, form=cfg.target_form, change_mean=float(c.mean()), change_std=float(c.std()))
 
@@ -553,8 +553,8 @@ def load(
     cfg = cfg or DataConfig()
     frame, source, n_filled, raw_rows, dataset = read_frame(path, cfg.dataset, download=download)
     cfg = dataclasses.replace(cfg, dataset=dataset)  # with what the file told (its frequency and calendar)
-    if suit and definition_of(dataset) is None and cfg.target_transform != user_series.suited_transform(frame, dataset):
-        suited = user_series.suited_transform(frame, dataset)
+    suited = user_series.suited_transform(frame, dataset) if suit and definition_of(dataset) is None else None
+    if suited is not None and suited != cfg.target_transform:
         log.info("target %s: the %s target transform (%s)", dataset.target, suited,
                  "counts" if suited == "log1p" else "not a count: negative or fractional values")
         cfg = dataclasses.replace(cfg, target_transform=suited)

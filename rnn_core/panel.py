@@ -33,8 +33,9 @@ class SeriesScales:
     pooled: tuple[float, float] = (0.0, 1.0)
 
     def _stats(self, series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[N] series names -> ([N] means, [N] stds); a name not stored gets the pooled statistics."""
-        at = pd.Index(self.names).get_indexer(np.asarray(series, dtype=object).astype(str))  # [N], -1 unknown
+        """[N] series names (str, as rnn_core.data.origin_series gives them) -> ([N] means, [N] stds); a name not
+        stored gets the pooled statistics."""
+        at = pd.Index(self.names).get_indexer(series)  # [N], -1 unknown
         mean = np.append(np.asarray(self.mean, np.float64), self.pooled[0])[at]  # index -1: the pooled entry
         std = np.append(np.asarray(self.std, np.float64), self.pooled[1])[at]
         return mean, std
@@ -90,7 +91,7 @@ def fit_series_scales(values: np.ndarray, series: np.ndarray, rows: np.ndarray) 
     mask = np.zeros(len(values), dtype=bool)
     mask[rows] = True
     mask &= np.isfinite(values)
-    known = pd.Series(values[mask]).groupby(np.asarray(series, dtype=object)[mask].astype(str), sort=False)
+    known = pd.Series(values[mask]).groupby(np.asarray(series)[mask], sort=False)
     names, mean, std = [], [], []
     for name, v in known:
         m = float(v.mean())
